@@ -1,0 +1,177 @@
+/**
+ * Every error BufIO throws, rejects with or reports carries a stable `code`, so callers can branch
+ * on `err.code` rather than on message text, which may be reworded.
+ */
+export type BufIOErrorCode =
+  | 'BUFIO_INVALID_OPTIONS'
+  | 'BUFIO_INVALID_RECORD'
+  | 'BUFIO_CLOSED'
+  | 'BUFIO_BUFFER_FULL'
+  | 'BUFIO_RECORD_DROPPED'
+  | 'BUFIO_WORK_TIMEOUT'
+  | 'BUFIO_WORKER_FAILED'
+  | 'BUFIO_NO_WORKER'
+  | 'BUFIO_DRAIN_TIMEOUT'
+  | 'BUFIO_UNSUPPORTED'
+  | 'BUFIO_STORAGE_UNAVAILABLE'
+  | 'BUFIO_STORAGE_FAILED'
+  | 'BUFIO_SERIALIZATION'
+  | 'BUFIO_RECORD_TOO_LARGE'
+  | 'BUFIO_STORAGE_LOCKED'
+  | 'BUFIO_DEAD_LETTER_FAILED';
+
+/** Base class of every BufIO error. */
+export class BufIOError extends Error {
+  /** Stable identifier of the kind of failure. */
+  readonly code: BufIOErrorCode;
+
+  constructor(code: BufIOErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An option is missing, of the wrong type or out of range. Thrown at construction or boot. */
+export class InvalidOptionsError extends BufIOError {
+  /** The option at fault, as a path (`retry.maxAttempts`). */
+  readonly option: string;
+  /** The value that was given. */
+  readonly value: unknown;
+
+  constructor(option: string, value: unknown, expected: string, context?: string) {
+    const where = context ? `${context}: ` : '';
+    super(
+      'BUFIO_INVALID_OPTIONS',
+      `${where}invalid option "${option}": got ${describeValue(value)}, expected ${expected}`,
+    );
+    this.option = option;
+    this.value = value;
+  }
+}
+
+/** `push` was given something that cannot be a record (`undefined`, an empty array, ...). */
+export class InvalidRecordError extends BufIOError {
+  constructor(message: string) {
+    super('BUFIO_INVALID_RECORD', message);
+  }
+}
+
+/** The buffer has been stopped and no longer accepts records. */
+export class BufIOClosedError extends BufIOError {
+  constructor(name: string) {
+    super('BUFIO_CLOSED', `buffer "${name}" is stopped and no longer accepts records`);
+  }
+}
+
+/** `onFull: 'error'` and the buffer holds `maxBufferedRecords` records. */
+export class BufferFullError extends BufIOError {
+  constructor(name: string, limit: number) {
+    super('BUFIO_BUFFER_FULL', `buffer "${name}" is full (maxBufferedRecords: ${limit})`);
+  }
+}
+
+/** The record was removed by a dropping `onFull` policy before it was processed. */
+export class RecordDroppedError extends BufIOError {
+  constructor(name: string, policy: string) {
+    super('BUFIO_RECORD_DROPPED', `record dropped by buffer "${name}" (onFull: '${policy}')`);
+  }
+}
+
+/** A worker call ran longer than `workTimeout`. */
+export class WorkTimeoutError extends BufIOError {
+  constructor(timeout: number) {
+    super('BUFIO_WORK_TIMEOUT', `worker did not settle within workTimeout (${timeout} ms)`);
+  }
+}
+
+/** Wraps a non-`Error` value thrown or returned by a worker, so every failure is an `Error`. */
+export class WorkerError extends BufIOError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BUFIO_WORKER_FAILED', message, options);
+  }
+}
+
+/** The buffer was started or flushed before a worker was attached. */
+export class NoWorkerError extends BufIOError {
+  constructor(name: string) {
+    super('BUFIO_NO_WORKER', `buffer "${name}" has no worker: pass "worker" or call setWorker()`);
+  }
+}
+
+/** Given to `deadLetter` for records that a `stop()` could not process before its timeout. */
+export class DrainTimeoutError extends BufIOError {
+  constructor(name: string, timeout: number) {
+    super('BUFIO_DRAIN_TIMEOUT', `buffer "${name}" did not drain within ${timeout} ms`);
+  }
+}
+
+/** The storage or the call does not support the requested feature. */
+export class UnsupportedError extends BufIOError {
+  constructor(message: string) {
+    super('BUFIO_UNSUPPORTED', message);
+  }
+}
+
+/** The storage's backing service cannot be reached. Appends may be retried by the caller. */
+export class StorageUnavailableError extends BufIOError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BUFIO_STORAGE_UNAVAILABLE', message, options);
+  }
+}
+
+/** A storage operation failed for a reason other than unavailability. */
+export class StorageError extends BufIOError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BUFIO_STORAGE_FAILED', message, options);
+  }
+}
+
+/** A record could not be serialized (or a stored one deserialized). Nothing was written. */
+export class SerializationError extends BufIOError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BUFIO_SERIALIZATION', message, options);
+  }
+}
+
+/** A serialized record is larger than the storage's `maxRecordBytes`. Nothing was written. */
+export class RecordTooLargeError extends BufIOError {
+  constructor(bytes: number, limit: number) {
+    super('BUFIO_RECORD_TOO_LARGE', `record is ${bytes} bytes, over maxRecordBytes (${limit})`);
+  }
+}
+
+/** The `deadLetter` handler itself failed; the records it was given are attached. */
+export class DeadLetterError<T = unknown> extends BufIOError {
+  readonly records: readonly T[];
+
+  constructor(records: readonly T[], cause: unknown) {
+    super('BUFIO_DEAD_LETTER_FAILED', `deadLetter handler failed for ${records.length} record(s)`, {
+      cause,
+    });
+    this.records = records;
+  }
+}
+
+/** Turns anything thrown into an `Error`, keeping the original as `cause`. */
+export function toError(value: unknown): Error {
+  if (value instanceof Error) return value;
+  return new WorkerError(`worker failed with a non-Error value: ${describeValue(value)}`, {
+    cause: value,
+  });
+}
+
+/** A short, safe rendering of a value for an error message. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function') return 'a function';
+  if (value === null || typeof value !== 'object') return String(value);
+  if (Array.isArray(value)) return `an array of length ${value.length}`;
+  try {
+    const text = JSON.stringify(value);
+    return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+  } catch {
+    return 'an object';
+  }
+}

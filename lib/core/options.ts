@@ -1,0 +1,262 @@
+import { InvalidOptionsError } from './errors.js';
+import type { Storage } from './storage.js';
+import type { Worker, WorkFunction } from './worker.js';
+
+/** What `push` does when `maxBufferedRecords` records are waiting. */
+export type OnFullPolicy = 'block' | 'drop-oldest' | 'drop-newest' | 'error';
+
+/** Exponential backoff with full jitter, between failed attempts of the same records. */
+export interface RetryOptions {
+  /** Attempts in all, the first included; after the last, records are dead-lettered. Default 5. */
+  maxAttempts?: number;
+  /** Upper bound of the first retry's delay, in ms. Default 100. */
+  initialDelay?: number;
+  /** Cap on any retry's delay, in ms. Default 30000. */
+  maxDelay?: number;
+  /** Growth of the delay bound per attempt. Default 2. */
+  factor?: number;
+}
+
+/** Receives records that failed their last attempt, with the error of that attempt. */
+export type DeadLetterHandler<T> = (records: T[], error: Error) => void | Promise<void>;
+
+/** Options of a `BufIO` buffer. Every option but `worker` has a default. */
+export interface BufIOOptions<T, U = unknown> {
+  /** Name used in errors, events, stats and by the NestJS module. Default `'default'`. */
+  name?: string;
+  /** Processes batches; may also be attached later with `setWorker` (the NestJS module does). */
+  worker?: Worker<T, U> | WorkFunction<T, U>;
+  /** Where records wait. Default: a new `MemoryStorage`. */
+  storage?: Storage<T>;
+  /** Records per batch, at most; a batch is dispatched as soon as this many wait. Default 100. */
+  batchSize?: number;
+  /** Longest a record waits before its batch is dispatched, in ms. Default 5000. */
+  flushInterval?: number;
+  /** Cap on a batch's serialized size in bytes (as measured by the storage). Default: none. */
+  maxBatchBytes?: number;
+  /** Worker calls that may run at once. With 1, records reach the worker in push order. Default 1. */
+  concurrency?: number;
+  /** A worker call running longer than this (ms) counts as failed and is aborted. Default: none. */
+  workTimeout?: number;
+  /** Retry policy for failed records. */
+  retry?: RetryOptions;
+  /** Bound on records waiting in storage. Default 100000. */
+  maxBufferedRecords?: number;
+  /** What `push` does when the buffer is full. Default `'block'`. */
+  onFull?: OnFullPolicy;
+  /** Receives records that failed their last attempt. Default: none (the `deadLettered` event). */
+  deadLetter?: DeadLetterHandler<T>;
+  /** Called on every failed attempt, with the records that failed. */
+  onError?: (error: Error, records: T[]) => void;
+}
+
+/** `BufIOOptions` with every default applied and every value checked. */
+export interface ResolvedOptions<T, U> {
+  readonly name: string;
+  readonly worker: Worker<T, U> | undefined;
+  readonly storage: Storage<T> | undefined;
+  readonly batchSize: number;
+  readonly flushInterval: number;
+  readonly maxBatchBytes: number | undefined;
+  readonly concurrency: number;
+  readonly workTimeout: number | undefined;
+  readonly retry: Readonly<Required<RetryOptions>>;
+  readonly maxBufferedRecords: number;
+  readonly onFull: OnFullPolicy;
+  readonly deadLetter: DeadLetterHandler<T> | undefined;
+  readonly onError: ((error: Error, records: T[]) => void) | undefined;
+}
+
+export const DEFAULTS = {
+  name: 'default',
+  batchSize: 100,
+  flushInterval: 5000,
+  concurrency: 1,
+  maxBufferedRecords: 100_000,
+  onFull: 'block',
+  retry: { maxAttempts: 5, initialDelay: 100, maxDelay: 30_000, factor: 2 },
+} as const;
+
+const ON_FULL_POLICIES: readonly OnFullPolicy[] = ['block', 'drop-oldest', 'drop-newest', 'error'];
+
+// setTimeout clamps longer delays to 1 ms, which would turn a long interval into a busy loop.
+const MAX_TIMER_DELAY = 2_147_483_647;
+
+const KNOWN_OPTIONS = new Set<string>([
+  'name',
+  'worker',
+  'storage',
+  'batchSize',
+  'flushInterval',
+  'maxBatchBytes',
+  'concurrency',
+  'workTimeout',
+  'retry',
+  'maxBufferedRecords',
+  'onFull',
+  'deadLetter',
+  'onError',
+]);
+
+/**
+ * Applies defaults and validates every option, throwing `InvalidOptionsError` that names the
+ * option, the value and what is allowed. `extraKeys` lists options a caller (such as the NestJS
+ * module) accepts on top of the engine's.
+ */
+export function resolveOptions<T, U>(
+  options: BufIOOptions<T, U> = {},
+  extraKeys: ReadonlySet<string> = new Set(),
+): ResolvedOptions<T, U> {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionsError('options', options, 'an object');
+  }
+  const name = options.name ?? DEFAULTS.name;
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new InvalidOptionsError('name', name, 'a non-empty string');
+  }
+  const check = new OptionChecker(`buffer "${name}"`);
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key) && !extraKeys.has(key)) {
+      throw new InvalidOptionsError(
+        key,
+        (options as Record<string, unknown>)[key],
+        'no such option',
+        `buffer "${name}"`,
+      );
+    }
+  }
+  const retry = options.retry ?? {};
+  if (retry === null || typeof retry !== 'object') check.fail('retry', retry, 'an object');
+  const resolved: ResolvedOptions<T, U> = {
+    name,
+    worker: options.worker === undefined ? undefined : check.worker('worker', options.worker),
+    storage: options.storage === undefined ? undefined : check.storage('storage', options.storage),
+    batchSize: check.integer('batchSize', options.batchSize, DEFAULTS.batchSize, 1),
+    flushInterval: check.number(
+      'flushInterval',
+      options.flushInterval,
+      DEFAULTS.flushInterval,
+      0,
+      MAX_TIMER_DELAY,
+    ),
+    maxBatchBytes: check.optionalInteger('maxBatchBytes', options.maxBatchBytes, 1),
+    concurrency: check.integer('concurrency', options.concurrency, DEFAULTS.concurrency, 1),
+    workTimeout: check.optionalNumber('workTimeout', options.workTimeout, 1, MAX_TIMER_DELAY),
+    retry: {
+      maxAttempts: check.integer(
+        'retry.maxAttempts',
+        retry.maxAttempts,
+        DEFAULTS.retry.maxAttempts,
+        1,
+      ),
+      initialDelay: check.number(
+        'retry.initialDelay',
+        retry.initialDelay,
+        DEFAULTS.retry.initialDelay,
+        0,
+        MAX_TIMER_DELAY,
+      ),
+      maxDelay: check.number(
+        'retry.maxDelay',
+        retry.maxDelay,
+        DEFAULTS.retry.maxDelay,
+        0,
+        MAX_TIMER_DELAY,
+      ),
+      factor: check.number(
+        'retry.factor',
+        retry.factor,
+        DEFAULTS.retry.factor,
+        1,
+        Number.MAX_VALUE,
+      ),
+    },
+    maxBufferedRecords: check.integer(
+      'maxBufferedRecords',
+      options.maxBufferedRecords,
+      DEFAULTS.maxBufferedRecords,
+      1,
+    ),
+    onFull: check.oneOf('onFull', options.onFull, DEFAULTS.onFull, ON_FULL_POLICIES),
+    deadLetter: check.optionalFunction('deadLetter', options.deadLetter),
+    onError: check.optionalFunction('onError', options.onError),
+  };
+  if (resolved.maxBufferedRecords < resolved.batchSize) {
+    check.fail(
+      'maxBufferedRecords',
+      resolved.maxBufferedRecords,
+      `at least batchSize (${resolved.batchSize})`,
+    );
+  }
+  return resolved;
+}
+
+/** Validates one option at a time; every failure names the buffer, the option and the value. */
+export class OptionChecker {
+  constructor(private readonly context: string) {}
+
+  fail(option: string, value: unknown, expected: string): never {
+    throw new InvalidOptionsError(option, value, expected, this.context);
+  }
+
+  integer(option: string, value: unknown, fallback: number, min: number): number {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+      this.fail(option, value, `an integer >= ${min}`);
+    }
+    return value;
+  }
+
+  optionalInteger(option: string, value: unknown, min: number): number | undefined {
+    return value === undefined ? undefined : this.integer(option, value, 0, min);
+  }
+
+  number(option: string, value: unknown, fallback: number, min: number, max: number): number {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+      this.fail(option, value, `a finite number from ${min} to ${max}`);
+    }
+    return value;
+  }
+
+  optionalNumber(option: string, value: unknown, min: number, max: number): number | undefined {
+    return value === undefined ? undefined : this.number(option, value, 0, min, max);
+  }
+
+  oneOf<V extends string>(option: string, value: unknown, fallback: V, allowed: readonly V[]): V {
+    if (value === undefined) return fallback;
+    if (!allowed.includes(value as V)) {
+      this.fail(option, value, `one of ${allowed.map((v) => `'${v}'`).join(', ')}`);
+    }
+    return value as V;
+  }
+
+  optionalFunction<F>(option: string, value: F | undefined): F | undefined {
+    if (value !== undefined && typeof value !== 'function') this.fail(option, value, 'a function');
+    return value;
+  }
+
+  worker<T, U>(option: string, value: unknown): Worker<T, U> {
+    if (typeof value === 'function') return { work: value as WorkFunction<T, U> };
+    if (
+      value !== null &&
+      typeof value === 'object' &&
+      typeof (value as Worker<T, U>).work === 'function'
+    ) {
+      return value as Worker<T, U>;
+    }
+    return this.fail(option, value, 'a function or an object with a work(records) method');
+  }
+
+  storage<T>(option: string, value: unknown): Storage<T> {
+    const methods = ['append', 'reserve', 'ack', 'release', 'size', 'recover', 'close'];
+    const missing =
+      value === null || typeof value !== 'object'
+        ? methods
+        : methods.filter((m) => typeof (value as Record<string, unknown>)[m] !== 'function');
+    if (missing.length > 0) {
+      this.fail(option, value, `a Storage (missing: ${missing.join(', ')})`);
+    }
+    return value as Storage<T>;
+  }
+}

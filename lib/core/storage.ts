@@ -1,0 +1,99 @@
+/** A value, or a promise of it: in-memory storages answer synchronously, durable ones do not. */
+export type Awaitable<T> = T | Promise<T>;
+
+/** Identifies a record within its storage, from `append` until it is acknowledged. */
+export type RecordId = string | number;
+
+/** A record leased to the engine by `reserve`, with what the storage needs back on ack or release. */
+export interface StoredRecord<T> {
+  readonly id: RecordId;
+  readonly record: T;
+  /** Failed worker attempts so far: 0 for a record that was never tried. */
+  readonly attempts: number;
+}
+
+/** How `reserve` chooses records. */
+export interface ReserveOptions {
+  /**
+   * The engine's clock, in epoch milliseconds. A record released with a later `visibleAt` stays
+   * hidden. The engine passes `Infinity` to take everything when it gives up at shutdown.
+   */
+  readonly now: number;
+  /**
+   * Upper bound on the serialized size of the batch. The first record is always taken, even if it
+   * alone is larger, so that an oversized record cannot block the buffer.
+   */
+  readonly maxBytes?: number;
+}
+
+/** How `append` stores records. Storages that do not support an option refuse it at construction. */
+export interface AppendOptions {
+  /** Priority lane, higher first (see the `priority` engine option). */
+  readonly priority?: number;
+  /** Coalescing keys, one per record (see the `coalesce` engine option). */
+  readonly keys?: readonly string[];
+}
+
+/** Optional abilities a storage declares, so the engine can refuse options it cannot honour. */
+export interface StorageFeatures {
+  /** Honours `AppendOptions.priority`. */
+  readonly priority?: boolean;
+  /** Honours `AppendOptions.keys`: a waiting record with the same key is replaced or merged. */
+  readonly coalesce?: boolean;
+}
+
+/** Replaces or merges a waiting record with a newer one of the same key (see `coalesce`). */
+export type MergeFunction<T> = (older: T, newer: T) => T;
+
+/**
+ * Where records wait between `push` and the worker.
+ *
+ * The contract is built for at-least-once delivery: `reserve` leases records without removing them;
+ * `ack` removes them once the worker is done; `release` puts failed records back for a retry at a
+ * later time, with their attempt count, so that a retry delay and `maxAttempts` survive a restart;
+ * `recover` returns records whose lease holder died. Records come out in the order they went in,
+ * except that records released for a retry come out before fresh ones once they are visible again.
+ *
+ * Run `describeStorageConformance` from `@risemaxi/bufio/testing` against any implementation.
+ */
+export interface Storage<T> {
+  /** Records survive the process that wrote them (a crash, a restart). */
+  readonly durable: boolean;
+  /** Several processes may append to and reserve from the same records at once. */
+  readonly shared: boolean;
+  /** Optional abilities; absent means none. */
+  readonly features?: StorageFeatures;
+
+  /**
+   * Stores records, in order, as durably as the storage promises, and returns their ids in the
+   * same order. A rejection means none of the records were stored.
+   */
+  append(records: readonly T[], options?: AppendOptions): Awaitable<readonly RecordId[]>;
+
+  /**
+   * Leases up to `limit` visible records, oldest first (due retries before fresh records). Leased
+   * records are not returned again until they are released, or recovered after their holder died.
+   */
+  reserve(limit: number, options: ReserveOptions): Awaitable<StoredRecord<T>[]>;
+
+  /** Removes leased records for good: the worker is done with them. */
+  ack(records: readonly StoredRecord<T>[]): Awaitable<void>;
+
+  /**
+   * Returns leased records for a retry: each is stored again with `attempts + 1` and stays hidden
+   * from `reserve` until `visibleAt` (epoch milliseconds).
+   */
+  release(records: readonly StoredRecord<T>[], visibleAt: number): Awaitable<void>;
+
+  /** How many records are stored and not leased (waiting, or waiting for a retry). */
+  size(): Awaitable<number>;
+
+  /**
+   * Makes records leased by a holder that is gone (a crashed process, an expired lease) visible
+   * again, and returns how many. In-memory storages have nothing to recover and return 0.
+   */
+  recover(): Awaitable<number>;
+
+  /** Releases connections, files and locks. Records stay stored if the storage is durable. */
+  close(): Awaitable<void>;
+}

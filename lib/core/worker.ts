@@ -1,0 +1,43 @@
+/** What the engine tells a worker about the call it is making. */
+export interface WorkContext {
+  /** The buffer's name. */
+  readonly buffer: string;
+  /** 1 for a batch of fresh records; higher when the batch holds records being retried. */
+  readonly attempt: number;
+  /** Aborted when the call exceeds `workTimeout`; pass it on to I/O that can be cancelled. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Processes a batch of records.
+ *
+ * What it returns decides each record's fate:
+ * - nothing (`void`): every record was processed;
+ * - an array as long as the batch: element `i` is the outcome of record `i`, an `Error` instance
+ *   marks that record failed (it is retried), anything else is its result;
+ * - an array of another length: every record was processed, the array is the batch's result;
+ * - a thrown error or a rejected promise: the whole batch failed and is retried.
+ */
+export interface Worker<T, U = unknown> {
+  work(records: T[], context: WorkContext): Promise<U[] | void> | U[] | void;
+}
+
+/** A worker written as a plain function. */
+export type WorkFunction<T, U = unknown> = Worker<T, U>['work'];
+
+/** The outcome of one record in a batch. */
+export type RecordOutcome<U> = { ok: true; value: U | undefined } | { ok: false; error: Error };
+
+/**
+ * Reads a worker's return value as one outcome per record, following the rules on `Worker`.
+ * Returns `undefined` when every record was processed without a per-record result.
+ */
+export function perRecordOutcomes<U>(
+  result: unknown,
+  batchLength: number,
+): RecordOutcome<U>[] | undefined {
+  if (!Array.isArray(result) || result.length !== batchLength) return undefined;
+  return result.map((value: unknown) =>
+    value instanceof Error ? { ok: false, error: value } : { ok: true, value: value as U },
+  );
+}

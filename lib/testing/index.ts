@@ -1,0 +1,8 @@
+export {
+  describeStorageConformance,
+  storageConformanceCases,
+  type ConformanceCase,
+  type ConformanceRecord,
+  type StorageConformanceOptions,
+  type TestApi,
+} from './storage-conformance.js';
