@@ -3,6 +3,7 @@ export type { BufIOState, BufIOStats, PushOptions, StopOptions } from './core/bu
 export type {
   BufIOOptions,
   DeadLetterHandler,
+  FlushTimers,
   OnFullPolicy,
   RetryOptions,
 } from './core/options.js';

@@ -160,7 +160,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private forceUntil = 0;
   private storageBackoff = 0;
 
-  private flushTimer: NodeJS.Timeout | undefined;
+  private flushTimer: unknown;
   private flushTimerAt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -602,15 +602,14 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private armFlushTimer(): void {
     const front = this.runs.peek();
     if (front === undefined || this.lifecycle !== 'running') {
-      if (this.flushTimer) clearTimeout(this.flushTimer);
-      this.flushTimer = undefined;
+      this.clearFlushTimer();
       return;
     }
     const at = front.at + this.options.flushInterval;
-    if (this.flushTimer && this.flushTimerAt === at) return;
-    if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.flushTimer !== undefined && this.flushTimerAt === at) return;
+    this.clearFlushTimer();
     this.flushTimerAt = at;
-    this.flushTimer = setTimeout(
+    this.flushTimer = this.options.timers.set(
       () => {
         this.flushTimer = undefined;
         this.intervalDue = true;
@@ -618,7 +617,11 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       },
       Math.max(0, at - Date.now()),
     );
-    this.flushTimer.unref();
+  }
+
+  private clearFlushTimer(): void {
+    if (this.flushTimer !== undefined) this.options.timers.clear(this.flushTimer);
+    this.flushTimer = undefined;
   }
 
   private dispatch(batch: StoredRecord<T>[]): void {
@@ -977,8 +980,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     const startedAt = Date.now();
     const before = { processed: this.counters.processed, deadLettered: this.counters.deadLettered };
     this.stopPolling();
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
+    this.clearFlushTimer();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), timeout);

@@ -18,7 +18,11 @@ export type BufIOErrorCode =
   | 'BUFIO_SERIALIZATION'
   | 'BUFIO_RECORD_TOO_LARGE'
   | 'BUFIO_STORAGE_LOCKED'
-  | 'BUFIO_DEAD_LETTER_FAILED';
+  | 'BUFIO_DEAD_LETTER_FAILED'
+  | 'BUFIO_DUPLICATE_BUFFER'
+  | 'BUFIO_DUPLICATE_WORKER'
+  | 'BUFIO_UNKNOWN_BUFFER'
+  | 'BUFIO_INVALID_WORKER';
 
 /** Base class of every BufIO error. */
 export class BufIOError extends Error {
@@ -138,6 +142,13 @@ export class SerializationError extends BufIOError {
 export class RecordTooLargeError extends BufIOError {
   constructor(bytes: number, limit: number) {
     super('BUFIO_RECORD_TOO_LARGE', `record is ${bytes} bytes, over maxRecordBytes (${limit})`);
+  }
+}
+
+/** Another process holds the storage's lock (a `FileStorage` directory opened twice). */
+export class StorageLockedError extends BufIOError {
+  constructor(message: string) {
+    super('BUFIO_STORAGE_LOCKED', message);
   }
 }
 

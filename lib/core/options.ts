@@ -17,6 +17,15 @@ export interface RetryOptions {
   factor?: number;
 }
 
+/**
+ * Sets and clears the flush timer. Default: the global `setTimeout`/`clearTimeout`, unref'd. The
+ * NestJS module passes one that also lists the timer in `SchedulerRegistry`.
+ */
+export interface FlushTimers {
+  set(callback: () => void, delay: number): unknown;
+  clear(handle: unknown): void;
+}
+
 /** Receives records that failed their last attempt, with the error of that attempt. */
 export type DeadLetterHandler<T> = (records: T[], error: Error) => void | Promise<void>;
 
@@ -48,6 +57,8 @@ export interface BufIOOptions<T, U = unknown> {
   deadLetter?: DeadLetterHandler<T>;
   /** Called on every failed attempt, with the records that failed. */
   onError?: (error: Error, records: T[]) => void;
+  /** Where the flush timer lives (see `FlushTimers`). */
+  timers?: FlushTimers;
 }
 
 /** `BufIOOptions` with every default applied and every value checked. */
@@ -65,6 +76,7 @@ export interface ResolvedOptions<T, U> {
   readonly onFull: OnFullPolicy;
   readonly deadLetter: DeadLetterHandler<T> | undefined;
   readonly onError: ((error: Error, records: T[]) => void) | undefined;
+  readonly timers: FlushTimers;
 }
 
 export const DEFAULTS = {
@@ -96,7 +108,13 @@ const KNOWN_OPTIONS = new Set<string>([
   'onFull',
   'deadLetter',
   'onError',
+  'timers',
 ]);
+
+const GLOBAL_TIMERS: FlushTimers = {
+  set: (callback, delay) => setTimeout(callback, delay).unref(),
+  clear: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
 
 /**
  * Applies defaults and validates every option, throwing `InvalidOptionsError` that names the
@@ -180,6 +198,7 @@ export function resolveOptions<T, U>(
     onFull: check.oneOf('onFull', options.onFull, DEFAULTS.onFull, ON_FULL_POLICIES),
     deadLetter: check.optionalFunction('deadLetter', options.deadLetter),
     onError: check.optionalFunction('onError', options.onError),
+    timers: options.timers === undefined ? GLOBAL_TIMERS : check.timers('timers', options.timers),
   };
   if (resolved.maxBufferedRecords < resolved.batchSize) {
     check.fail(
@@ -246,6 +265,19 @@ export class OptionChecker {
       return value as Worker<T, U>;
     }
     return this.fail(option, value, 'a function or an object with a work(records) method');
+  }
+
+  timers(option: string, value: unknown): FlushTimers {
+    const timers = value as FlushTimers | null;
+    if (
+      timers === null ||
+      typeof timers !== 'object' ||
+      typeof timers.set !== 'function' ||
+      typeof timers.clear !== 'function'
+    ) {
+      this.fail(option, value, 'an object with set(callback, delay) and clear(handle)');
+    }
+    return timers;
   }
 
   storage<T>(option: string, value: unknown): Storage<T> {
