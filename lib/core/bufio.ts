@@ -157,6 +157,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private batchSeq = 0;
   private readonly runningBatches = new Set<number>();
   private flushWaiters: FlushWaiter[] = [];
+  private readonly idleWaiters: (() => void)[] = [];
+  private readonly retryWakeups: (() => void)[] = [];
   private forceUntil = 0;
   private storageBackoff = 0;
 
@@ -165,6 +167,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private retryTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private readonly blocked = new Queue<BlockedPush<T>>();
+  private admitting = false;
   private readonly waiters = new Map<RecordId, Waiter<U>>();
 
   private readonly counters = {
@@ -291,13 +294,13 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   flush(): Promise<void> {
     if (!this.worker) return Promise.reject(new NoWorkerError(this.name));
     if (this.lifecycle === 'stopped') return RESOLVED;
-    // One reserve beyond what we know of, to find records this process did not count.
-    const target = this.taken + this.ready + 1;
+    const target = this.taken + this.ready;
     this.forceUntil = Math.max(this.forceUntil, target);
     const done = new Promise<void>((resolve) => {
       this.flushWaiters.push({ target, lastBatch: undefined, resolve });
     });
     this.pump();
+    this.settleFlushWaiters();
     return done;
   }
 
@@ -438,16 +441,24 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
 
   /** Lets blocked pushes in, in order, while there is room. */
   private admitBlocked(): void {
-    while (this.blocked.length > 0) {
-      const next = this.blocked.peek() as BlockedPush<T>;
-      const room = this.options.maxBufferedRecords - this.buffered();
-      // An array larger than the whole buffer gets in once the buffer is empty.
-      if (next.records.length > room && this.buffered() > 0) return;
-      this.blocked.shift();
-      this.append(next.records, next.waiter as Waiter<U> | undefined).then(
-        next.resolve,
-        next.reject,
-      );
+    // Appending can dispatch a batch, which frees room and calls back here: the loop below
+    // already goes on while there is room, and re-entering would resolve pushes out of order.
+    if (this.admitting) return;
+    this.admitting = true;
+    try {
+      while (this.blocked.length > 0) {
+        const next = this.blocked.peek() as BlockedPush<T>;
+        const room = this.options.maxBufferedRecords - this.buffered();
+        // An array larger than the whole buffer gets in once the buffer is empty.
+        if (next.records.length > room && this.buffered() > 0) return;
+        this.blocked.shift();
+        this.append(next.records, next.waiter as Waiter<U> | undefined).then(
+          next.resolve,
+          next.reject,
+        );
+      }
+    } finally {
+      this.admitting = false;
     }
   }
 
@@ -521,9 +532,9 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       if (reserved instanceof Promise) {
         reserved.then(
           (batch) => {
-            this.reserving = false;
             this.storageBackoff = 0;
             this.reserved(batch, limit, appendedBefore);
+            this.reserving = false;
             this.pump();
           },
           (error: unknown) => {
@@ -533,8 +544,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         );
         return;
       }
-      this.reserving = false;
+      // Still `reserving` while the batch is dispatched: what this triggers (blocked pushes let
+      // in, listeners) must not reserve another batch ahead of this one.
       this.reserved(reserved, limit, appendedBefore);
+      this.reserving = false;
     }
   }
 
@@ -544,10 +557,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     if (batch.length === 0) {
       this.forceUntil = this.taken;
       this.intervalDue = false;
-      this.settleFlushWaiters();
-      return;
+    } else {
+      this.dispatch(batch);
     }
-    this.dispatch(batch);
+    this.admitBlocked();
     this.settleFlushWaiters();
   }
 
@@ -571,7 +584,6 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       if (this.ready === 0) this.clearRuns();
       void this.resyncHidden();
     }
-    this.admitBlocked();
   }
 
   private consumeRuns(fresh: number): void {
@@ -647,7 +659,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     c.lastFlushAt = Date.now();
     try {
       if (!outcome.ok) {
-        await this.failed(batch, records, outcome.error, attempt);
+        await this.failed(batch, () => outcome.error, attempt);
       } else {
         const perRecord = perRecordOutcomes<U>(outcome.value, batch.length);
         if (!perRecord) {
@@ -655,34 +667,24 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         } else {
           const done: StoredRecord<T>[] = [];
           const results: (U | undefined)[] = [];
-          const failures = new Map<Error, StoredRecord<T>[]>();
+          const failed: StoredRecord<T>[] = [];
+          const errors = new Map<StoredRecord<T>, Error>();
           perRecord.forEach((result, i) => {
             const entry = batch[i] as StoredRecord<T>;
             if (result.ok) {
               done.push(entry);
               results.push(result.value);
             } else {
-              const group = failures.get(result.error);
-              if (group) group.push(entry);
-              else failures.set(result.error, [entry]);
+              failed.push(entry);
+              errors.set(entry, result.error);
             }
           });
           if (done.length > 0) {
-            await this.processed(
-              done,
-              done.length === batch.length ? records : done.map((e) => e.record),
-              results,
-              durationMs,
-            );
+            const doneRecords = done.length === batch.length ? records : done.map((e) => e.record);
+            await this.processed(done, doneRecords, results, durationMs);
           }
-          for (const [error, entries] of failures) {
-            await this.failed(
-              entries,
-              entries.map((e) => e.record),
-              error,
-              attempt,
-            );
-          }
+          if (failed.length > 0)
+            await this.failed(failed, (entry) => errors.get(entry) as Error, attempt);
         }
       }
     } catch (error) {
@@ -691,6 +693,9 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       this.active--;
       this.inFlight -= batch.length;
       this.runningBatches.delete(seq);
+      if (this.active === 0 && this.idleWaiters.length > 0) {
+        for (const resolve of this.idleWaiters.splice(0)) resolve();
+      }
       this.settleFlushWaiters();
       this.pump();
     }
@@ -755,35 +760,34 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     if (this.listens('flushed')) this.emit('flushed', { records, results, durationMs });
   }
 
+  /**
+   * Records failed an attempt: report each distinct error once, dead-letter the records out of
+   * attempts, and release the others for a retry. Records failed together are retried together.
+   */
   private async failed(
     entries: StoredRecord<T>[],
-    records: T[],
-    error: Error,
+    errorOf: (entry: StoredRecord<T>) => Error,
     attempt: number,
   ): Promise<void> {
     this.counters.failed += entries.length;
-    try {
-      this.options.onError?.(error, records);
-    } catch (hookError) {
-      this.report(hookError);
+    for (const [error, group] of groupBy(entries, errorOf)) {
+      const records = group.map((e) => e.record);
+      try {
+        this.options.onError?.(error, records);
+      } catch (hookError) {
+        this.report(hookError);
+      }
+      this.emit('failed', { records, error, attempt });
     }
-    this.emit('failed', { records, error, attempt });
-    const maxAttempts = this.options.retry.maxAttempts;
     const giveUp = this.lifecycle === 'stopped' && !this.storage.durable;
-    const last = entries.filter((e) => giveUp || e.attempts + 1 >= maxAttempts);
-    const again =
-      last.length === 0
-        ? entries
-        : entries.filter((e) => !(giveUp || e.attempts + 1 >= maxAttempts));
-    if (last.length > 0) await this.deadLetter(last, error);
-    // Records of one batch may have failed a different number of times: one delay per count.
-    const byAttempts = new Map<number, StoredRecord<T>[]>();
-    for (const entry of again) {
-      const group = byAttempts.get(entry.attempts);
-      if (group) group.push(entry);
-      else byAttempts.set(entry.attempts, [entry]);
+    const maxAttempts = this.options.retry.maxAttempts;
+    const isLast = (e: StoredRecord<T>): boolean => giveUp || e.attempts + 1 >= maxAttempts;
+    for (const [error, group] of groupBy(entries.filter(isLast), errorOf)) {
+      await this.deadLetter(group, error);
     }
-    for (const [attempts, group] of byAttempts) {
+    // Records of one batch may have failed a different number of times: one delay per count.
+    const again = entries.filter((e) => !isLast(e));
+    for (const [attempts, group] of groupBy(again, (e) => e.attempts)) {
       const delay = retryDelay(attempts + 1, this.options.retry);
       const at = Date.now() + delay;
       try {
@@ -855,11 +859,13 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     const next = this.retrySchedule[0];
     if (!next) return;
     this.retryTimer = setTimeout(() => this.retriesBecameDue(), Math.max(0, next.at - Date.now()));
-    if (!keepAlive) this.retryTimer.unref();
+    // While draining, a retry keeps the process alive: stop() waits for it.
+    if (!keepAlive && this.lifecycle !== 'stopping') this.retryTimer.unref();
   }
 
   private retriesBecameDue(): void {
     this.retryTimer = undefined;
+    for (const wake of this.retryWakeups.splice(0)) wake();
     const now = Date.now();
     let n = 0;
     while (
@@ -981,6 +987,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     const before = { processed: this.counters.processed, deadLettered: this.counters.deadLettered };
     this.stopPolling();
     this.clearFlushTimer();
+    this.armRetryTimer(); // now ref'd: the drain waits for retries due before the deadline
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), timeout);
@@ -1023,14 +1030,17 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
 
   /** Flushes until nothing is left, waiting for retries that fall due before `deadline`. */
   private async drainWithin(deadline: number): Promise<void> {
-    for (;;) {
+    while (this.lifecycle === 'stopping') {
       await this.flush();
+      if (this.appending > 0) {
+        await this.appendsSettled();
+        continue;
+      }
+      // Visible records again: blocked pushes were let in as the flush made room.
+      if (this.ready > 0) continue;
       const next = this.retrySchedule[0];
-      if (this.appending > 0) await this.appendsSettled();
-      if (this.ready > 0 || this.blocked.length > 0) continue;
       if (!next || next.at > deadline) return;
-      await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, next.at - Date.now())));
-      this.retriesBecameDue();
+      await new Promise<void>((resolve) => this.retryWakeups.push(resolve));
     }
   }
 
@@ -1050,13 +1060,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
 
   private whenIdle(): Promise<void> {
     if (this.active === 0) return RESOLVED;
-    return new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (this.active === 0) resolve();
-        else setTimeout(check, 10).unref();
-      };
-      check();
-    });
+    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Called when the process is about to exit with records still buffered (stop() was not called). */
@@ -1066,6 +1070,17 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     // A retry timer is unref'd; at exit, keep the process alive until the retry is made.
     if (this.retrySchedule.length > 0) this.armRetryTimer(true);
   }
+}
+
+function groupBy<V, K>(items: readonly V[], keyOf: (item: V) => K): Map<K, V[]> {
+  const groups = new Map<K, V[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return groups;
 }
 
 /**

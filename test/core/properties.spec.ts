@@ -1,0 +1,194 @@
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import fc from 'fast-check';
+import { BufIO, type OnFullPolicy } from '../../lib/index.js';
+
+type Step = { kind: 'push'; count: number } | { kind: 'flush' } | { kind: 'wait'; ms: number };
+type Behaviour = { kind: 'ok' } | { kind: 'throw' } | { kind: 'partial'; mask: number };
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('push' as const),
+      count: fc.integer({ min: 1, max: 12 }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('flush' as const) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('wait' as const),
+      ms: fc.integer({ min: 0, max: 300 }),
+    }),
+  },
+);
+
+const behaviour: fc.Arbitrary<Behaviour> = fc.oneof(
+  { weight: 3, arbitrary: fc.constant({ kind: 'ok' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'throw' as const }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('partial' as const),
+      mask: fc.integer({ min: 1, max: 2 ** 16 }),
+    }),
+  },
+);
+
+interface Scenario {
+  batchSize: number;
+  concurrency: number;
+  maxAttempts: number;
+  maxBufferedRecords: number;
+  onFull: OnFullPolicy;
+  steps: Step[];
+  behaviours: Behaviour[];
+}
+
+/** Runs a scenario to the end of stop() and returns what happened to every record. */
+async function run(scenario: Scenario) {
+  const batches: number[][] = [];
+  const processed: number[] = [];
+  const deadLettered: number[] = [];
+  const dropped: number[] = [];
+  let calls = 0;
+  let running = 0;
+  let maxRunning = 0;
+  const bufio = new BufIO<number>({
+    batchSize: scenario.batchSize,
+    concurrency: scenario.concurrency,
+    flushInterval: 100,
+    maxBufferedRecords: scenario.maxBufferedRecords,
+    onFull: scenario.onFull,
+    retry: { maxAttempts: scenario.maxAttempts, initialDelay: 20, maxDelay: 200 },
+    worker: async (records) => {
+      const b = scenario.behaviours[calls++ % scenario.behaviours.length] as Behaviour;
+      batches.push([...records]);
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      running--;
+      if (b.kind === 'throw') throw new Error('batch failed');
+      if (b.kind === 'ok') {
+        processed.push(...records);
+        return undefined;
+      }
+      return records.map((r, i) => {
+        if ((b.mask >> (i % 16)) & 1) return new Error(`record ${r} failed`);
+        processed.push(r);
+        return r;
+      });
+    },
+  });
+  bufio.on('deadLettered', ({ records }) => deadLettered.push(...records));
+  bufio.on('dropped', ({ records }) => dropped.push(...records));
+  bufio.start();
+
+  const accepted: number[] = [];
+  const refused: number[] = [];
+  const pushes: Promise<void>[] = [];
+  let next = 0;
+  for (const s of scenario.steps) {
+    if (s.kind === 'push') {
+      const records = Array.from({ length: s.count }, () => next++);
+      pushes.push(
+        bufio.push(records).then(
+          () => void accepted.push(...records),
+          () => void refused.push(...records),
+        ),
+      );
+    } else if (s.kind === 'flush') {
+      void bufio.flush();
+    } else {
+      await jest.advanceTimersByTimeAsync(s.ms);
+    }
+  }
+  const stopping = bufio.stop({ timeout: 60_000 });
+  await jest.advanceTimersByTimeAsync(60_000);
+  const summary = await stopping;
+  await Promise.all(pushes);
+  return {
+    batches,
+    processed,
+    deadLettered,
+    dropped,
+    accepted,
+    refused,
+    summary,
+    maxRunning,
+    stats: bufio.stats(),
+  };
+}
+
+describe('properties (fast-check)', () => {
+  beforeEach(() => {
+    jest.useFakeTimers();
+  });
+  afterEach(() => {
+    jest.useRealTimers();
+  });
+
+  it('every accepted record ends exactly once: processed, dead-lettered, or (only when dropping) dropped', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          batchSize: fc.integer({ min: 1, max: 10 }),
+          concurrency: fc.integer({ min: 1, max: 4 }),
+          maxAttempts: fc.integer({ min: 1, max: 4 }),
+          maxBufferedRecords: fc.integer({ min: 10, max: 40 }),
+          onFull: fc.constantFrom<OnFullPolicy>('block', 'drop-oldest', 'drop-newest', 'error'),
+          steps: fc.array(step, { minLength: 1, maxLength: 40 }),
+          behaviours: fc.array(behaviour, { minLength: 1, maxLength: 8 }),
+        }),
+        async (scenario) => {
+          const r = await run(scenario);
+          const outcomes = [...r.processed, ...r.deadLettered, ...r.dropped].sort((a, b) => a - b);
+          // Under drop-newest a push resolves although its records were dropped: they are accepted
+          // and reported. Every record is accounted for exactly once.
+          expect(outcomes).toEqual([...r.accepted].sort((a, b) => a - b));
+          if (scenario.onFull === 'block' || scenario.onFull === 'error')
+            expect(r.dropped).toEqual([]);
+          if (scenario.onFull !== 'error') expect(r.refused).toEqual([]);
+          for (const batch of r.batches)
+            expect(batch.length).toBeLessThanOrEqual(scenario.batchSize);
+          expect(r.maxRunning).toBeLessThanOrEqual(scenario.concurrency);
+          expect(r.summary.timedOut).toBe(false);
+          expect(r.stats).toMatchObject({
+            buffered: 0,
+            inFlight: 0,
+            processed: r.processed.length,
+          });
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('when the worker never fails: nothing is processed twice, and with concurrency 1 order holds', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          batchSize: fc.integer({ min: 1, max: 10 }),
+          concurrency: fc.integer({ min: 1, max: 4 }),
+          steps: fc.array(step, { minLength: 1, maxLength: 40 }),
+        }),
+        async ({ batchSize, concurrency, steps }) => {
+          const r = await run({
+            batchSize,
+            concurrency,
+            steps,
+            maxAttempts: 3,
+            maxBufferedRecords: 1000,
+            onFull: 'block',
+            behaviours: [{ kind: 'ok' }],
+          });
+          expect(new Set(r.processed).size).toBe(r.processed.length);
+          expect([...r.processed].sort((a, b) => a - b)).toEqual(r.accepted);
+          if (concurrency === 1) expect(r.batches.flat()).toEqual(r.accepted);
+          expect(r.deadLettered).toEqual([]);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
