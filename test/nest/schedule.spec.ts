@@ -1,0 +1,171 @@
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
+import type { INestApplication } from '@nestjs/common';
+import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
+import { Test, type TestingModule } from '@nestjs/testing';
+import { InvalidOptionsError } from '../../lib/index.js';
+import {
+  BufferWorker,
+  type BufferWorkerHandler,
+  BufIOModule,
+  BufIOService,
+} from '../../lib/nest/index.js';
+import { CapturingLogger } from './support.js';
+
+@BufferWorker('events')
+class EventsWorker implements BufferWorkerHandler<number> {
+  readonly batches: number[][] = [];
+  work(records: number[]): void {
+    this.batches.push([...records]);
+  }
+}
+
+@BufferWorker('metrics')
+class MetricsWorker implements BufferWorkerHandler<number> {
+  readonly batches: number[][] = [];
+  private failures = 1;
+  work(records: number[]): void {
+    if (this.failures-- > 0) throw new Error('metrics store is warming up');
+    this.batches.push([...records]);
+  }
+}
+
+/** Fake timers replace the timers, not the promise machinery Nest and the engine await on. */
+const FAKE: Parameters<typeof jest.useFakeTimers>[0] = {
+  doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'],
+};
+
+let app: INestApplication | undefined;
+afterEach(async () => {
+  await app?.close();
+  app = undefined;
+  jest.useRealTimers();
+});
+
+function compile(imports: unknown[], providers: unknown[]): Promise<TestingModule> {
+  return Test.createTestingModule({
+    imports: imports as never[],
+    providers: providers as never[],
+  })
+    .setLogger(new CapturingLogger())
+    .compile();
+}
+
+describe('with @nestjs/schedule', () => {
+  it('lists an armed flush timer in SchedulerRegistry as the timeout bufio:<name>', async () => {
+    const moduleRef = await compile(
+      [
+        ScheduleModule.forRoot(),
+        BufIOModule.forFeature({ name: 'events', batchSize: 100, flushInterval: 1000 }),
+      ],
+      [EventsWorker],
+    );
+    jest.useFakeTimers(FAKE);
+    app = await moduleRef.createNestApplication().init();
+    const registry = app.get(SchedulerRegistry);
+    const events = app.get(BufIOService).get<number>('events');
+    expect(registry.getTimeouts()).toEqual([]); // nothing buffered, no timer
+
+    await events.push([1, 2, 3]);
+    expect(registry.getTimeouts()).toEqual(['bufio:events']);
+    expect(jest.getTimerCount()).toBe(1);
+
+    await jest.advanceTimersByTimeAsync(999);
+    expect(app.get(EventsWorker).batches).toEqual([]);
+    await jest.advanceTimersByTimeAsync(1);
+    expect(app.get(EventsWorker).batches).toEqual([[1, 2, 3]]);
+    expect(registry.getTimeouts()).toEqual([]); // fired, and gone from the registry
+
+    // Armed again at close: ScheduleModule clears every registered timeout at shutdown, and the
+    // buffer still drains what it holds.
+    await events.push([4]);
+    expect(registry.getTimeouts()).toEqual(['bufio:events']);
+    const worker = app.get(EventsWorker);
+    await app.close();
+    app = undefined;
+    expect(worker.batches).toEqual([[1, 2, 3], [4]]);
+    expect(registry.getTimeouts()).toEqual([]);
+    expect(jest.getTimerCount()).toBe(0);
+  });
+
+  it('flushes on flushCron through a cron job bufio:<name>, removed at close', async () => {
+    const moduleRef = await compile(
+      [
+        ScheduleModule.forRoot(),
+        BufIOModule.forFeature({
+          name: 'events',
+          flushInterval: 3_600_000,
+          flushCron: '*/10 * * * * *', // every 10 s
+        }),
+      ],
+      [EventsWorker],
+    );
+    jest.useFakeTimers(FAKE);
+    jest.setSystemTime(new Date('2026-11-02T10:00:00.000Z'));
+    app = await moduleRef.createNestApplication().init();
+    const registry = app.get(SchedulerRegistry);
+    expect([...registry.getCronJobs().keys()]).toEqual(['bufio:events']);
+
+    const events = app.get(BufIOService).get<number>('events');
+    await events.push([1, 2]);
+    await jest.advanceTimersByTimeAsync(9_000);
+    expect(app.get(EventsWorker).batches).toEqual([]);
+    await jest.advanceTimersByTimeAsync(1_000); // 10:00:10, the next tick
+    expect(app.get(EventsWorker).batches).toEqual([[1, 2]]);
+
+    await app.close();
+    app = undefined;
+    expect(registry.getCronJobs().size).toBe(0);
+    expect(jest.getTimerCount()).toBe(0);
+  });
+
+  it('refuses an invalid cron expression at boot', async () => {
+    const moduleRef = await compile(
+      [
+        ScheduleModule.forRoot(),
+        BufIOModule.forFeature({ name: 'events', flushCron: 'every minute' }),
+      ],
+      [EventsWorker],
+    );
+    const nest = moduleRef.createNestApplication();
+    const error = await nest.init().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await nest.close();
+    expect(error).toBeInstanceOf(InvalidOptionsError);
+    expect((error as Error).message).toMatch(
+      /^buffer "events": invalid option "flushCron": got "every minute", expected a valid cron expression \(.+\)$/,
+    );
+  });
+});
+
+describe('timers', () => {
+  it('leaves no timer behind after app.close(), retries and buffered records included', async () => {
+    const moduleRef = await compile(
+      [
+        BufIOModule.forRoot({ flushInterval: 500, retry: { initialDelay: 200, maxDelay: 200 } }),
+        BufIOModule.forFeature({ name: 'events' }, { name: 'metrics' }),
+      ],
+      [EventsWorker, MetricsWorker],
+    );
+    jest.useFakeTimers(FAKE);
+    app = await moduleRef.createNestApplication().init();
+    const service = app.get(BufIOService);
+    await service.push('events', [1]);
+    await service.push('metrics', [10, 11]);
+    await jest.advanceTimersByTimeAsync(500); // metrics fails once, a retry is scheduled
+    expect(service.stats().metrics).toMatchObject({ failed: 2, retried: 2, processed: 0 });
+    expect(jest.getTimerCount()).toBeGreaterThan(0);
+    await service.push('events', [2]);
+
+    const events = app.get(EventsWorker);
+    const metrics = app.get(MetricsWorker);
+    const closing = app.close();
+    app = undefined;
+    await jest.advanceTimersByTimeAsync(200); // the drain waits for the retry that falls due
+    await closing;
+    expect(events.batches.flat()).toEqual([1, 2]);
+    expect(metrics.batches).toEqual([[10, 11]]);
+    expect(jest.getTimerCount()).toBe(0);
+  });
+});
