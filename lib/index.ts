@@ -2,13 +2,16 @@ export { BufIO } from './core/bufio.js';
 export type { BufIOState, BufIOStats, PushOptions, StopOptions } from './core/bufio.js';
 export type {
   BufIOOptions,
+  CoalesceOptions,
   DeadLetterHandler,
   FlushTimers,
+  PriorityOptions,
   OnFullPolicy,
   RetryOptions,
 } from './core/options.js';
 export type { BufIOEvents, DrainSummary } from './core/events.js';
-export type { Worker, WorkContext, WorkFunction } from './core/worker.js';
+export type { Worker, WorkContext, WorkFunction, WorkResult } from './core/worker.js';
+export type { Instrumentation, WorkCall, WorkReport } from './core/instrumentation.js';
 export type {
   AppendOptions,
   Awaitable,

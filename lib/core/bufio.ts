@@ -1,4 +1,6 @@
 import { MemoryStorage } from '../storages/memory-storage.js';
+import { Arrivals } from './arrivals.js';
+import { Bisector } from './bisect.js';
 import {
   BufferFullError,
   BufIOClosedError,
@@ -14,23 +16,26 @@ import {
   toError,
 } from './errors.js';
 import { type BufIOEvents, type DrainSummary, TypedEmitter } from './events.js';
+import type { Instrumentation, WorkCall, WorkReport } from './instrumentation.js';
 import {
   type BufIOOptions,
+  laneIndex,
   OptionChecker,
   type ResolvedOptions,
   resolveOptions,
 } from './options.js';
 import { Queue } from './queue.js';
+import { RetrySchedule } from './retry-schedule.js';
 import { retryDelay } from './retry.js';
 import type { RecordId, Storage, StoredRecord } from './storage.js';
-import type { Worker, WorkFunction } from './worker.js';
-import { perRecordOutcomes } from './worker.js';
+import { type Waiter, Waiters } from './waiters.js';
+import { perRecordOutcomes, type RecordOutcome, type Worker, type WorkFunction } from './worker.js';
 
 /** Counters and timings of a buffer, from `stats()`. */
 export interface BufIOStats {
   readonly name: string;
   readonly state: BufIOState;
-  /** Records accepted by `push`. */
+  /** Records accepted by `push` (coalesced ones included). */
   readonly pushed: number;
   /** Records the worker processed. */
   readonly processed: number;
@@ -42,10 +47,14 @@ export interface BufIOStats {
   readonly dropped: number;
   /** Records that failed their last attempt or could not be drained. */
   readonly deadLettered: number;
+  /** Records merged into a waiting record with the same key (`coalesce`). */
+  readonly coalesced: number;
   /** Worker calls made. */
   readonly batches: number;
   /** Records waiting in storage, retries included, as far as this process knows. */
   readonly buffered: number;
+  /** `maxBufferedRecords`: how many may wait. */
+  readonly capacity: number;
   /** Records in worker calls now running. */
   readonly inFlight: number;
   /** `push` calls waiting for room (`onFull: 'block'`). */
@@ -70,26 +79,16 @@ export interface StopOptions {
 
 /** Options of a single `push`. */
 export interface PushOptions {
-  /** Priority lane (see the `priority` option). */
-  priority?: number;
-}
-
-interface Waiter<U> {
-  resolve(value: U | undefined): void;
-  reject(error: Error): void;
+  /** Priority lane, by name or number (see the `priority` option). */
+  priority?: string | number;
 }
 
 interface BlockedPush<T> {
   readonly records: readonly T[];
   readonly waiter: Waiter<unknown> | undefined;
+  readonly lane: number | undefined;
   resolve(): void;
   reject(error: Error): void;
-}
-
-/** Fresh records that arrived between two batches, and when the first of them arrived. */
-interface Run {
-  readonly at: number;
-  count: number;
 }
 
 interface FlushWaiter {
@@ -99,9 +98,12 @@ interface FlushWaiter {
   resolve(): void;
 }
 
+type CallOutcome = { ok: true; value: unknown } | { ok: false; error: Error };
+
 const RESOLVED = Promise.resolve();
 const DEFAULT_STOP_TIMEOUT = 30_000;
 const STORAGE_RETRY_DELAY = 100;
+const MAX_TIMER_DELAY = 2_147_483_647;
 
 /**
  * A write-behind buffer: `push` records fast, a worker processes them in batches.
@@ -126,49 +128,47 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private worker: Worker<T, U> | undefined;
   private lifecycle: BufIOState = 'created';
   private stopping: Promise<DrainSummary> | undefined;
+  /** Recovery of what an earlier process left in a durable storage; a drain waits for it. */
+  private recovering: Promise<void> = RESOLVED;
 
   // What waits in storage, as this engine knows it; exact for a storage only this engine uses.
   /** Visible records: fresh ones, and retries whose delay has passed. */
   private ready = 0;
   /** Of `ready`, the retries whose delay has passed: dispatched without waiting for a trigger. */
   private retriesDue = 0;
-  /** Records released for a retry whose delay has not passed. */
-  private delayed = 0;
   /** Records whose `append` has not finished yet, counted against `maxBufferedRecords`. */
   private appending = 0;
-  private readonly pendingAppends = new Set<Promise<void>>();
   private appended = 0;
-  /** When released records become visible again, earliest first. */
-  private retrySchedule: { at: number; count: number }[] = [];
-  /** A clock floor for `reserve`, so a timer firing a little early still sees what it was for. */
+  private readonly pendingAppends = new Set<Promise<void>>();
+  /** A clock floor for `reserve`, so that a retry timer firing early still sees its records. */
   private clockFloor = 0;
-  // The arrival time of fresh records, kept per run of pushes between two batches: the clock is
-  // read once per batch rather than once per push, the hot path.
-  private readonly runs = new Queue<Run>();
-  private openRun: Run | undefined;
+  private readonly arrivals: Arrivals;
+  private readonly retries: RetrySchedule;
   private intervalDue = false;
   private pollDue = false;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private storageBackoff = 0;
 
   // Worker calls.
   private active = 0;
   private inFlight = 0;
   private reserving = false;
+  /** Records reserved so far; `flush()` waits until this passes what was visible at its call. */
   private taken = 0;
+  private forceUntil = 0;
   private batchSeq = 0;
   private readonly runningBatches = new Set<number>();
   private flushWaiters: FlushWaiter[] = [];
   private readonly idleWaiters: (() => void)[] = [];
   private readonly retryWakeups: (() => void)[] = [];
-  private forceUntil = 0;
-  private storageBackoff = 0;
 
-  private flushTimer: unknown;
-  private flushTimerAt = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private pollTimer: NodeJS.Timeout | undefined;
   private readonly blocked = new Queue<BlockedPush<T>>();
   private admitting = false;
-  private readonly waiters = new Map<RecordId, Waiter<U>>();
+  private readonly waiters = new Waiters<U>();
+  /** With `coalesce`: the id of the waiting record of each key. */
+  private readonly waitingKeys: Map<string, RecordId> | undefined;
+  private readonly bisector: Bisector | undefined;
+  private readonly instrumentation: Instrumentation<T>[] = [];
 
   private readonly counters = {
     pushed: 0,
@@ -177,6 +177,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     retried: 0,
     dropped: 0,
     deadLettered: 0,
+    coalesced: 0,
     batches: 0,
     batchRecords: 0,
     workMs: 0,
@@ -187,6 +188,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   /**
    * @throws InvalidOptionsError when an option is of the wrong type or out of range; the error
    * names the option, the value given and what is allowed.
+   * @throws UnsupportedError when `coalesce` or `priority` is asked of a storage without it.
    */
   constructor(options: BufIOOptions<T, U> = {}) {
     super();
@@ -194,6 +196,18 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     this.name = this.options.name;
     this.storage = this.options.storage ?? new MemoryStorage<T>();
     this.worker = this.options.worker;
+    const { features } = this.storage;
+    if (this.options.coalesce && !(features?.coalesce && this.storage.coalesce)) {
+      throw this.unsupported('coalesce');
+    }
+    if (this.options.priority && !features?.priority) throw this.unsupported('priority');
+    this.waitingKeys = this.options.coalesce ? new Map() : undefined;
+    this.bisector = this.options.bisectOnError ? new Bisector() : undefined;
+    this.arrivals = new Arrivals(this.options.flushInterval, this.options.timers, () => {
+      this.intervalDue = true;
+      this.pump();
+    });
+    this.retries = new RetrySchedule((count, at) => this.retriesBecameDue(count, at));
   }
 
   /** Where the buffer is in its life. */
@@ -218,6 +232,15 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   }
 
   /**
+   * Adds instrumentation (tracing, metrics) that sees each push and wraps each worker call.
+   * Integrations such as `@risemaxi/bufio/tracing` use it; applications rarely need to.
+   */
+  use(instrumentation: Instrumentation<T>): this {
+    this.instrumentation.push(instrumentation);
+    return this;
+  }
+
+  /**
    * Starts flushing: by size, by interval and for retries. Records pushed before wait until now.
    * Records left in a durable storage by an earlier process are recovered and processed first.
    *
@@ -229,8 +252,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     if (!this.worker) throw new NoWorkerError(this.name);
     this.lifecycle = 'running';
     exitGuard.add(this, () => this.finishBeforeExit());
-    if (this.runs.length > 0) this.armFlushTimer();
-    if (this.storage.durable || this.storage.shared) void this.recoverStored();
+    this.arrivals.enable(true);
+    if (this.storage.durable || this.storage.shared) this.recovering = this.recoverStored();
     if (this.storage.shared) this.startPolling();
     this.pump();
   }
@@ -251,10 +274,12 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       return Promise.reject(new BufIOClosedError(this.name));
     }
     const list = Array.isArray(records) ? (records as readonly T[]) : [records as T];
-    const invalid = this.invalidRecords(list);
-    if (invalid) return Promise.reject(invalid);
-    void options;
-    return this.accept(list, undefined);
+    try {
+      this.checkRecords(list);
+      return this.accept(list, undefined, this.laneOf(options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -275,12 +300,9 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     if (this.lifecycle === 'stopping' || this.lifecycle === 'stopped') {
       return Promise.reject(new BufIOClosedError(this.name));
     }
-    const invalid = this.invalidRecords([record]);
-    if (invalid) return Promise.reject(invalid);
-    void options;
     return new Promise<U | undefined>((resolve, reject) => {
-      const waiter: Waiter<U> = { resolve, reject };
-      this.accept([record], waiter).catch(reject);
+      this.checkRecords([record]);
+      this.accept([record], { resolve, reject }, this.laneOf(options)).catch(reject);
     });
   }
 
@@ -311,14 +333,9 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
    * storage keeps it for the next start. Resolves with a summary; calling it again returns the same.
    */
   stop(options: StopOptions = {}): Promise<DrainSummary> {
+    const check = new OptionChecker(`buffer "${this.name}"`);
     this.stopping ??= this.drain(
-      new OptionChecker(`buffer "${this.name}"`).number(
-        'timeout',
-        options.timeout,
-        DEFAULT_STOP_TIMEOUT,
-        0,
-        2_147_483_647,
-      ),
+      check.number('timeout', options.timeout, DEFAULT_STOP_TIMEOUT, 0, MAX_TIMER_DELAY),
     );
     return this.stopping;
   }
@@ -335,8 +352,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       retried: c.retried,
       dropped: c.dropped,
       deadLettered: c.deadLettered,
+      coalesced: c.coalesced,
       batches: c.batches,
-      buffered: this.ready + this.delayed,
+      buffered: this.ready + this.retries.delayed,
+      capacity: this.options.maxBufferedRecords,
       inFlight: this.inFlight,
       blockedPushes: this.blocked.length,
       lastFlushAt: c.lastFlushAt,
@@ -349,27 +368,60 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   // ---------------------------------------------------------------------------------------------
   // Accepting records
 
-  private invalidRecords(records: readonly T[]): InvalidRecordError | undefined {
-    if (records.length === 0)
-      return new InvalidRecordError(`push to buffer "${this.name}" got an empty array`);
+  private unsupported(option: string): UnsupportedError {
+    const storage = this.storage.constructor?.name ?? 'the storage';
+    return new UnsupportedError(
+      `buffer "${this.name}": option "${option}" needs a storage that supports it, and ${storage} does not (MemoryStorage does)`,
+    );
+  }
+
+  private checkRecords(records: readonly T[]): void {
+    if (records.length === 0) {
+      throw new InvalidRecordError(`push to buffer "${this.name}" got an empty array`);
+    }
     for (let i = 0; i < records.length; i++) {
       if (records[i] === undefined) {
-        return new InvalidRecordError(
-          `push to buffer "${this.name}" got undefined${records.length > 1 ? ` at index ${i}` : ''}: a record must be a value`,
+        const at = records.length > 1 ? ` at index ${i}` : '';
+        throw new InvalidRecordError(
+          `push to buffer "${this.name}" got undefined${at}: a record must be a value`,
         );
       }
     }
-    return undefined;
+  }
+
+  private laneOf(options: PushOptions | undefined): number | undefined {
+    const priority = this.options.priority;
+    const requested = options?.priority;
+    if (requested === undefined) return priority?.defaultLane;
+    const lane = priority ? laneIndex(priority.names, requested) : -1;
+    if (lane < 0) {
+      const expected = priority
+        ? `one of the lanes (${priority.names.join(', ')})`
+        : 'no priority: the "priority" option is not set';
+      throw new InvalidOptionsError(
+        'priority',
+        requested,
+        expected,
+        `push to buffer "${this.name}"`,
+      );
+    }
+    return lane;
   }
 
   private buffered(): number {
-    return this.ready + this.delayed + this.appending;
+    return this.ready + this.retries.delayed + this.appending;
   }
 
-  private accept(records: readonly T[], waiter: Waiter<U> | undefined): Promise<void> {
+  private accept(
+    input: readonly T[],
+    waiter: Waiter<U> | undefined,
+    lane: number | undefined,
+  ): Promise<void> {
+    const records = this.waitingKeys ? this.coalesceWaiting(input, waiter) : input;
     const n = records.length;
+    if (n === 0) return RESOLVED;
     if (this.blocked.length === 0 && this.buffered() + n <= this.options.maxBufferedRecords) {
-      return this.append(records, waiter);
+      return this.append(records, waiter, lane);
     }
     switch (this.options.onFull) {
       case 'error':
@@ -378,37 +430,75 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         this.drop(records, waiter ? [waiter] : []);
         return RESOLVED;
       case 'drop-oldest':
-        return this.evictOldest(records, waiter);
-      case 'block':
-        return new Promise<void>((resolve, reject) => {
+        return this.evictOldest(records, waiter, lane);
+      case 'block': {
+        const admitted = new Promise<void>((resolve, reject) => {
           this.blocked.push({
             records,
             waiter: waiter as Waiter<unknown> | undefined,
+            lane,
             resolve,
             reject,
           });
         });
+        this.admitBlocked(); // a push larger than the whole buffer goes in when it is empty
+        return admitted;
+      }
     }
   }
 
-  private append(records: readonly T[], waiter: Waiter<U> | undefined): Promise<void> {
-    const n = records.length;
+  /**
+   * Merges records into waiting records with the same key, in place, and returns those left to
+   * append (records of one push with the same key are merged with each other first).
+   */
+  private coalesceWaiting(records: readonly T[], waiter: Waiter<U> | undefined): readonly T[] {
+    const { key, merge } = this.options.coalesce as NonNullable<ResolvedOptions<T, U>['coalesce']>;
+    const keys = this.waitingKeys as Map<string, RecordId>;
+    const coalesce = this.storage.coalesce as NonNullable<Storage<T>['coalesce']>;
+    const rest: T[] = [];
+    const restIndex = new Map<string, number>();
+    for (const record of records) {
+      const k = key(record);
+      const id = keys.get(k);
+      if (id !== undefined && coalesce.call(this.storage, id, record, merge)) {
+        if (waiter) this.waiters.add(id, waiter);
+      } else {
+        const earlier = restIndex.get(k);
+        if (earlier === undefined) {
+          restIndex.set(k, rest.length);
+          rest.push(record);
+          continue;
+        }
+        rest[earlier] = merge(rest[earlier] as T, record);
+      }
+      this.counters.coalesced++;
+      this.counters.pushed++;
+    }
+    return rest;
+  }
+
+  private append(
+    records: readonly T[],
+    waiter: Waiter<U> | undefined,
+    lane: number | undefined,
+  ): Promise<void> {
     let stored;
     try {
-      stored = this.storage.append(records);
+      stored = this.storage.append(records, lane === undefined ? undefined : { lane });
     } catch (error) {
       return Promise.reject(error);
     }
     if (!(stored instanceof Promise)) {
-      this.appendedOk(n, stored, waiter);
+      this.appended_(records, stored, waiter);
       return RESOLVED;
     }
+    const n = records.length;
     this.appending += n;
     const settled = stored.then(
       (ids) => {
         this.appending -= n;
         this.pendingAppends.delete(settled);
-        this.appendedOk(n, ids, waiter);
+        this.appended_(records, ids, waiter);
       },
       (error: unknown) => {
         this.appending -= n;
@@ -421,21 +511,22 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     return settled;
   }
 
-  private async appendsSettled(): Promise<void> {
-    await Promise.allSettled([...this.pendingAppends]);
-  }
-
-  private appendedOk(n: number, ids: readonly RecordId[], waiter: Waiter<U> | undefined): void {
-    if (waiter) this.waiters.set(ids[0] as RecordId, waiter);
+  private appended_(
+    records: readonly T[],
+    ids: readonly RecordId[],
+    waiter: Waiter<U> | undefined,
+  ): void {
+    const n = records.length;
+    if (waiter) this.waiters.add(ids[0] as RecordId, waiter);
+    if (this.waitingKeys) {
+      const key = (this.options.coalesce as NonNullable<ResolvedOptions<T, U>['coalesce']>).key;
+      for (let i = 0; i < n; i++) this.waitingKeys.set(key(records[i] as T), ids[i] as RecordId);
+    }
+    for (const hook of this.instrumentation) hook.onPush?.(ids, records);
     this.counters.pushed += n;
     this.appended += n;
     this.ready += n;
-    if (this.openRun === undefined) {
-      this.openRun = { at: Date.now(), count: 0 };
-      this.runs.push(this.openRun);
-      if (this.runs.length === 1 && this.lifecycle === 'running') this.armFlushTimer();
-    }
-    this.openRun.count += n;
+    this.arrivals.add(n);
     if (this.ready >= this.options.batchSize) this.pump();
   }
 
@@ -452,7 +543,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         // An array larger than the whole buffer gets in once the buffer is empty.
         if (next.records.length > room && this.buffered() > 0) return;
         this.blocked.shift();
-        this.append(next.records, next.waiter as Waiter<U> | undefined).then(
+        this.append(next.records, next.waiter as Waiter<U> | undefined, next.lane).then(
           next.resolve,
           next.reject,
         );
@@ -470,23 +561,30 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   }
 
   /** Makes room by dropping the oldest visible records; what still does not fit is dropped too. */
-  private async evictOldest(records: readonly T[], waiter: Waiter<U> | undefined): Promise<void> {
+  private async evictOldest(
+    records: readonly T[],
+    waiter: Waiter<U> | undefined,
+    lane: number | undefined,
+  ): Promise<void> {
     const excess = this.buffered() + records.length - this.options.maxBufferedRecords;
     const appendedBefore = this.appended;
     const victims = await this.storage.reserve(excess, { now: this.now() });
     if (victims.length > 0) {
       this.noteTaken(victims, excess, appendedBefore);
       await this.storage.ack(victims);
+      this.bisector?.forget(victims);
+      const rejected = new RecordDroppedError(this.name, this.options.onFull);
+      this.waiters.reject(victims, rejected);
       this.drop(
         victims.map((v) => v.record),
-        this.takeWaiters(victims),
+        [],
       );
     }
     // Records in flight or waiting for a retry cannot be evicted: drop the oldest incoming instead.
     const room = Math.max(0, this.options.maxBufferedRecords - this.buffered());
-    if (room >= records.length) return this.append(records, waiter);
+    if (room >= records.length) return this.append(records, waiter, lane);
     this.drop(records.slice(0, records.length - room), waiter ? [waiter] : []);
-    if (room > 0) return this.append(records.slice(records.length - room), undefined);
+    if (room > 0) return this.append(records.slice(records.length - room), undefined, lane);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -523,6 +621,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         reserved = this.storage.reserve(limit, {
           now: this.now(),
           maxBytes: this.options.maxBatchBytes,
+          laneShare: this.options.priority?.share,
         });
       } catch (error) {
         this.reserving = false;
@@ -554,6 +653,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private reserved(batch: StoredRecord<T>[], limit: number, appendedBefore: number): void {
     this.noteTaken(batch, limit, appendedBefore);
     this.pollDue = false;
+    if (this.intervalDue) this.intervalDue = this.arrivals.due(Date.now());
     if (batch.length === 0) {
       this.forceUntil = this.taken;
       this.intervalDue = false;
@@ -568,72 +668,32 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private noteTaken(
     batch: readonly StoredRecord<T>[],
     limit: number,
-    appendedBefore = this.appended,
+    appendedBefore: number,
   ): void {
-    let retries = 0;
-    for (const entry of batch) if (entry.attempts > 0) retries++;
+    let retried = 0;
+    for (const entry of batch) if (entry.attempts > 0) retried++;
     this.taken += batch.length;
     this.ready = Math.max(0, this.ready - batch.length);
-    this.retriesDue = Math.max(0, this.retriesDue - retries);
-    this.consumeRuns(batch.length - retries);
-    const exhausted = batch.length < limit && this.options.maxBatchBytes === undefined;
-    if (exhausted || batch.length === 0) {
+    this.retriesDue = Math.max(0, this.retriesDue - retried);
+    this.arrivals.remove(batch.length - retried);
+    if (this.waitingKeys) this.forgetKeys(batch);
+    if (batch.length < limit && this.options.maxBatchBytes === undefined) {
       // Nothing else is visible: forget estimates, keeping only appends that raced the reserve.
       this.ready = Math.min(this.ready, this.appended - appendedBefore);
       this.retriesDue = 0;
-      if (this.ready === 0) this.clearRuns();
+      if (this.ready === 0) this.arrivals.clear();
       void this.resyncHidden();
     }
   }
 
-  private consumeRuns(fresh: number): void {
-    this.openRun = undefined; // later pushes start a new run, with their own arrival time
-    let left = fresh;
-    while (left > 0 && this.runs.length > 0) {
-      const front = this.runs.peek() as Run;
-      const used = Math.min(front.count, left);
-      front.count -= used;
-      left -= used;
-      if (front.count === 0) this.runs.shift();
+  private forgetKeys(batch: readonly StoredRecord<T>[]): void {
+    const keys = this.waitingKeys as Map<string, RecordId>;
+    const key = (this.options.coalesce as NonNullable<ResolvedOptions<T, U>['coalesce']>).key;
+    for (const entry of batch) {
+      if (entry.attempts > 0) continue;
+      const k = key(entry.record);
+      if (keys.get(k) === entry.id) keys.delete(k);
     }
-    if (this.intervalDue) {
-      const front = this.runs.peek();
-      this.intervalDue = front !== undefined && front.at + this.options.flushInterval <= Date.now();
-    }
-    this.armFlushTimer();
-  }
-
-  private clearRuns(): void {
-    while (this.runs.length > 0) this.runs.shift();
-    this.openRun = undefined;
-    this.intervalDue = false;
-    this.armFlushTimer();
-  }
-
-  /** Keeps one timer, set for when the oldest waiting fresh record will have waited the interval. */
-  private armFlushTimer(): void {
-    const front = this.runs.peek();
-    if (front === undefined || this.lifecycle !== 'running') {
-      this.clearFlushTimer();
-      return;
-    }
-    const at = front.at + this.options.flushInterval;
-    if (this.flushTimer !== undefined && this.flushTimerAt === at) return;
-    this.clearFlushTimer();
-    this.flushTimerAt = at;
-    this.flushTimer = this.options.timers.set(
-      () => {
-        this.flushTimer = undefined;
-        this.intervalDue = true;
-        this.pump();
-      },
-      Math.max(0, at - Date.now()),
-    );
-  }
-
-  private clearFlushTimer(): void {
-    if (this.flushTimer !== undefined) this.options.timers.clear(this.flushTimer);
-    this.flushTimer = undefined;
   }
 
   private dispatch(batch: StoredRecord<T>[]): void {
@@ -645,47 +705,12 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   }
 
   private async runBatch(batch: StoredRecord<T>[], seq: number): Promise<void> {
-    const records = batch.map((entry) => entry.record);
-    let attempt = 1;
-    for (const entry of batch) if (entry.attempts >= attempt) attempt = entry.attempts + 1;
-    const started = Date.now();
-    const outcome = await this.callWorker(records, attempt);
-    const durationMs = Date.now() - started;
-    const c = this.counters;
-    c.batches++;
-    c.batchRecords += batch.length;
-    c.workMs += durationMs;
-    if (durationMs > c.maxWorkMs) c.maxWorkMs = durationMs;
-    c.lastFlushAt = Date.now();
     try {
-      if (!outcome.ok) {
-        await this.failed(batch, () => outcome.error, attempt);
+      if (this.bisector) {
+        // Halves of bisected batches get their own calls, one after another in this slot.
+        for (const part of this.bisector.partition(batch)) await this.runCall(part);
       } else {
-        const perRecord = perRecordOutcomes<U>(outcome.value, batch.length);
-        if (!perRecord) {
-          await this.processed(batch, records, undefined, durationMs);
-        } else {
-          const done: StoredRecord<T>[] = [];
-          const results: (U | undefined)[] = [];
-          const failed: StoredRecord<T>[] = [];
-          const errors = new Map<StoredRecord<T>, Error>();
-          perRecord.forEach((result, i) => {
-            const entry = batch[i] as StoredRecord<T>;
-            if (result.ok) {
-              done.push(entry);
-              results.push(result.value);
-            } else {
-              failed.push(entry);
-              errors.set(entry, result.error);
-            }
-          });
-          if (done.length > 0) {
-            const doneRecords = done.length === batch.length ? records : done.map((e) => e.record);
-            await this.processed(done, doneRecords, results, durationMs);
-          }
-          if (failed.length > 0)
-            await this.failed(failed, (entry) => errors.get(entry) as Error, attempt);
-        }
+        await this.runCall(batch);
       }
     } catch (error) {
       this.report(error);
@@ -693,24 +718,70 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       this.active--;
       this.inFlight -= batch.length;
       this.runningBatches.delete(seq);
-      if (this.active === 0 && this.idleWaiters.length > 0) {
-        for (const resolve of this.idleWaiters.splice(0)) resolve();
-      }
+      if (this.active === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
       this.settleFlushWaiters();
       this.pump();
     }
   }
 
-  private async callWorker(
-    records: T[],
-    attempt: number,
-  ): Promise<{ ok: true; value: unknown } | { ok: false; error: Error }> {
+  /** One worker call, then what follows from its result: acks, retries, dead letters. */
+  private async runCall(batch: StoredRecord<T>[]): Promise<void> {
+    const records = batch.map((entry) => entry.record);
+    let attempt = 1;
+    for (const entry of batch) if (entry.attempts >= attempt) attempt = entry.attempts + 1;
+    const started = Date.now();
+    const outcome =
+      this.instrumentation.length === 0
+        ? await this.callWorker(records, attempt)
+        : await this.callInstrumented(batch, records, attempt);
+    const durationMs = Date.now() - started;
+    const c = this.counters;
+    c.batches++;
+    c.batchRecords += batch.length;
+    c.workMs += durationMs;
+    if (durationMs > c.maxWorkMs) c.maxWorkMs = durationMs;
+    c.lastFlushAt = Date.now();
+
+    if (!outcome.ok) {
+      // A whole batch failed: with bisectOnError, its halves are retried apart.
+      const split = this.bisector?.split(batch) ?? false;
+      await this.failed(batch, () => outcome.error, attempt, split);
+      return;
+    }
+    const perRecord = perRecordOutcomes<U>(outcome.value, batch.length);
+    if (!perRecord) {
+      await this.processed(batch, records, undefined, durationMs);
+      return;
+    }
+    const done: StoredRecord<T>[] = [];
+    const results: (U | undefined)[] = [];
+    const failed: StoredRecord<T>[] = [];
+    const errors = new Map<StoredRecord<T>, Error>();
+    perRecord.forEach((result, i) => {
+      const entry = batch[i] as StoredRecord<T>;
+      if (result.ok) {
+        done.push(entry);
+        results.push(result.value);
+      } else {
+        failed.push(entry);
+        errors.set(entry, result.error);
+      }
+    });
+    if (done.length > 0) {
+      const doneRecords = done.length === batch.length ? records : done.map((e) => e.record);
+      await this.processed(done, doneRecords, results, durationMs);
+    }
+    if (failed.length > 0)
+      await this.failed(failed, (entry) => errors.get(entry) as Error, attempt, false);
+  }
+
+  private async callWorker(records: T[], attempt: number): Promise<CallOutcome> {
     const worker = this.worker as Worker<T, U>;
-    const controller = new AbortController();
     const timeout = this.options.workTimeout;
+    const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     try {
-      let result: Promise<unknown> | unknown = worker.work(records, {
+      let result: unknown = worker.work(records, {
         buffer: this.name,
         attempt,
         signal: controller.signal,
@@ -727,12 +798,41 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
           }),
         ]);
       }
-      return { ok: true, value: await result };
+      return { ok: true, value: result instanceof Promise ? await result : result };
     } catch (error) {
       return { ok: false, error: toError(error) };
     } finally {
       if (timer) clearTimeout(timer);
     }
+  }
+
+  /** A worker call wrapped by each instrumentation's `aroundWork`, outermost first. */
+  private async callInstrumented(
+    batch: StoredRecord<T>[],
+    records: T[],
+    attempt: number,
+  ): Promise<CallOutcome> {
+    const call: WorkCall<T> = { buffer: this.name, records, ids: batch.map((e) => e.id), attempt };
+    let outcome: CallOutcome | undefined;
+    let run = async (): Promise<WorkReport> => {
+      outcome = await this.callWorker(records, attempt);
+      return reportOf(outcome, batch.length);
+    };
+    for (const hook of [...this.instrumentation].reverse()) {
+      const around = hook.aroundWork;
+      if (!around) continue;
+      const inner = run;
+      run = () => around.call(hook, call, inner);
+    }
+    try {
+      await run();
+    } catch (error) {
+      this.report(error);
+    }
+    // Instrumentation that failed to run the worker must not lose the batch: it counts as failed.
+    return (
+      outcome ?? { ok: false, error: new StorageError('instrumentation did not run the worker') }
+    );
   }
 
   private async processed(
@@ -742,32 +842,28 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     durationMs: number,
   ): Promise<void> {
     try {
-      await this.storage.ack(entries);
+      const acked = this.storage.ack(entries);
+      if (acked instanceof Promise) await acked;
     } catch (error) {
       // The worker did its job; a durable storage will deliver these again (at least once).
       this.report(new StorageError(`ack of ${entries.length} record(s) failed`, { cause: error }));
     }
     this.counters.processed += entries.length;
-    if (this.waiters.size > 0) {
-      entries.forEach((entry, i) => {
-        const waiter = this.waiters.get(entry.id);
-        if (waiter) {
-          this.waiters.delete(entry.id);
-          waiter.resolve(results?.[i]);
-        }
-      });
-    }
+    this.bisector?.forget(entries);
+    this.waiters.resolve(entries, results);
     if (this.listens('flushed')) this.emit('flushed', { records, results, durationMs });
   }
 
   /**
    * Records failed an attempt: report each distinct error once, dead-letter the records out of
    * attempts, and release the others for a retry. Records failed together are retried together.
+   * A failure that bisected its batch does not count towards `maxAttempts`.
    */
   private async failed(
     entries: StoredRecord<T>[],
     errorOf: (entry: StoredRecord<T>) => Error,
     attempt: number,
+    split: boolean,
   ): Promise<void> {
     this.counters.failed += entries.length;
     for (const [error, group] of groupBy(entries, errorOf)) {
@@ -781,17 +877,22 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     }
     const giveUp = this.lifecycle === 'stopped' && !this.storage.durable;
     const maxAttempts = this.options.retry.maxAttempts;
-    const isLast = (e: StoredRecord<T>): boolean => giveUp || e.attempts + 1 >= maxAttempts;
+    const counted = (e: StoredRecord<T>): number =>
+      e.attempts + 1 - (this.bisector?.splits(e.id) ?? 0);
+    const isLast = (e: StoredRecord<T>): boolean => giveUp || (!split && counted(e) >= maxAttempts);
     for (const [error, group] of groupBy(entries.filter(isLast), errorOf)) {
       await this.deadLetter(group, error);
     }
     // Records of one batch may have failed a different number of times: one delay per count.
-    const again = entries.filter((e) => !isLast(e));
-    for (const [attempts, group] of groupBy(again, (e) => e.attempts)) {
+    for (const [attempts, group] of groupBy(
+      entries.filter((e) => !isLast(e)),
+      (e) => e.attempts,
+    )) {
       const delay = retryDelay(attempts + 1, this.options.retry);
       const at = Date.now() + delay;
       try {
-        await this.storage.release(group, at);
+        const released = this.storage.release(group, at);
+        if (released instanceof Promise) await released;
       } catch (releaseError) {
         // Still leased: a durable storage recovers them with the lease; report it.
         this.report(
@@ -800,7 +901,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         continue;
       }
       this.counters.retried += group.length;
-      this.scheduleRetry(at, group.length);
+      this.retries.add(at, group.length);
       this.emit('retrying', { records: group.map((e) => e.record), attempt: attempts + 2, delay });
     }
   }
@@ -817,7 +918,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       }
     }
     this.emit('deadLettered', { records, error });
-    for (const waiter of this.takeWaiters(entries)) waiter.reject(error);
+    this.waiters.reject(entries, error);
+    this.bisector?.forget(entries);
     try {
       await this.storage.ack(entries);
     } catch (ackError) {
@@ -829,69 +931,24 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     }
   }
 
-  private takeWaiters(entries: readonly StoredRecord<T>[]): Waiter<U>[] {
-    const found: Waiter<U>[] = [];
-    if (this.waiters.size === 0) return found;
-    for (const entry of entries) {
-      const waiter = this.waiters.get(entry.id);
-      if (waiter) {
-        this.waiters.delete(entry.id);
-        found.push(waiter);
-      }
-    }
-    return found;
-  }
-
   // ---------------------------------------------------------------------------------------------
   // Retries, polling, recovery
 
-  private scheduleRetry(at: number, count: number): void {
-    this.delayed += count;
-    let i = this.retrySchedule.length;
-    while (i > 0 && (this.retrySchedule[i - 1] as { at: number }).at > at) i--;
-    this.retrySchedule.splice(i, 0, { at, count });
-    this.armRetryTimer();
-  }
-
-  private armRetryTimer(keepAlive = false): void {
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
-    const next = this.retrySchedule[0];
-    if (!next) return;
-    this.retryTimer = setTimeout(() => this.retriesBecameDue(), Math.max(0, next.at - Date.now()));
-    // While draining, a retry keeps the process alive: stop() waits for it.
-    if (!keepAlive && this.lifecycle !== 'stopping') this.retryTimer.unref();
-  }
-
-  private retriesBecameDue(): void {
-    this.retryTimer = undefined;
+  private retriesBecameDue(count: number, at: number): void {
+    this.ready += count;
+    this.retriesDue += count;
+    this.clockFloor = Math.max(this.clockFloor, at);
     for (const wake of this.retryWakeups.splice(0)) wake();
-    const now = Date.now();
-    let n = 0;
-    while (
-      n < this.retrySchedule.length &&
-      (this.retrySchedule[n] as { at: number }).at <= now + 1
-    ) {
-      const entry = this.retrySchedule[n] as { at: number; count: number };
-      this.delayed -= entry.count;
-      this.ready += entry.count;
-      this.retriesDue += entry.count;
-      this.clockFloor = Math.max(this.clockFloor, entry.at);
-      n++;
-    }
-    this.retrySchedule.splice(0, n);
-    this.armRetryTimer();
     this.pump();
   }
 
   /** Learns of records this process did not append: earlier runs', other instances'. */
   private async resyncHidden(): Promise<void> {
-    if (this.lifecycle !== 'running') return;
+    if (this.lifecycle !== 'running' || this.storage.shared) return;
     try {
-      const size = await this.storage.size();
-      const hidden = size - this.ready - this.delayed;
-      if (hidden > 0 && !this.storage.shared) this.startPolling();
-      else if (hidden <= 0 && !this.storage.shared) this.stopPolling();
+      const hidden = (await this.storage.size()) - this.ready - this.retries.delayed;
+      if (hidden > 0) this.startPolling();
+      else this.stopPolling();
     } catch (error) {
       this.storageFailed('size', error);
     }
@@ -900,12 +957,12 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private async recoverStored(): Promise<void> {
     try {
       await this.storage.recover();
-      const size = await this.storage.size();
-      const hidden = size - this.ready - this.delayed;
+      const hidden = (await this.storage.size()) - this.ready - this.retries.delayed;
       if (hidden > 0) {
         // Left by an earlier process: they have waited long enough already.
         this.ready += hidden;
-        this.forceUntil = Math.max(this.forceUntil, this.taken + hidden);
+        this.arrivals.addOverdue(hidden);
+        this.intervalDue = true;
         this.pump();
       }
     } catch (error) {
@@ -918,14 +975,11 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     this.pollTimer = setInterval(
       () => {
         this.pollDue = true;
-        if (this.storage.shared) {
-          Promise.resolve(this.storage.recover()).then(
-            () => this.pump(),
-            (error: unknown) => this.storageFailed('recover', error),
-          );
-        } else {
-          this.pump();
-        }
+        if (!this.storage.shared) return this.pump();
+        Promise.resolve(this.storage.recover()).then(
+          () => this.pump(),
+          (error: unknown) => this.storageFailed('recover', error),
+        );
       },
       Math.max(this.options.flushInterval, 10),
     );
@@ -939,17 +993,20 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
 
   /** A storage call failed: report it and try again later, backing off, as the service recovers. */
   private storageFailed(operation: string, error: unknown): void {
+    const known =
+      error instanceof Error && 'code' in error && String(error.code).startsWith('BUFIO_');
     this.report(
-      error instanceof Error && 'code' in error && String(error.code).startsWith('BUFIO_')
+      known
         ? error
         : new StorageError(`storage ${operation} failed for buffer "${this.name}"`, {
             cause: error,
           }),
     );
     if (this.lifecycle === 'stopped') return;
+    const { factor, maxDelay } = this.options.retry;
     this.storageBackoff = Math.min(
-      this.options.retry.maxDelay,
-      Math.max(STORAGE_RETRY_DELAY, this.storageBackoff * this.options.retry.factor),
+      maxDelay,
+      Math.max(STORAGE_RETRY_DELAY, this.storageBackoff * factor),
     );
     setTimeout(() => {
       this.pollDue = true;
@@ -986,8 +1043,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     const startedAt = Date.now();
     const before = { processed: this.counters.processed, deadLettered: this.counters.deadLettered };
     this.stopPolling();
-    this.clearFlushTimer();
-    this.armRetryTimer(); // now ref'd: the drain waits for retries due before the deadline
+    this.arrivals.enable(false);
+    this.retries.setKeepAlive(true); // the drain waits for retries due before the deadline
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), timeout);
@@ -999,8 +1056,6 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     clearTimeout(timer);
     this.lifecycle = 'stopped';
     exitGuard.delete(this);
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
 
     const closed = new BufIOClosedError(this.name);
     while (this.blocked.length > 0) (this.blocked.shift() as BlockedPush<T>).reject(closed);
@@ -1009,9 +1064,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         this.worker ? new DrainTimeoutError(this.name, timeout) : new NoWorkerError(this.name),
       );
     }
-    const remaining = this.storage.durable ? this.ready + this.delayed : 0;
+    const remaining = this.storage.durable ? this.ready + this.retries.delayed : 0;
+    this.retries.clear();
     const inFlight = this.inFlight;
-    // Close once running calls have settled, so their acks reach the storage.
+    // Close once running calls have settled, so that their acks reach the storage.
     const closing = this.whenIdle().then(() => this.storage.close());
     if (inFlight === 0) await closing.catch((error: unknown) => this.report(error));
     else closing.catch((error: unknown) => this.report(error));
@@ -1030,16 +1086,17 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
 
   /** Flushes until nothing is left, waiting for retries that fall due before `deadline`. */
   private async drainWithin(deadline: number): Promise<void> {
+    await this.recovering;
     while (this.lifecycle === 'stopping') {
       await this.flush();
       if (this.appending > 0) {
-        await this.appendsSettled();
+        await Promise.allSettled([...this.pendingAppends]);
         continue;
       }
       // Visible records again: blocked pushes were let in as the flush made room.
       if (this.ready > 0) continue;
-      const next = this.retrySchedule[0];
-      if (!next || next.at > deadline) return;
+      const next = this.retries.next();
+      if (next === undefined || next > deadline) return;
       await new Promise<void>((resolve) => this.retryWakeups.push(resolve));
     }
   }
@@ -1049,13 +1106,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     for (;;) {
       const rest = await this.storage.reserve(this.options.batchSize, { now: Infinity });
       if (rest.length === 0) break;
-      this.ready = Math.max(0, this.ready - rest.length);
       await this.deadLetter(rest, error);
     }
     this.ready = 0;
-    this.delayed = 0;
     this.retriesDue = 0;
-    this.retrySchedule = [];
   }
 
   private whenIdle(): Promise<void> {
@@ -1065,11 +1119,21 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
 
   /** Called when the process is about to exit with records still buffered (stop() was not called). */
   private finishBeforeExit(): void {
-    if (this.ready + this.delayed === 0 || !this.worker) return;
+    if (this.ready + this.retries.delayed === 0 || !this.worker) return;
     void this.flush();
-    // A retry timer is unref'd; at exit, keep the process alive until the retry is made.
-    if (this.retrySchedule.length > 0) this.armRetryTimer(true);
+    // The retry timer does not keep the process alive; at exit, it must, until the retry is made.
+    this.retries.setKeepAlive(true);
   }
+}
+
+/** The outcome of a worker call as instrumentation reports it. */
+function reportOf(outcome: CallOutcome, batchLength: number): WorkReport {
+  if (!outcome.ok) return { failed: batchLength, error: outcome.error };
+  const perRecord: RecordOutcome<unknown>[] | undefined = perRecordOutcomes(
+    outcome.value,
+    batchLength,
+  );
+  return { failed: perRecord ? perRecord.filter((r) => !r.ok).length : 0, error: undefined };
 }
 
 function groupBy<V, K>(items: readonly V[], keyOf: (item: V) => K): Map<K, V[]> {
@@ -1096,7 +1160,7 @@ const exitGuard = {
     if (!this.listening) {
       this.listening = true;
       process.on('beforeExit', () => {
-        for (const finish of this.buffers.values()) finish();
+        for (const finishOne of this.buffers.values()) finishOne();
       });
     }
   },

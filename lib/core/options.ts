@@ -1,5 +1,5 @@
 import { InvalidOptionsError } from './errors.js';
-import type { Storage } from './storage.js';
+import type { MergeFunction, Storage } from './storage.js';
 import type { Worker, WorkFunction } from './worker.js';
 
 /** What `push` does when `maxBufferedRecords` records are waiting. */
@@ -24,6 +24,27 @@ export interface RetryOptions {
 export interface FlushTimers {
   set(callback: () => void, delay: number): unknown;
   clear(handle: unknown): void;
+}
+
+/**
+ * Write coalescing: while a record waits, a later record with the same key replaces it, or is
+ * merged into it, in place. For metrics aggregation (sum counters) or upserts (the latest state).
+ */
+export interface CoalesceOptions<T> {
+  /** The key of a record. Records with equal keys coalesce while the older one waits. */
+  key: (record: T) => string;
+  /** Combines the waiting record with the newer one; must keep the key. Default: the newer wins. */
+  merge?: MergeFunction<T>;
+}
+
+/** Priority lanes: a batch takes from higher lanes first, leaving lower lanes a share. */
+export interface PriorityOptions {
+  /** Lane names from the highest priority to the lowest, or a number of lanes (0 the highest). */
+  lanes: readonly string[] | number;
+  /** The lane of a push that names none. Default: the lowest. */
+  defaultLane?: string | number;
+  /** Share of a batch each lane leaves to the lanes below it when they hold records. Default 0.1. */
+  share?: number;
 }
 
 /** Receives records that failed their last attempt, with the error of that attempt. */
@@ -59,6 +80,16 @@ export interface BufIOOptions<T, U = unknown> {
   onError?: (error: Error, records: T[]) => void;
   /** Where the flush timer lives (see `FlushTimers`). */
   timers?: FlushTimers;
+  /** Write coalescing by key (needs a storage with `features.coalesce`). Default: off. */
+  coalesce?: CoalesceOptions<T>;
+  /** Priority lanes (needs a storage with `features.priority`). Default: one lane. */
+  priority?: PriorityOptions;
+  /**
+   * When a whole batch fails, split it in halves and retry each (each half follows the retry
+   * policy), down to single records, so that one poison record does not hold back or dead-letter
+   * the records around it. Default false.
+   */
+  bisectOnError?: boolean;
 }
 
 /** `BufIOOptions` with every default applied and every value checked. */
@@ -77,6 +108,16 @@ export interface ResolvedOptions<T, U> {
   readonly deadLetter: DeadLetterHandler<T> | undefined;
   readonly onError: ((error: Error, records: T[]) => void) | undefined;
   readonly timers: FlushTimers;
+  readonly coalesce: Readonly<Required<CoalesceOptions<T>>> | undefined;
+  readonly priority: ResolvedPriority | undefined;
+  readonly bisectOnError: boolean;
+}
+
+/** Priority lanes, resolved: names by index (0 the highest). */
+export interface ResolvedPriority {
+  readonly names: readonly string[];
+  readonly defaultLane: number;
+  readonly share: number;
 }
 
 export const DEFAULTS = {
@@ -109,6 +150,9 @@ const KNOWN_OPTIONS = new Set<string>([
   'deadLetter',
   'onError',
   'timers',
+  'coalesce',
+  'priority',
+  'bisectOnError',
 ]);
 
 const GLOBAL_TIMERS: FlushTimers = {
@@ -199,6 +243,9 @@ export function resolveOptions<T, U>(
     deadLetter: check.optionalFunction('deadLetter', options.deadLetter),
     onError: check.optionalFunction('onError', options.onError),
     timers: options.timers === undefined ? GLOBAL_TIMERS : check.timers('timers', options.timers),
+    coalesce: options.coalesce === undefined ? undefined : check.coalesce(options.coalesce),
+    priority: options.priority === undefined ? undefined : check.priority(options.priority),
+    bisectOnError: check.boolean('bisectOnError', options.bisectOnError, false),
   };
   if (resolved.maxBufferedRecords < resolved.batchSize) {
     check.fail(
@@ -280,6 +327,54 @@ export class OptionChecker {
     return timers;
   }
 
+  boolean(option: string, value: unknown, fallback: boolean): boolean {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'boolean') this.fail(option, value, 'true or false');
+    return value;
+  }
+
+  coalesce<T>(value: CoalesceOptions<T>): Readonly<Required<CoalesceOptions<T>>> {
+    if (value === null || typeof value !== 'object') this.fail('coalesce', value, 'an object');
+    if (typeof value.key !== 'function') this.fail('coalesce.key', value.key, 'a function');
+    const merge = this.optionalFunction('coalesce.merge', value.merge);
+    return { key: value.key, merge: merge ?? ((_older: T, newer: T) => newer) };
+  }
+
+  priority(value: PriorityOptions): ResolvedPriority {
+    if (value === null || typeof value !== 'object') this.fail('priority', value, 'an object');
+    const { lanes } = value;
+    let names: string[];
+    if (typeof lanes === 'number') {
+      names = Array.from({ length: this.integer('priority.lanes', lanes, 1, 1) }, (_, i) =>
+        String(i),
+      );
+    } else if (
+      Array.isArray(lanes) &&
+      lanes.length > 0 &&
+      lanes.every((l) => typeof l === 'string' && l.length > 0) &&
+      new Set(lanes).size === lanes.length
+    ) {
+      names = [...lanes];
+    } else {
+      return this.fail(
+        'priority.lanes',
+        lanes,
+        'a number of lanes, or distinct non-empty lane names',
+      );
+    }
+    if (names.length > 512) this.fail('priority.lanes', lanes, 'at most 512 lanes');
+    const defaultLane =
+      value.defaultLane === undefined ? names.length - 1 : laneIndex(names, value.defaultLane);
+    if (defaultLane < 0) {
+      this.fail(
+        'priority.defaultLane',
+        value.defaultLane,
+        `one of the lanes (${names.join(', ')})`,
+      );
+    }
+    return { names, defaultLane, share: this.number('priority.share', value.share, 0.1, 0, 1) };
+  }
+
   storage<T>(option: string, value: unknown): Storage<T> {
     const methods = ['append', 'reserve', 'ack', 'release', 'size', 'recover', 'close'];
     const missing =
@@ -291,4 +386,11 @@ export class OptionChecker {
     }
     return value as Storage<T>;
   }
+}
+
+/** The index of a lane given by name or number, or -1. */
+export function laneIndex(names: readonly string[], lane: string | number): number {
+  if (typeof lane === 'number')
+    return Number.isInteger(lane) && lane >= 0 && lane < names.length ? lane : -1;
+  return names.indexOf(lane);
 }

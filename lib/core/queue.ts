@@ -1,59 +1,65 @@
-const CHUNK_SIZE = 2048;
-
-interface Chunk<T> {
-  readonly items: (T | undefined)[];
-  next: Chunk<T> | undefined;
-}
+const CHUNK_BITS = 11;
+const CHUNK_SIZE = 1 << CHUNK_BITS;
+const CHUNK_MASK = CHUNK_SIZE - 1;
 
 /**
- * FIFO queue with O(1) push and shift, in fixed-size chunks: memory follows the length (a chunk is
- * freed as soon as it is read through) and nothing is ever copied, unlike `Array#shift`, which is
- * O(n) on large arrays.
+ * FIFO queue with O(1) push, shift and access by position, in fixed-size chunks: memory follows
+ * the length (a chunk is freed as soon as it is read through) and nothing is ever copied, unlike
+ * `Array#shift`, which is O(n) on large arrays.
  */
 export class Queue<T> {
-  private head: Chunk<T>;
-  private tail: Chunk<T>;
-  private headIndex = 0;
-  private tailIndex = 0;
+  private chunks: (T | undefined)[][] = [new Array<T | undefined>(CHUNK_SIZE)];
+  /** Position of the head within the first chunk. */
+  private head = 0;
   private count = 0;
-
-  constructor() {
-    this.head = this.tail = { items: new Array<T | undefined>(CHUNK_SIZE), next: undefined };
-  }
 
   get length(): number {
     return this.count;
   }
 
   push(item: T): void {
-    if (this.tailIndex === CHUNK_SIZE) {
-      const chunk: Chunk<T> = { items: new Array<T | undefined>(CHUNK_SIZE), next: undefined };
-      this.tail.next = chunk;
-      this.tail = chunk;
-      this.tailIndex = 0;
-    }
-    this.tail.items[this.tailIndex++] = item;
+    const slot = this.head + this.count;
+    const chunk = slot >> CHUNK_BITS;
+    if (chunk === this.chunks.length) this.chunks.push(new Array<T | undefined>(CHUNK_SIZE));
+    (this.chunks[chunk] as (T | undefined)[])[slot & CHUNK_MASK] = item;
     this.count++;
   }
 
   /** The oldest item, without removing it. */
   peek(): T | undefined {
-    return this.count === 0 ? undefined : this.head.items[this.headIndex];
+    return this.count === 0 ? undefined : (this.chunks[0] as (T | undefined)[])[this.head];
+  }
+
+  /** The item at `index` (0 is the oldest), or undefined when out of range. */
+  at(index: number): T | undefined {
+    if (index < 0 || index >= this.count) return undefined;
+    const slot = this.head + index;
+    return (this.chunks[slot >> CHUNK_BITS] as (T | undefined)[])[slot & CHUNK_MASK];
+  }
+
+  /** Replaces the item at `index` (0 is the oldest); returns false when out of range. */
+  set(index: number, item: T): boolean {
+    if (index < 0 || index >= this.count) return false;
+    const slot = this.head + index;
+    (this.chunks[slot >> CHUNK_BITS] as (T | undefined)[])[slot & CHUNK_MASK] = item;
+    return true;
   }
 
   shift(): T | undefined {
     if (this.count === 0) return undefined;
-    const items = this.head.items;
-    const item = items[this.headIndex];
-    items[this.headIndex++] = undefined;
+    const first = this.chunks[0] as (T | undefined)[];
+    const item = first[this.head];
+    first[this.head] = undefined;
+    this.head++;
     this.count--;
     if (this.count === 0) {
-      // Reuse the chunk instead of allocating: an empty queue resets to its start.
-      this.headIndex = this.tailIndex = 0;
-      this.head = this.tail;
-    } else if (this.headIndex === CHUNK_SIZE) {
-      this.head = this.head.next as Chunk<T>;
-      this.headIndex = 0;
+      // Empty: start over in the first chunk, dropping any other.
+      this.head = 0;
+      if (this.chunks.length > 1) this.chunks.length = 1;
+    } else if (this.head === CHUNK_SIZE) {
+      // The array of chunks is short (length / 2048), so shifting it is cheap.
+      this.chunks.shift();
+      this.head = 0;
     }
     return item;
   }

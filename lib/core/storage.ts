@@ -24,21 +24,24 @@ export interface ReserveOptions {
    * alone is larger, so that an oversized record cannot block the buffer.
    */
   readonly maxBytes?: number;
+  /**
+   * With priority lanes: the share of a batch that each lane leaves to the lanes below it when
+   * they hold records, so that low lanes are never starved (see the `priority` engine option).
+   */
+  readonly laneShare?: number;
 }
 
-/** How `append` stores records. Storages that do not support an option refuse it at construction. */
+/** How `append` stores records. */
 export interface AppendOptions {
-  /** Priority lane, higher first (see the `priority` engine option). */
-  readonly priority?: number;
-  /** Coalescing keys, one per record (see the `coalesce` engine option). */
-  readonly keys?: readonly string[];
+  /** Priority lane, 0 the highest (see the `priority` engine option and `features.priority`). */
+  readonly lane?: number;
 }
 
-/** Optional abilities a storage declares, so the engine can refuse options it cannot honour. */
+/** Optional abilities a storage declares; the engine refuses options that need one it lacks. */
 export interface StorageFeatures {
-  /** Honours `AppendOptions.priority`. */
+  /** Honours `AppendOptions.lane` and `ReserveOptions.laneShare`. */
   readonly priority?: boolean;
-  /** Honours `AppendOptions.keys`: a waiting record with the same key is replaced or merged. */
+  /** Implements `coalesce`. */
   readonly coalesce?: boolean;
 }
 
@@ -87,6 +90,13 @@ export interface Storage<T> {
 
   /** How many records are stored and not leased (waiting, or waiting for a retry). */
   size(): Awaitable<number>;
+
+  /**
+   * With `features.coalesce`: replaces the record `id`, if it is still waiting (not leased, not
+   * released for a retry), by `merge(old, record)`, in place (it keeps its position). Returns false
+   * when `id` no longer waits, and the engine appends `record` instead.
+   */
+  coalesce?(id: RecordId, record: T, merge: MergeFunction<T>): boolean;
 
   /**
    * Makes records leased by a holder that is gone (a crashed process, an expired lease) visible

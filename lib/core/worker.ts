@@ -19,8 +19,11 @@ export interface WorkContext {
  * - a thrown error or a rejected promise: the whole batch failed and is retried.
  */
 export interface Worker<T, U = unknown> {
-  work(records: T[], context: WorkContext): Promise<U[] | void> | U[] | void;
+  work(records: T[], context: WorkContext): Promise<WorkResult<U>> | WorkResult<U>;
 }
+
+/** What a worker returns: nothing, or one result (or `Error`) per record, or a batch result. */
+export type WorkResult<U> = readonly (U | Error)[] | void;
 
 /** A worker written as a plain function. */
 export type WorkFunction<T, U = unknown> = Worker<T, U>['work'];

@@ -1,5 +1,13 @@
 import { Queue } from '../core/queue.js';
-import type { RecordId, ReserveOptions, Storage, StoredRecord } from '../core/storage.js';
+import type {
+  AppendOptions,
+  MergeFunction,
+  RecordId,
+  ReserveOptions,
+  Storage,
+  StorageFeatures,
+  StoredRecord,
+} from '../core/storage.js';
 
 /** Options of `MemoryStorage`. */
 export interface MemoryStorageOptions<T> {
@@ -15,22 +23,33 @@ interface Retry<T> {
   readonly records: StoredRecord<T>[];
 }
 
+/** Fresh records of one priority lane, and the sequence number of the oldest. */
+interface Lane<T> {
+  readonly queue: Queue<T>;
+  headSeq: number;
+}
+
+// An id is lane × 2^44 + the record's sequence number in its lane: ids stay safe integers for
+// 2^44 records per lane and 2^9 lanes, and sort by lane first, then by push order.
+const LANE_FACTOR = 2 ** 44;
+const MAX_LANES = 512;
+
 /**
  * Keeps records in this process's memory: the fastest storage, and the default. Records that wait
  * are lost if the process crashes; use a durable storage when that matters.
  *
- * Fresh records sit in an O(1) queue as they were pushed, with nothing allocated around them; ids
- * are positions in push order, so they need no storage either. Only records released for a retry
- * carry an envelope with their attempt count.
+ * Fresh records sit in O(1) queues (one per priority lane) as they were pushed, with nothing
+ * allocated around them; ids are positions in push order, so they need no storage either. Only
+ * records released for a retry carry an envelope with their attempt count.
  */
 export class MemoryStorage<T> implements Storage<T> {
   readonly durable = false;
   readonly shared = false;
+  readonly features: StorageFeatures = { priority: true, coalesce: true };
 
-  private readonly fresh = new Queue<T>();
-  /** Id of the record at the head of `fresh`; ids grow by one per appended record. */
-  private headId = 0;
-  /** Retried records whose delay has passed, in id (push) order. */
+  private readonly lanes: Lane<T>[] = [{ queue: new Queue<T>(), headSeq: 0 }];
+  private freshCount = 0;
+  /** Retried records whose delay has passed, in id order. */
   private due: StoredRecord<T>[] = [];
   /** Retried records still waiting out their delay, by `visibleAt`. */
   private delayed: Retry<T>[] = [];
@@ -41,46 +60,55 @@ export class MemoryStorage<T> implements Storage<T> {
     this.sizeOf = options.sizeOf ?? jsonByteLength;
   }
 
-  append(records: readonly T[]): RecordId[] {
+  append(records: readonly T[], options?: AppendOptions): RecordId[] {
+    const laneIndex = options?.lane ?? 0;
+    const lane = this.lane(laneIndex);
     const ids = new Array<RecordId>(records.length);
-    const first = this.headId + this.fresh.length;
+    const first = laneIndex * LANE_FACTOR + lane.headSeq + lane.queue.length;
     for (let i = 0; i < records.length; i++) {
-      this.fresh.push(records[i] as T);
+      lane.queue.push(records[i] as T);
       ids[i] = first + i;
     }
+    this.freshCount += records.length;
     return ids;
+  }
+
+  coalesce(id: RecordId, record: T, merge: MergeFunction<T>): boolean {
+    if (typeof id !== 'number') return false;
+    const lane = this.lanes[Math.floor(id / LANE_FACTOR)];
+    if (!lane) return false;
+    const index = (id % LANE_FACTOR) - lane.headSeq;
+    const older = lane.queue.at(index);
+    return older !== undefined && lane.queue.set(index, merge(older, record));
   }
 
   reserve(limit: number, options: ReserveOptions): StoredRecord<T>[] {
     this.promoteDue(options.now);
     const batch: StoredRecord<T>[] = [];
-    const maxBytes = options.maxBytes;
-    let bytes = 0;
-    const fits = (record: T): boolean => {
-      if (maxBytes === undefined) return true;
-      const size = this.sizeOf(record);
-      if (batch.length > 0 && bytes + size > maxBytes) return false;
-      bytes += size;
-      return true;
-    };
+    const budget = new ByteBudget(options.maxBytes, this.sizeOf);
     let dueTaken = 0;
     while (batch.length < limit && dueTaken < this.due.length) {
       const entry = this.due[dueTaken] as StoredRecord<T>;
-      if (!fits(entry.record)) break;
+      if (!budget.fits(entry.record, batch.length)) return this.finish(batch, dueTaken);
       batch.push(entry);
       dueTaken++;
     }
-    if (dueTaken > 0) this.due = this.due.slice(dueTaken);
-    while (batch.length < limit && this.fresh.length > 0) {
-      const record = this.fresh.peek() as T;
-      if (!fits(record)) break;
-      this.fresh.shift();
-      batch.push({ id: this.headId++, record, attempts: 0 });
+    this.finish(batch, dueTaken);
+    // Each lane takes (1 - laneShare) of the room left when a lower lane holds records, so low
+    // lanes always get part of a batch; the lowest non-empty lane takes whatever room is left.
+    const share = options.laneShare ?? 0;
+    for (let l = 0; l < this.lanes.length && batch.length < limit; l++) {
+      const lane = this.lanes[l] as Lane<T>;
+      if (lane.queue.length === 0) continue;
+      const room = limit - batch.length;
+      const quota = this.lowerLanesWait(l) ? Math.max(1, Math.ceil(room * (1 - share))) : room;
+      const taken = this.takeFresh(lane, l, quota, batch, budget);
+      if (taken < quota && lane.queue.length > 0) break; // stopped by maxBytes
     }
     return batch;
   }
 
-  /** Reserved records already left the queue; there is nothing more to remove. */
+  /** Reserved records already left the queues; there is nothing more to remove. */
   ack(): void {}
 
   release(records: readonly StoredRecord<T>[], visibleAt: number): void {
@@ -96,7 +124,7 @@ export class MemoryStorage<T> implements Storage<T> {
   }
 
   size(): number {
-    return this.fresh.length + this.due.length + this.delayedCount;
+    return this.freshCount + this.due.length + this.delayedCount;
   }
 
   recover(): number {
@@ -105,7 +133,46 @@ export class MemoryStorage<T> implements Storage<T> {
 
   close(): void {}
 
-  /** Moves retries whose delay has passed to `due`, keeping `due` in push order. */
+  private lane(index: number): Lane<T> {
+    if (!Number.isInteger(index) || index < 0 || index >= MAX_LANES) {
+      throw new RangeError(`lane must be an integer from 0 to ${MAX_LANES - 1}, got ${index}`);
+    }
+    while (this.lanes.length <= index) this.lanes.push({ queue: new Queue<T>(), headSeq: 0 });
+    return this.lanes[index] as Lane<T>;
+  }
+
+  private lowerLanesWait(index: number): boolean {
+    for (let l = index + 1; l < this.lanes.length; l++) {
+      if ((this.lanes[l] as Lane<T>).queue.length > 0) return true;
+    }
+    return false;
+  }
+
+  private takeFresh(
+    lane: Lane<T>,
+    index: number,
+    quota: number,
+    batch: StoredRecord<T>[],
+    budget: ByteBudget<T>,
+  ): number {
+    let taken = 0;
+    while (taken < quota && lane.queue.length > 0) {
+      const record = lane.queue.peek() as T;
+      if (!budget.fits(record, batch.length)) break;
+      lane.queue.shift();
+      batch.push({ id: index * LANE_FACTOR + lane.headSeq++, record, attempts: 0 });
+      taken++;
+    }
+    this.freshCount -= taken;
+    return taken;
+  }
+
+  private finish(batch: StoredRecord<T>[], dueTaken: number): StoredRecord<T>[] {
+    if (dueTaken > 0) this.due = this.due.slice(dueTaken);
+    return batch;
+  }
+
+  /** Moves retries whose delay has passed to `due`, keeping `due` in id order. */
   private promoteDue(now: number): void {
     if (this.delayed.length === 0 || (this.delayed[0] as Retry<T>).visibleAt > now) return;
     let n = 0;
@@ -113,6 +180,24 @@ export class MemoryStorage<T> implements Storage<T> {
     const promoted = this.delayed.splice(0, n).flatMap((r) => r.records);
     this.delayedCount -= promoted.length;
     this.due = this.due.concat(promoted).sort((a, b) => (a.id as number) - (b.id as number));
+  }
+}
+
+/** Tracks a batch's serialized size against `maxBytes`; the first record always fits. */
+class ByteBudget<T> {
+  private used = 0;
+
+  constructor(
+    private readonly maxBytes: number | undefined,
+    private readonly sizeOf: (record: T) => number,
+  ) {}
+
+  fits(record: T, batchLength: number): boolean {
+    if (this.maxBytes === undefined) return true;
+    const size = this.sizeOf(record);
+    if (batchLength > 0 && this.used + size > this.maxBytes) return false;
+    this.used += size;
+    return true;
   }
 }
 

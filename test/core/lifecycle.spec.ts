@@ -219,3 +219,53 @@ describe('a process that forgets stop()', () => {
     expect(JSON.parse(stdout.trim())).toEqual({ processed: 25, deadLettered: 0 });
   });
 });
+
+describe('records left in a durable storage by an earlier process', () => {
+  beforeEach(() => {
+    jest.useFakeTimers();
+  });
+  afterEach(() => {
+    jest.useRealTimers();
+  });
+
+  function leftover(count: number, retried: number) {
+    const storage = memoryStorageAs<number>({ durable: true });
+    storage.inner.append(range(0, count));
+    const batch = storage.inner.reserve(retried, { now: Date.now() });
+    storage.inner.release(batch, Date.now() - 1);
+    // As a real durable storage: recovery and size answer asynchronously.
+    storage.recover = async () => 0;
+    storage.size = async () => storage.inner.size();
+    return storage;
+  }
+
+  it('are drained by a stop() that follows start() at once', async () => {
+    const worker = recordingWorker<number>();
+    const bufio = new BufIO<number>({
+      worker: worker.work,
+      storage: leftover(120, 0),
+      batchSize: 50,
+    });
+    bufio.start();
+    const summary = await bufio.stop();
+    expect(summary).toMatchObject({ processed: 120, remaining: 0, timedOut: false });
+  });
+
+  it('are all processed soon after start, without another push or a stop', async () => {
+    const worker = recordingWorker<number>((records, context) => {
+      if (context.attempt === 1 && records[0] !== undefined && records[0] % 7 === 0)
+        throw new Error('once');
+    });
+    const bufio = new BufIO<number>({
+      worker: worker.work,
+      storage: leftover(580, 50),
+      batchSize: 50,
+      flushInterval: 10,
+      retry: { initialDelay: 20, maxDelay: 100 },
+    });
+    bufio.start();
+    await jest.advanceTimersByTimeAsync(2000);
+    expect(bufio.stats()).toMatchObject({ processed: 580, buffered: 0 });
+    await bufio.stop();
+  });
+});

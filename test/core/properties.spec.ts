@@ -192,3 +192,116 @@ describe('properties (fast-check)', () => {
     );
   });
 });
+
+interface Tagged {
+  readonly key: string;
+  readonly lane: number;
+  readonly ids: readonly number[];
+}
+
+describe('properties with coalescing, priority lanes and bisecting (fast-check)', () => {
+  beforeEach(() => {
+    jest.useFakeTimers();
+  });
+  afterEach(() => {
+    jest.useRealTimers();
+  });
+
+  it('no record is lost or processed twice, whatever the failures', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          batchSize: fc.integer({ min: 1, max: 10 }),
+          concurrency: fc.integer({ min: 1, max: 3 }),
+          maxAttempts: fc.integer({ min: 1, max: 4 }),
+          keys: fc.integer({ min: 1, max: 6 }),
+          lanes: fc.integer({ min: 1, max: 3 }),
+          coalesce: fc.boolean(),
+          bisect: fc.boolean(),
+          pushes: fc.array(
+            fc.record({
+              count: fc.integer({ min: 1, max: 8 }),
+              lane: fc.nat(2),
+              wait: fc.nat(150),
+            }),
+            {
+              minLength: 1,
+              maxLength: 25,
+            },
+          ),
+          poison: fc.array(fc.nat(200), { maxLength: 6 }),
+          behaviours: fc.array(behaviour, { minLength: 1, maxLength: 6 }),
+        }),
+        async (s) => {
+          const poison = new Set(s.poison);
+          const outcome = new Map<number, string>();
+          const settle = (records: readonly Tagged[], how: string): void => {
+            for (const r of records) {
+              for (const id of r.ids) {
+                expect(outcome.get(id)).toBeUndefined(); // never twice
+                outcome.set(id, how);
+              }
+            }
+          };
+          let calls = 0;
+          const bufio = new BufIO<Tagged>({
+            batchSize: s.batchSize,
+            concurrency: s.concurrency,
+            flushInterval: 50,
+            bisectOnError: s.bisect,
+            retry: { maxAttempts: s.maxAttempts, initialDelay: 10, maxDelay: 80 },
+            priority: { lanes: s.lanes },
+            coalesce: s.coalesce
+              ? {
+                  key: (r) => r.key,
+                  merge: (a, b) => ({ key: a.key, lane: a.lane, ids: [...a.ids, ...b.ids] }),
+                }
+              : undefined,
+            worker: async (records) => {
+              const b = s.behaviours[calls++ % s.behaviours.length] as Behaviour;
+              await new Promise((resolve) => setTimeout(resolve, 3));
+              if (records.some((r) => r.ids.some((id) => poison.has(id))))
+                throw new Error('poison');
+              if (b.kind === 'throw') throw new Error('batch failed');
+              if (b.kind === 'ok') return settle(records, 'processed');
+              return records.map((r, i) => {
+                if ((b.mask >> (i % 16)) & 1) return new Error('record failed');
+                settle([r], 'processed');
+                return undefined;
+              });
+            },
+          });
+          bufio.on('deadLettered', ({ records }) => settle(records, 'deadLettered'));
+          bufio.start();
+          let next = 0;
+          const accepted: number[] = [];
+          const pushes: Promise<void>[] = [];
+          for (const p of s.pushes) {
+            const lane = Math.min(p.lane, s.lanes - 1);
+            const records = Array.from({ length: p.count }, () => {
+              const id = next++;
+              return { key: `k${id % s.keys}`, lane, ids: [id] };
+            });
+            pushes.push(
+              bufio
+                .push(records, { priority: lane })
+                .then(() => void accepted.push(...records.map((r) => r.ids[0] as number))),
+            );
+            await jest.advanceTimersByTimeAsync(p.wait);
+          }
+          const stopping = bufio.stop({ timeout: 120_000 });
+          await jest.advanceTimersByTimeAsync(120_000);
+          const summary = await stopping;
+          await Promise.all(pushes);
+          expect(summary.timedOut).toBe(false);
+          expect([...outcome.keys()].sort((a, b) => a - b)).toEqual(accepted.sort((a, b) => a - b));
+          for (const id of poison)
+            if (outcome.has(id)) expect(outcome.get(id)).toBe('deadLettered');
+          const stats = bufio.stats();
+          expect(stats.processed + stats.deadLettered + stats.coalesced).toBe(stats.pushed);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+});

@@ -1,4 +1,4 @@
-import { MemoryStorage, type Storage, type WorkContext } from '../../lib/index.js';
+import { MemoryStorage, type Storage, type WorkContext, type WorkResult } from '../../lib/index.js';
 
 /** A worker that records every batch it is given and answers with `behaviour`. */
 export function recordingWorker<T, U = unknown>(
@@ -6,11 +6,11 @@ export function recordingWorker<T, U = unknown>(
     records: T[],
     context: WorkContext,
     call: number,
-  ) => Promise<U[] | void> | U[] | void = () => undefined,
+  ) => Promise<WorkResult<U>> | WorkResult<U> = () => undefined,
 ) {
   const batches: T[][] = [];
   const contexts: WorkContext[] = [];
-  const work = async (records: T[], context: WorkContext): Promise<U[] | void> => {
+  const work = async (records: T[], context: WorkContext): Promise<WorkResult<U>> => {
     batches.push([...records]);
     contexts.push(context);
     return behaviour(records, context, batches.length);

@@ -1,0 +1,4 @@
+export { FileStorage } from './file-storage.js';
+export type { Durability, FileStorageOptions } from './file-storage-options.js';
+export type { CutReason, RecoveryCut, RecoveryReport } from './recovery-report.js';
+export { jsonSerializer, type Serializer } from './serializer.js';

@@ -1,0 +1,183 @@
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { StorageLockedError } from '../../../lib/core/errors.js';
+import { FileStorage } from '../../../lib/storages/file/index.js';
+import { lockFiles, removeDir, tempDir } from './file-test-support.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const LOCK_CHILD = path.join(ROOT, 'dist/test/fixtures/file/lock-child.js');
+
+interface ChildResult {
+  readonly ok: boolean;
+  readonly size?: number;
+  readonly code?: string;
+  readonly message?: string;
+}
+
+let directory = '';
+const opened: FileStorage<unknown>[] = [];
+
+afterEach(async () => {
+  for (const storage of opened.splice(0)) await storage.close();
+  if (directory) await removeDir(directory);
+  directory = '';
+});
+
+async function openHere(): Promise<FileStorage<unknown>> {
+  const storage = await FileStorage.open<unknown>({ directory });
+  opened.push(storage);
+  return storage;
+}
+
+function probeFromChild(): ChildResult {
+  const run = spawnSync(process.execPath, [LOCK_CHILD, directory], { encoding: 'utf8' });
+  expect(run.stderr).toBe('');
+  return JSON.parse(run.stdout) as ChildResult;
+}
+
+/** The pid of a process that has exited. */
+function deadPid(): number {
+  const run = spawnSync(process.execPath, ['-e', '']);
+  return run.pid as number;
+}
+
+function writeLock(generation: number, holder: object): void {
+  fs.writeFileSync(path.join(directory, `LOCK.${generation}`), JSON.stringify(holder), {
+    mode: 0o600,
+  });
+}
+
+function readLock(name: string): { pid: number; free?: boolean } {
+  return JSON.parse(fs.readFileSync(path.join(directory, name), 'utf8')) as {
+    pid: number;
+    free?: boolean;
+  };
+}
+
+describe('FileStorage directory lock', () => {
+  it('refuses a second instance in the same process, naming the directory and pid', async () => {
+    directory = await tempDir('lock');
+    const first = await openHere();
+    await first.append([{ n: 1 }]);
+    const second = new FileStorage<unknown>({ directory });
+    const error = await second.open().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StorageLockedError);
+    expect(error).toMatchObject({ code: 'BUFIO_STORAGE_LOCKED' });
+    const message = (error as Error).message;
+    expect(message).toContain(`"${fs.realpathSync(directory)}"`);
+    expect(message).toContain(`pid ${process.pid}`);
+    // The holder is unaffected, and the refused instance opens once the holder closes.
+    await first.append([{ n: 2 }]);
+    expect(first.size()).toBe(2);
+    await first.close();
+    opened.splice(0);
+    await second.open();
+    opened.push(second);
+    expect(second.size()).toBe(2);
+  });
+
+  it('lets exactly one of two concurrent opens in the same process win', async () => {
+    directory = await tempDir('lock');
+    const a = new FileStorage<unknown>({ directory });
+    const b = new FileStorage<unknown>({ directory });
+    const results = await Promise.allSettled([a.open(), b.open()]);
+    opened.push(a, b);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const loser = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(loser.reason).toBeInstanceOf(StorageLockedError);
+  });
+
+  it('refuses another process while held, naming this pid, and admits it after close', async () => {
+    directory = await tempDir('lock');
+    const holder = await openHere();
+    await holder.append([{ n: 1 }]);
+    const refused = probeFromChild();
+    expect(refused).toMatchObject({ ok: false, code: 'BUFIO_STORAGE_LOCKED' });
+    expect(refused.message).toContain(`locked by process ${process.pid}`);
+    expect(refused.message).toContain(fs.realpathSync(directory));
+    await holder.close();
+    opened.splice(0);
+    expect(probeFromChild()).toEqual({ ok: true, size: 1 });
+  });
+
+  it('takes over the lock of a process that is gone', async () => {
+    directory = await tempDir('lock');
+    const dead = deadPid();
+    writeLock(7, { pid: dead, host: os.hostname() });
+    const storage = await openHere();
+    await storage.append([{ n: 1 }]);
+    expect(await lockFiles(directory)).toEqual(['LOCK.8']);
+    expect(readLock('LOCK.8').pid).toBe(process.pid);
+    await storage.close();
+    opened.splice(0);
+    // Released: a free marker of the next generation, which anyone may take.
+    expect(await lockFiles(directory)).toEqual(['LOCK.9']);
+    expect(readLock('LOCK.9')).toMatchObject({ free: true });
+    expect(probeFromChild()).toEqual({ ok: true, size: 1 });
+  });
+
+  it('tells a live holder from a reused pid by its start time (Linux)', async () => {
+    if (!fs.existsSync(`/proc/${process.pid}/stat`)) return;
+    directory = await tempDir('lock');
+    const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)']);
+    try {
+      const stat = fs.readFileSync(`/proc/${sleeper.pid}/stat`, 'utf8');
+      const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+      writeLock(1, { pid: sleeper.pid, host: os.hostname(), start });
+      const refused = await new FileStorage<unknown>({ directory }).open().catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(StorageLockedError);
+      expect((refused as Error).message).toContain(`locked by process ${sleeper.pid}`);
+      // The same pid with another start time is a different, later process: the lock is stale.
+      writeLock(2, { pid: sleeper.pid, host: os.hostname(), start: '1' });
+      await openHere();
+      expect(await lockFiles(directory)).toEqual(['LOCK.3']);
+    } finally {
+      sleeper.kill('SIGKILL');
+    }
+  });
+
+  it('counts a holder on another host as alive, and says which host', async () => {
+    directory = await tempDir('lock');
+    writeLock(4, { pid: 1234, host: 'elsewhere.example' });
+    const error = await new FileStorage<unknown>({ directory }).open().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StorageLockedError);
+    expect((error as Error).message).toContain(
+      'locked by process 1234 on host "elsewhere.example"',
+    );
+    expect(await lockFiles(directory)).toEqual(['LOCK.4']);
+  });
+
+  it('of several processes taking over one stale lock at once, exactly one wins', async () => {
+    directory = await tempDir('lock');
+    writeLock(3, { pid: deadPid(), host: os.hostname() });
+    const children = Array.from({ length: 4 }, () =>
+      spawn(process.execPath, [LOCK_CHILD, directory, 'hold'], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      }),
+    );
+    const closed = children.map((child) => new Promise((resolve) => child.on('close', resolve)));
+    const results = await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<ChildResult>((resolve) => {
+            let out = '';
+            child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+              out += chunk;
+              if (out.includes('\n')) resolve(JSON.parse(out) as ChildResult);
+            });
+          }),
+      ),
+    );
+    // Every child has answered while the winner still holds the lock; now let the winner go.
+    for (const child of children) child.stdin.on('error', () => undefined).end();
+    await Promise.all(closed);
+    expect(results.filter((r) => r.ok)).toHaveLength(1);
+    for (const result of results.filter((r) => !r.ok)) {
+      expect(result.code).toBe('BUFIO_STORAGE_LOCKED');
+    }
+  });
+});

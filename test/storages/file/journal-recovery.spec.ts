@@ -1,0 +1,271 @@
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { FileStorage, type RecoveryReport } from '../../../lib/storages/file/index.js';
+import { crc32 } from '../../../lib/storages/file/crc32.js';
+import { frameOffsets, removeDir, segmentFiles, tempDir } from './file-test-support.js';
+
+interface Rec {
+  readonly n: number;
+  readonly text: string;
+}
+
+const rec = (n: number): Rec => ({ n, text: `record number ${n}` });
+const T0 = 1_700_000_000_000;
+
+let directory = '';
+const open: FileStorage<Rec>[] = [];
+
+afterEach(async () => {
+  for (const storage of open.splice(0)) await storage.close();
+  if (directory) await removeDir(directory);
+  directory = '';
+});
+
+/** Writes records 0..count-1, one append each (one frame each), and closes. */
+async function writeRecords(count: number, segmentBytes?: number): Promise<void> {
+  const storage = new FileStorage<Rec>({ directory, segmentBytes });
+  for (let n = 0; n < count; n++) await storage.append([rec(n)]);
+  await storage.close();
+}
+
+/** Opens the directory again, collecting the recovery report, and drains every record. */
+async function reopen(): Promise<{ numbers: number[]; report: RecoveryReport }> {
+  const reports: RecoveryReport[] = [];
+  const storage = await FileStorage.open<Rec>({
+    directory,
+    segmentBytes: 1024,
+    onRecovery: (r) => reports.push(r),
+  });
+  open.push(storage);
+  const batch = await storage.reserve(10_000, { now: Infinity });
+  await storage.release(batch, T0);
+  expect(reports).toHaveLength(1);
+  expect(storage.recovery).toBe(reports[0]);
+  return { numbers: batch.map((b) => b.record.n), report: reports[0] as RecoveryReport };
+}
+
+async function lastSegment(): Promise<string> {
+  const files = await segmentFiles(directory);
+  return path.join(directory, files[files.length - 1] as string);
+}
+
+const range = (from: number, to: number): number[] =>
+  Array.from({ length: to - from }, (_, i) => from + i);
+
+describe('FileStorage recovery', () => {
+  it('crc32 matches the standard check value and continues over ranges', () => {
+    const data = Buffer.from('123456789');
+    expect(crc32(data)).toBe(0xcbf43926);
+    expect(crc32(data, 4, 9, crc32(data, 0, 4))).toBe(0xcbf43926);
+    const long = Buffer.from('x'.repeat(1000) + 'y');
+    expect(crc32(long, 0, 1001)).not.toBe(crc32(Buffer.from('x'.repeat(1001))));
+  });
+
+  it('an intact journal replays every record, in order, and reports no cut', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(20);
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 20));
+    expect(report).toMatchObject({ records: 20, retries: 0, cuts: [], segments: 1 });
+  });
+
+  it('a write torn mid-record is cut off; every record before it is kept, in order', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(10);
+    const file = await lastSegment();
+    const { frames } = await frameOffsets(file);
+    const lastFrame = frames[frames.length - 1] as number;
+    const size = (await fs.stat(file)).size;
+    await fs.truncate(file, size - 5);
+
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 9));
+    expect(report.cuts).toEqual([
+      {
+        segment: path.basename(file),
+        offset: lastFrame,
+        bytes: size - 5 - lastFrame,
+        reason: 'incomplete',
+      },
+    ]);
+    // The torn bytes are gone from the file, so the next open finds a clean journal.
+    expect((await fs.stat(file)).size).toBe(lastFrame);
+  });
+
+  it('a torn frame header (fewer than 8 bytes of the last frame) is cut too', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(5);
+    const file = await lastSegment();
+    const { frames } = await frameOffsets(file);
+    const lastFrame = frames[frames.length - 1] as number;
+    await fs.truncate(file, lastFrame + 3);
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 4));
+    expect(report.cuts).toEqual([
+      { segment: path.basename(file), offset: lastFrame, bytes: 3, reason: 'incomplete' },
+    ]);
+  });
+
+  it('a flipped byte in the last record payload fails its checksum and is cut', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(10);
+    const file = await lastSegment();
+    const { frames, payloads } = await frameOffsets(file);
+    const lastFrame = frames[frames.length - 1] as number;
+    const size = (await fs.stat(file)).size;
+    const data = await fs.readFile(file);
+    const at = (payloads[payloads.length - 1] as number) + 3;
+    data[at] = (data[at] as number) ^ 0x20;
+    await fs.writeFile(file, data);
+
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 9));
+    expect(report.cuts).toEqual([
+      {
+        segment: path.basename(file),
+        offset: lastFrame,
+        bytes: size - lastFrame,
+        reason: 'checksum',
+      },
+    ]);
+  });
+
+  it('a damaged checksum field is cut the same way', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(10);
+    const file = await lastSegment();
+    const { frames } = await frameOffsets(file);
+    const lastFrame = frames[frames.length - 1] as number;
+    const data = await fs.readFile(file);
+    data[lastFrame + 5] = (data[lastFrame + 5] as number) ^ 0xff;
+    await fs.writeFile(file, data);
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 9));
+    expect(report.cuts).toEqual([
+      {
+        segment: path.basename(file),
+        offset: lastFrame,
+        bytes: data.length - lastFrame,
+        reason: 'checksum',
+      },
+    ]);
+  });
+
+  it('damage inside a segment keeps what precedes it and reports what was cut', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(10);
+    const file = await lastSegment();
+    const { frames, payloads } = await frameOffsets(file);
+    const data = await fs.readFile(file);
+    const at = payloads[5] as number;
+    data[at] = (data[at] as number) ^ 0x01;
+    await fs.writeFile(file, data);
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 5));
+    expect(report.cuts).toEqual([
+      {
+        segment: path.basename(file),
+        offset: frames[5],
+        bytes: data.length - (frames[5] as number),
+        reason: 'checksum',
+      },
+    ]);
+  });
+
+  it('with many segments, a torn last segment loses nothing from the earlier ones', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(120, 1024);
+    const files = await segmentFiles(directory);
+    expect(files.length).toBeGreaterThan(3);
+    const file = await lastSegment();
+    const { frames } = await frameOffsets(file);
+    const lastFrame = frames[frames.length - 1] as number;
+    await fs.truncate(file, lastFrame + 12);
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 119));
+    expect(report.segments).toBe(files.length);
+    expect(report.cuts).toEqual([
+      { segment: path.basename(file), offset: lastFrame, bytes: 12, reason: 'incomplete' },
+    ]);
+  });
+
+  it('a segment torn before its header was complete is removed and reported', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(4);
+    const torn = 'journal-000000000099.log';
+    await fs.writeFile(path.join(directory, torn), Buffer.from('BUF'), { mode: 0o600 });
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 4));
+    expect(report.cuts).toEqual([{ segment: torn, offset: 0, bytes: 3, reason: 'incomplete' }]);
+    expect(await segmentFiles(directory)).not.toContain(torn);
+  });
+
+  it('records appended after a cut survive the next open, with no cut reported again', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(6);
+    const file = await lastSegment();
+    await fs.truncate(file, (await fs.stat(file)).size - 1);
+    const first = await FileStorage.open<Rec>({ directory, onRecovery: () => undefined });
+    expect(first.recovery?.cuts).toHaveLength(1);
+    await first.append([rec(100), rec(101)]);
+    await first.close();
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual([0, 1, 2, 3, 4, 100, 101]);
+    expect(report.cuts).toEqual([]);
+  });
+
+  it('without onRecovery, a cut is reported as a process warning', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(3);
+    const file = await lastSegment();
+    await fs.truncate(file, (await fs.stat(file)).size - 2);
+    const emitWarning = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    let messages: string[];
+    try {
+      const storage = await FileStorage.open<Rec>({ directory });
+      open.push(storage);
+      expect(await storage.size()).toBe(2);
+      messages = emitWarning.mock.calls.map((call) => String(call[0]));
+    } finally {
+      emitWarning.mockRestore();
+    }
+    const mine = messages.filter((message) => message.includes('FileStorage cut damaged journal'));
+    expect(mine).toHaveLength(1);
+    expect(mine[0]).toContain(path.basename(file));
+    expect(mine[0]).toContain('(incomplete)');
+  });
+
+  it('acknowledgements and releases are replayed: acked records stay gone, retries keep attempts', async () => {
+    directory = await tempDir('recovery');
+    const storage = new FileStorage<Rec>({ directory });
+    await storage.append(range(0, 10).map(rec));
+    const batch = await storage.reserve(6, { now: T0 });
+    await storage.ack(batch.slice(0, 3));
+    await storage.release(batch.slice(3), T0 + 10_000);
+    const again = await storage.reserve(10, { now: T0 + 10_000 });
+    expect(again.map((b) => [b.record.n, b.attempts])).toEqual([
+      [3, 1],
+      [4, 1],
+      [5, 1],
+      [6, 0],
+      [7, 0],
+      [8, 0],
+      [9, 0],
+    ]);
+    await storage.release(again.slice(0, 1), T0 + 20_000);
+    await storage.close();
+
+    const next = await FileStorage.open<Rec>({ directory });
+    open.push(next);
+    expect(next.recovery).toMatchObject({ records: 7, retries: 3 });
+    expect((await next.reserve(10, { now: T0 })).map((b) => b.record.n)).toEqual([6, 7, 8, 9]);
+    const retries = await next.reserve(10, { now: T0 + 10_000 });
+    expect(retries.map((b) => [b.record.n, b.attempts])).toEqual([
+      [4, 1],
+      [5, 1],
+    ]);
+    const last = await next.reserve(10, { now: T0 + 20_000 });
+    expect(last.map((b) => [b.record.n, b.attempts])).toEqual([[3, 2]]);
+  });
+});

@@ -1,0 +1,312 @@
+import { afterAll, afterEach, beforeAll, expect, it, jest } from '@jest/globals';
+import pg from 'pg';
+import { StorageUnavailableError, type StoredRecord } from '../../../lib/index.js';
+import {
+  PostgresStorage,
+  type PostgresStorageOptions,
+} from '../../../lib/storages/postgres/index.js';
+import { describeWith } from '../../support/services.js';
+import {
+  adminPool,
+  countRows,
+  dropTables,
+  POSTGRES_URL,
+  RUN_ID,
+  sleep,
+  terminateBackends,
+  uniqueTable,
+  waitFor,
+} from './support.js';
+
+const describePostgres = await describeWith('postgres');
+
+interface Rec {
+  readonly n: number;
+}
+
+const recs = (from: number, to: number): Rec[] =>
+  Array.from({ length: to - from }, (_, i) => ({ n: from + i }));
+const numbers = (batch: readonly StoredRecord<Rec>[]): number[] => batch.map((e) => e.record.n);
+
+describePostgres('PostgresStorage', () => {
+  let admin: pg.Pool;
+  const tables = new Set<string>();
+  let cleanup: (() => Promise<void>)[] = [];
+
+  beforeAll(() => {
+    admin = adminPool();
+  });
+
+  afterEach(async () => {
+    for (const step of cleanup.reverse()) await step();
+    cleanup = [];
+  });
+
+  afterAll(async () => {
+    await dropTables(admin, tables);
+    await admin.end();
+  });
+
+  /** A table of its own, migrated, and a storage over it on a pool the test controls. */
+  async function setup(
+    options: Partial<PostgresStorageOptions<Rec>> = {},
+    table = uniqueTable('pgs'),
+  ): Promise<{ storage: PostgresStorage<Rec>; pool: pg.Pool; table: string }> {
+    tables.add(table);
+    const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 3 });
+    const storage = new PostgresStorage<Rec>({ pool, table, onError: () => undefined, ...options });
+    await storage.migrate();
+    cleanup.push(async () => {
+      await storage.close();
+      if (!pool.ended) await pool.end();
+    });
+    return { storage, pool, table };
+  }
+
+  /** Ends a storage's connections without closing it, as a killed process would. */
+  async function crash(pool: pg.Pool): Promise<void> {
+    await pool.end();
+  }
+
+  it('combines the appends of one event-loop turn into one INSERT, ids ascending in order', async () => {
+    const { storage, pool } = await setup();
+    const query = jest.spyOn(pool, 'query');
+    const calls = Array.from({ length: 50 }, (_, i) => storage.append(recs(i * 3, i * 3 + 3)));
+    const ids = (await Promise.all(calls)).flat();
+    const inserts = query.mock.calls.filter((call) => String(call[0]).includes('INSERT INTO'));
+    expect(inserts).toHaveLength(1);
+    expect(ids).toHaveLength(150);
+    expect(ids.every((id) => typeof id === 'string')).toBe(true);
+    const asNumbers = ids.map(Number);
+    expect(asNumbers).toEqual([...asNumbers].sort((a, b) => a - b));
+    // Each call got the ids of its own records.
+    const batch = await storage.reserve(150, { now: Date.now() });
+    expect(batch.map((e) => e.id)).toEqual(ids);
+    expect(numbers(batch)).toEqual(recs(0, 150).map((r) => r.n));
+  });
+
+  it('sends appends made while an INSERT runs in the next one, and splits big bursts between calls', async () => {
+    const { storage, pool } = await setup();
+    const query = jest.spyOn(pool, 'query');
+    const first = storage.append(recs(0, 1));
+    const isInsert = (call: unknown[]): boolean => String(call[0]).includes('INSERT INTO');
+    await waitFor('the first INSERT', () => query.mock.calls.some(isInsert));
+    const rest = [
+      storage.append(recs(1, 3001)),
+      storage.append(recs(3001, 6001)),
+      storage.append(recs(6001, 6002)),
+    ];
+    await Promise.all([first, ...rest]);
+    const inserted = query.mock.calls
+      .filter(isInsert)
+      .map((call) => ((call[1] as unknown[])[0] as string[]).length);
+    // 1, then 3000 (3000 + 3000 would pass the 5000-record bound), then 3000 + 1.
+    expect(inserted).toEqual([1, 3000, 3001]);
+    expect(await storage.size()).toBe(6002);
+  });
+
+  it('leaves a pool it was given open on close, and stops listening to it', async () => {
+    const { storage, pool } = await setup();
+    const listeners = pool.listenerCount('error');
+    expect(listeners).toBeGreaterThan(0);
+    await storage.close();
+    expect(pool.listenerCount('error')).toBe(listeners - 1);
+    expect(pool.ended).toBe(false);
+    await expect(pool.query('SELECT 1 AS one')).resolves.toMatchObject({ rows: [{ one: 1 }] });
+  });
+
+  it('ends the pool it created from a connection string on close', async () => {
+    const table = uniqueTable('own');
+    tables.add(table);
+    const app = `bufio-own-${RUN_ID}`;
+    const storage = new PostgresStorage<Rec>({
+      connectionString: POSTGRES_URL,
+      table,
+      createTable: true,
+      poolConfig: { application_name: app },
+    });
+    await storage.append(recs(0, 3));
+    const connections = async (): Promise<number> =>
+      Number(
+        (
+          await admin.query<{ n: string }>(
+            'SELECT count(*)::text AS n FROM pg_stat_activity WHERE application_name = $1',
+            [app],
+          )
+        ).rows[0]?.n,
+      );
+    expect(await connections()).toBeGreaterThan(0);
+    await storage.close();
+    await waitFor('the owned pool to disconnect', async () => (await connections()) === 0);
+    expect(await countRows(admin, table)).toBe(3);
+  });
+
+  it('leases only what maxBytes lets it return: the rest stays visible to others', async () => {
+    const { storage, table } = await setup();
+    const other = await setup({}, table);
+    await storage.append(recs(0, 5));
+    const size = Buffer.byteLength(JSON.stringify({ n: 0 }));
+    const batch = await storage.reserve(10, { now: Date.now(), maxBytes: size * 2 + 1 });
+    expect(numbers(batch)).toEqual([0, 1]);
+    expect(await storage.size()).toBe(3);
+    expect(numbers(await other.storage.reserve(10, { now: Date.now() }))).toEqual([2, 3, 4]);
+  });
+
+  it('shares a table between instances: each record is leased to one of them', async () => {
+    const a = await setup();
+    const b = await setup({}, a.table);
+    await a.storage.append(recs(0, 200));
+    const seen: number[] = [];
+    const take = async (storage: PostgresStorage<Rec>): Promise<void> => {
+      for (;;) {
+        const batch = await storage.reserve(7, { now: Date.now() });
+        if (batch.length === 0) return;
+        seen.push(...numbers(batch));
+        await storage.ack(batch);
+      }
+    };
+    await Promise.all([take(a.storage), take(b.storage), take(a.storage), take(b.storage)]);
+    expect([...seen].sort((x, y) => x - y)).toEqual(recs(0, 200).map((r) => r.n));
+  });
+
+  it('treats an expired lease as free: reserve sees it, and recover frees it', async () => {
+    const crashed = await setup({ leaseTimeout: 100 });
+    const survivor = await setup({ leaseTimeout: 100 }, crashed.table);
+    await crashed.storage.append(recs(0, 4));
+    expect(numbers(await crashed.storage.reserve(2, { now: Date.now() }))).toEqual([0, 1]);
+    await crashed.storage.reserve(1, { now: Date.now() });
+    await crash(crashed.pool);
+    expect(numbers(await survivor.storage.reserve(10, { now: Date.now() }))).toEqual([3]);
+    expect(await survivor.storage.recover()).toBe(0);
+    expect(await survivor.storage.size()).toBe(0);
+    await sleep(150);
+    expect(await survivor.storage.size()).toBe(3);
+    // Without recover(): the lapsed leases are visible, oldest first, attempts unchanged.
+    const reclaimed = await survivor.storage.reserve(2, { now: Date.now() });
+    expect(numbers(reclaimed)).toEqual([0, 1]);
+    expect(reclaimed.every((e) => e.attempts === 0)).toBe(true);
+    // recover() frees the crashed holder's last lease; the survivor's own are renewed, not freed.
+    expect(await survivor.storage.recover()).toBe(1);
+    expect(numbers(await survivor.storage.reserve(10, { now: Date.now() }))).toEqual([2]);
+  });
+
+  it('renews the leases it holds, so a long worker call keeps its records', async () => {
+    const holder = await setup({ leaseTimeout: 150 });
+    const other = await setup({ leaseTimeout: 150 }, holder.table);
+    await holder.storage.append(recs(0, 3));
+    const batch = await holder.storage.reserve(10, { now: Date.now() });
+    await sleep(600); // four lease periods
+    expect(await other.storage.recover()).toBe(0);
+    expect(await other.storage.reserve(10, { now: Date.now() })).toEqual([]);
+    expect(await other.storage.size()).toBe(0);
+    await holder.storage.ack(batch);
+    expect(await countRows(admin, holder.table)).toBe(0);
+  });
+
+  it('does not disturb a record another holder took after its lease lapsed', async () => {
+    const slow = await setup();
+    const fast = await setup({}, slow.table);
+    await slow.storage.append(recs(0, 2));
+    const stale = await slow.storage.reserve(10, { now: Date.now() });
+    // As if slow's lease had lapsed (a stalled process): fast takes the records.
+    await admin.query(`UPDATE "${slow.table}" SET lease_until = 0`);
+    const taken = await fast.storage.reserve(10, { now: Date.now() });
+    expect(numbers(taken)).toEqual([0, 1]);
+    await slow.storage.release(stale, Date.now());
+    expect(await fast.storage.size()).toBe(0);
+    const rows = await admin.query<{ attempts: number; lease_holder: string }>(
+      `SELECT attempts, lease_holder FROM "${slow.table}" ORDER BY id`,
+    );
+    expect(rows.rows).toEqual([
+      { attempts: 0, lease_holder: fast.storage.holder },
+      { attempts: 0, lease_holder: fast.storage.holder },
+    ]);
+    await fast.storage.ack(taken);
+    expect(await countRows(admin, slow.table)).toBe(0);
+  });
+
+  it('frees its leases on close, so others need not wait for them to lapse', async () => {
+    const closing = await setup({ leaseTimeout: 60_000 });
+    const other = await setup({ leaseTimeout: 60_000 }, closing.table);
+    await closing.storage.append(recs(0, 3));
+    await closing.storage.reserve(2, { now: Date.now() });
+    await closing.storage.close();
+    const batch = await other.storage.reserve(10, { now: Date.now() });
+    expect(numbers(batch)).toEqual([0, 1, 2]);
+    expect(batch.every((e) => e.attempts === 0)).toBe(true);
+  });
+
+  it('writes appends still queued before close resolves', async () => {
+    const { storage, table } = await setup();
+    const appended = storage.append(recs(0, 10));
+    await storage.close();
+    await expect(appended).resolves.toHaveLength(10);
+    expect(await countRows(admin, table)).toBe(10);
+  });
+
+  it('never creates the table on its own; migrate() does, safely from several instances at once', async () => {
+    const table = uniqueTable('mig');
+    tables.add(table);
+    const storages = [0, 1, 2].map(
+      () => new PostgresStorage<Rec>({ connectionString: POSTGRES_URL, table }),
+    );
+    cleanup.push(async () => {
+      for (const s of storages) await s.close();
+    });
+    const [first] = storages as [PostgresStorage<Rec>];
+    await expect(first.size()).rejects.toThrow(/does not exist.*migrate\(\)/);
+    const exists = async (): Promise<boolean> =>
+      ((await admin.query('SELECT 1 FROM pg_tables WHERE tablename = $1', [table])).rowCount ?? 0) >
+      0;
+    expect(await exists()).toBe(false);
+    await Promise.all(storages.map((s) => s.migrate()));
+    await first.migrate();
+    expect(await exists()).toBe(true);
+    const indexes = await admin.query<{ indexname: string }>(
+      'SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY indexname',
+      [table],
+    );
+    expect(indexes.rows.map((r) => r.indexname)).toEqual([
+      `${table}_lease_idx`,
+      `${table}_pkey`,
+      `${table}_reserve_idx`,
+    ]);
+    expect(first.migrationSql()).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS "${table}"`));
+  });
+
+  it('with createTable: true, creates the table before its first statement', async () => {
+    const table = uniqueTable('auto');
+    tables.add(table);
+    const storage = new PostgresStorage<Rec>({
+      connectionString: POSTGRES_URL,
+      table,
+      createTable: true,
+    });
+    cleanup.push(() => storage.close());
+    await expect(storage.append(recs(0, 2))).resolves.toHaveLength(2);
+    expect(await countRows(admin, table)).toBe(2);
+  });
+
+  it('reports an idle connection killed by pg_terminate_backend instead of crashing, and goes on', async () => {
+    const app = `bufio-idle-${RUN_ID}`;
+    const table = uniqueTable('idle');
+    tables.add(table);
+    const reported: Error[] = [];
+    const storage = new PostgresStorage<Rec>({
+      connectionString: POSTGRES_URL,
+      table,
+      createTable: true,
+      poolConfig: { application_name: app, max: 2 },
+      onError: (error) => reported.push(error),
+    });
+    cleanup.push(() => storage.close());
+    await storage.append(recs(0, 1)); // leaves an idle connection in the pool
+    expect(await terminateBackends(admin, app)).toBeGreaterThan(0);
+    await waitFor('the idle connection error', () => reported.length > 0);
+    expect(reported[0]).toBeInstanceOf(StorageUnavailableError);
+    expect(reported[0]?.message).toMatch(/PostgreSQL is unavailable: an idle pooled connection/);
+    expect(reported[0]?.message).toMatch(/57P01|terminat/);
+    await expect(storage.append(recs(1, 2))).resolves.toHaveLength(1);
+    expect(await storage.size()).toBe(2);
+  });
+});
