@@ -29,7 +29,13 @@ import { RetrySchedule } from './retry-schedule.js';
 import { retryDelay } from './retry.js';
 import type { RecordId, Storage, StoredRecord } from './storage.js';
 import { type Waiter, Waiters } from './waiters.js';
-import { perRecordOutcomes, type RecordOutcome, type Worker, type WorkFunction } from './worker.js';
+import {
+  perRecordOutcomes,
+  type RecordOutcome,
+  type Worker,
+  type WorkContext,
+  type WorkFunction,
+} from './worker.js';
 
 /** Counters and timings of a buffer, from `stats()`. */
 export interface BufIOStats {
@@ -778,21 +784,17 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private async callWorker(records: T[], attempt: number): Promise<CallOutcome> {
     const worker = this.worker as Worker<T, U>;
     const timeout = this.options.workTimeout;
-    const controller = new AbortController();
+    const context = new CallContext(this.name, attempt);
     let timer: NodeJS.Timeout | undefined;
     try {
-      let result: unknown = worker.work(records, {
-        buffer: this.name,
-        attempt,
-        signal: controller.signal,
-      });
+      let result: unknown = worker.work(records, context);
       if (timeout !== undefined) {
         result = Promise.race([
           result,
           new Promise<never>((_, reject) => {
             timer = setTimeout(() => {
               const error = new WorkTimeoutError(timeout);
-              controller.abort(error);
+              context.abort(error);
               reject(error);
             }, timeout);
           }),
@@ -1123,6 +1125,33 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     void this.flush();
     // The retry timer does not keep the process alive; at exit, it must, until the retry is made.
     this.retries.setKeepAlive(true);
+  }
+}
+
+/**
+ * The context of one worker call. Its `AbortSignal` is made only if the worker reads it: creating
+ * one per call costs more than the rest of a small batch's bookkeeping.
+ */
+class CallContext implements WorkContext {
+  private controller: AbortController | undefined;
+  private reason: Error | undefined;
+
+  constructor(
+    readonly buffer: string,
+    readonly attempt: number,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: Error): void {
+    this.reason = reason;
+    this.controller?.abort(reason);
   }
 }
 
