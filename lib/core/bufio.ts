@@ -495,7 +495,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       return Promise.reject(error);
     }
     if (!(stored instanceof Promise)) {
-      this.appended_(records, stored, waiter);
+      this.onAppended(records, stored, waiter);
       return RESOLVED;
     }
     const n = records.length;
@@ -504,7 +504,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       (ids) => {
         this.appending -= n;
         this.pendingAppends.delete(settled);
-        this.appended_(records, ids, waiter);
+        this.onAppended(records, ids, waiter);
       },
       (error: unknown) => {
         this.appending -= n;
@@ -517,7 +517,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     return settled;
   }
 
-  private appended_(
+  private onAppended(
     records: readonly T[],
     ids: readonly RecordId[],
     waiter: Waiter<U> | undefined,
