@@ -4,11 +4,12 @@ import { APP_FILTER } from '@nestjs/core';
 import { BufIOModule } from '../lib/nest/index.js';
 import { BufIOExceptionFilter } from './bufio-exception.filter.js';
 import { EventsModule } from './events/events.module.js';
+import { OpsModule } from './ops/ops.module.js';
 import { SETTINGS } from './settings.js';
 
 /**
- * The sample application: BufIO's defaults from the environment through `ConfigService`, and the
- * events feature. Numbers from the environment arrive as strings ("500"): BufIOModule accepts
+ * The sample application: BufIO's defaults from the environment through `ConfigService`, the
+ * events feature, and `/metrics` and `/health` for operators. Numbers from the environment arrive as strings ("500"): BufIOModule accepts
  * numeric strings and refuses anything else at boot, naming the option and the value.
  */
 @Module({
@@ -29,6 +30,7 @@ import { SETTINGS } from './settings.js';
       }),
     }),
     EventsModule,
+    OpsModule,
   ],
   providers: [{ provide: APP_FILTER, useClass: BufIOExceptionFilter }],
 })

@@ -9,8 +9,10 @@ export const SETTINGS = {
   flushInterval: { env: 'BUFIO_FLUSH_INTERVAL', default: 1000 },
   /** How long the drain may take at shutdown, in ms (`shutdownTimeout`). */
   shutdownTimeout: { env: 'BUFIO_SHUTDOWN_TIMEOUT', default: 10_000 },
-  /** Where records wait: `memory`, the only storage the sample offers. */
+  /** Where records wait: `memory` (lost on a crash) or `file` (a journal in `fileDir`). */
   storage: { env: 'BUFIO_STORAGE', default: 'memory' },
+  /** The journal directory of the `file` storage. */
+  fileDir: { env: 'BUFIO_FILE_DIR', default: '.bufio-data/events-journal' },
   /** The SQLite database the worker writes to. */
   dbPath: { env: 'BUFIO_DB_PATH', default: '.bufio-data/sample.db' },
   /** Simulated latency of each database write, in ms: shows batching against a slower store. */
@@ -26,4 +28,4 @@ export const SETTINGS = {
 } as const;
 
 /** Storages the sample can run on: those that exist in `lib/storages/`. */
-export const STORAGES = ['memory'] as const;
+export const STORAGES = ['memory', 'file'] as const;

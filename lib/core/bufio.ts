@@ -174,7 +174,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   /** With `coalesce`: the id of the waiting record of each key. */
   private readonly waitingKeys: Map<string, RecordId> | undefined;
   private readonly bisector: Bisector | undefined;
-  private readonly instrumentation: Instrumentation<T>[] = [];
+  private pushHooks: Instrumentation<T>[] = [];
+  private workHooks: Instrumentation<T>[] = [];
 
   private readonly counters = {
     pushed: 0,
@@ -238,12 +239,19 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   }
 
   /**
-   * Adds instrumentation (tracing, metrics) that sees each push and wraps each worker call.
-   * Integrations such as `@risemaxi/bufio/tracing` use it; applications rarely need to.
+   * Adds instrumentation (tracing, metrics) that sees each push and wraps each worker call, and
+   * returns a function that removes it. Integrations such as `@risemaxi/bufio/tracing` use it;
+   * applications rarely need to.
    */
-  use(instrumentation: Instrumentation<T>): this {
-    this.instrumentation.push(instrumentation);
-    return this;
+  use(instrumentation: Instrumentation<T>): () => void {
+    // Kept in two lists, so that a push pays nothing for instrumentation that only wraps calls.
+    if (instrumentation.onPush) this.pushHooks.push(instrumentation);
+    if (instrumentation.aroundWork) this.workHooks.push(instrumentation);
+    // New arrays, so that a loop already running over the old ones is unaffected.
+    return () => {
+      this.pushHooks = this.pushHooks.filter((hook) => hook !== instrumentation);
+      this.workHooks = this.workHooks.filter((hook) => hook !== instrumentation);
+    };
   }
 
   /**
@@ -528,7 +536,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       const key = (this.options.coalesce as NonNullable<ResolvedOptions<T, U>['coalesce']>).key;
       for (let i = 0; i < n; i++) this.waitingKeys.set(key(records[i] as T), ids[i] as RecordId);
     }
-    for (const hook of this.instrumentation) hook.onPush?.(ids, records);
+    if (this.pushHooks.length > 0) for (const hook of this.pushHooks) hook.onPush?.(ids, records);
     this.counters.pushed += n;
     this.appended += n;
     this.ready += n;
@@ -737,7 +745,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     for (const entry of batch) if (entry.attempts >= attempt) attempt = entry.attempts + 1;
     const started = Date.now();
     const outcome =
-      this.instrumentation.length === 0
+      this.workHooks.length === 0
         ? await this.callWorker(records, attempt)
         : await this.callInstrumented(batch, records, attempt);
     const durationMs = Date.now() - started;
@@ -820,7 +828,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       outcome = await this.callWorker(records, attempt);
       return reportOf(outcome, batch.length);
     };
-    for (const hook of [...this.instrumentation].reverse()) {
+    for (const hook of [...this.workHooks].reverse()) {
       const around = hook.aroundWork;
       if (!around) continue;
       const inner = run;

@@ -1,12 +1,16 @@
-import { Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleInit, Optional } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
+import { BufIO } from '../core/bufio.js';
+import { InvalidOptionsError } from '../core/errors.js';
 import type { Worker } from '../core/worker.js';
 import { BufIOMetadataAccessor } from './bufio-metadata.accessor.js';
-import { BUFIO_LOGGER_CONTEXT } from './bufio.constants.js';
+import { BUFIO_LOGGER_CONTEXT, DEFAULT_SHUTDOWN_TIMEOUT } from './bufio.constants.js';
 import { InvalidWorkerError, MissingWorkerError } from './bufio.errors.js';
+import { logBufferEvents } from './bufio.logging.js';
 import { BufIORegistry } from './bufio.registry.js';
 import { BufIOScheduler } from './bufio.scheduler.js';
-import { BUFIO_MODULE_OPTIONS } from './bufio.tokens.js';
+import { BUFIO_MODULE_OPTIONS, bufferNameOfToken } from './bufio.tokens.js';
+import type { BufIOModuleOptions } from './interfaces/bufio-module-options.interface.js';
 
 /** A provider or controller as `DiscoveryService` describes it (its type is not a public export). */
 type InstanceWrapper = ReturnType<DiscoveryService['getProviders']>[number];
@@ -39,12 +43,16 @@ export class BufIOExplorer implements OnModuleInit {
     private readonly accessor: BufIOMetadataAccessor,
     private readonly registry: BufIORegistry,
     private readonly scheduler: BufIOScheduler,
+    @Optional()
+    @Inject(BUFIO_MODULE_OPTIONS)
+    private readonly defaults?: BufIOModuleOptions,
   ) {}
 
   async onModuleInit(): Promise<void> {
     await this.scheduler.load();
     const providers = this.discovery.getProviders();
     this.warnOnRepeatedRoot(providers);
+    const standIns = this.adoptReplacedBuffers(providers);
     const seen = new Set<object>();
     for (const wrapper of [...providers, ...this.discovery.getControllers()]) {
       const found = this.describe(wrapper);
@@ -52,15 +60,61 @@ export class BufIOExplorer implements OnModuleInit {
       if (!found || seen.has(found.instance)) continue;
       seen.add(found.instance);
       const worker = this.accessor.getWorker(found.target);
-      if (worker) this.attachWorker(found, worker.buffer);
-      this.subscribeHandlers(found);
+      if (worker && !standIns.has(worker.buffer)) this.attachWorker(found, worker.buffer);
+      this.subscribeHandlers(found, standIns);
     }
     for (const entry of this.registry.all()) {
-      if (entry.workerSource === undefined) throw new MissingWorkerError(entry.name);
+      if (entry.workerSource === undefined && !entry.replaced) {
+        throw new MissingWorkerError(entry.name);
+      }
       if (entry.settings.flushCron !== undefined) {
         this.scheduler.checkCron(entry.name, entry.settings.flushCron);
       }
     }
+  }
+
+  /**
+   * A buffer provider replaced in a test (`overrideProvider(getBufferToken(name))`) never ran the
+   * factory that registers its buffer. A `BufIO` put in its place is registered as that buffer:
+   * the buffer's `@BufferWorker` and `@OnBufferEvent` methods are attached to it, and it is
+   * logged, started and stopped like any. Anything else (a mock with a `push` method) is a
+   * stand-in: the workers and event handlers of that buffer are left out. Returns the names of
+   * the stand-ins.
+   *
+   * @throws InvalidOptionsError when the replacing buffer is named otherwise than the one it
+   * replaces.
+   */
+  private adoptReplacedBuffers(providers: readonly InstanceWrapper[]): Set<string> {
+    const standIns = new Set<string>();
+    for (const wrapper of providers) {
+      const name = bufferNameOfToken(wrapper.token);
+      if (name === undefined || wrapper.isAlias || this.registry.has(name)) continue;
+      const value: unknown = wrapper.instance;
+      if (!(value instanceof BufIO)) {
+        standIns.add(name);
+        continue;
+      }
+      if (value.name !== name) {
+        throw new InvalidOptionsError(
+          'name',
+          value.name,
+          `"${name}": a buffer put in place of getBufferToken('${name}') must have the name of the buffer it replaces`,
+          `the provider of getBufferToken('${name}')`,
+        );
+      }
+      this.registry.add({
+        name,
+        buffer: value as BufIO<unknown, unknown>,
+        settings: {
+          shutdownTimeout: Number(this.defaults?.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT),
+          flushCron: undefined,
+        },
+        workerSource: undefined,
+        replaced: true,
+      });
+      logBufferEvents(value as BufIO<unknown, unknown>, this.logger);
+    }
+    return standIns;
   }
 
   private describe(wrapper: InstanceWrapper): Discovered | undefined {
@@ -118,7 +172,10 @@ export class BufIOExplorer implements OnModuleInit {
     this.registry.attachWorker(buffer, instance as Worker<unknown, unknown>, label);
   }
 
-  private subscribeHandlers({ wrapper, instance, label }: Discovered): void {
+  private subscribeHandlers(
+    { wrapper, instance, label }: Discovered,
+    standIns: ReadonlySet<string>,
+  ): void {
     const prototype = Object.getPrototypeOf(instance) as object | null;
     for (const method of this.scanner.getAllMethodNames(prototype)) {
       const handler: unknown = (instance as Record<string, unknown>)[method];
@@ -133,6 +190,7 @@ export class BufIOExplorer implements OnModuleInit {
         continue;
       }
       for (const { buffer, event } of subscriptions) {
+        if (standIns.has(buffer)) continue;
         const where = `@OnBufferEvent('${buffer}', '${event}') on ${label}.${method}`;
         const entry = this.registry.get(buffer, where);
         entry.buffer.on(event, (payload: unknown) => this.call(instance, handler, payload, where));

@@ -11,6 +11,12 @@ export interface BufferEntry {
   readonly settings: BufferSettings;
   /** Who provides the worker (`EventsWorker (in AppModule)`), once known. */
   workerSource: string | undefined;
+  /**
+   * The buffer was put in place of the one `forFeature()` declares (`overrideProvider` in a test):
+   * it may bring its own worker, which the module cannot see, so a missing worker is left to
+   * `start()` to report.
+   */
+  readonly replaced?: boolean;
 }
 
 /**
@@ -38,6 +44,11 @@ export class BufIORegistry {
   add(entry: BufferEntry): void {
     this.assertFree(entry.name);
     this.entries.set(entry.name, entry);
+  }
+
+  /** Whether a buffer is registered as `name`. */
+  has(name: string): boolean {
+    return this.entries.has(name);
   }
 
   /**

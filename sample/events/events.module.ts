@@ -2,14 +2,24 @@ import { Module } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { InvalidOptionsError, MemoryStorage, type Storage } from '../../lib/index.js';
 import { BufIOModule } from '../../lib/nest/index.js';
+import { FileStorage } from '../../lib/storages/file/index.js';
 import { SETTINGS, STORAGES } from '../settings.js';
 import type { EventDto } from './event.js';
 import { EventsController } from './events.controller.js';
 import { EventsRepository } from './events.repository.js';
 import { EventsWorker } from './events.worker.js';
 
-function createStorage(kind: string): Storage<EventDto> {
+/**
+ * The events buffer's storage. A `FileStorage` is opened here, so that a directory another process
+ * holds (`StorageLockedError`) or cannot read fails the boot rather than the first push.
+ */
+async function createStorage(config: ConfigService): Promise<Storage<EventDto>> {
+  const kind = config.get<string>(SETTINGS.storage.env, SETTINGS.storage.default);
   if (kind === 'memory') return new MemoryStorage<EventDto>();
+  if (kind === 'file') {
+    const directory = config.get<string>(SETTINGS.fileDir.env, SETTINGS.fileDir.default);
+    return FileStorage.open<EventDto>({ directory });
+  }
   throw new InvalidOptionsError(
     SETTINGS.storage.env,
     kind,
@@ -24,9 +34,7 @@ function createStorage(kind: string): Storage<EventDto> {
     BufIOModule.forFeatureAsync({
       name: 'events',
       inject: [ConfigService],
-      useFactory: (config: ConfigService) => ({
-        storage: createStorage(config.get<string>(SETTINGS.storage.env, SETTINGS.storage.default)),
-      }),
+      useFactory: async (config: ConfigService) => ({ storage: await createStorage(config) }),
     }),
   ],
   controllers: [EventsController],

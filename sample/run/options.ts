@@ -21,6 +21,9 @@ Options (each also read from its environment variable, through ConfigService):
   -i, --interval <ms>     flush interval             ${SETTINGS.flushInterval.env}, default ${SETTINGS.flushInterval.default}
   -s, --storage <kind>    where records wait: ${STORAGES.join(', ')}
                                                      ${SETTINGS.storage.env}, default ${SETTINGS.storage.default}
+      --file-dir <path>   journal directory of the file storage (records an earlier
+                          run left there are written too)
+                                                     ${SETTINGS.fileDir.env}, default ${SETTINGS.fileDir.default}
   -c, --concurrency <n>   HTTP requests in flight    ${SETTINGS.concurrency.env}, default ${SETTINGS.concurrency.default}
   -p, --per-request <n>   events per POST            ${SETTINGS.perRequest.env}, default ${SETTINGS.perRequest.default}
   -d, --write-delay <ms>  simulated latency of each database write
@@ -29,13 +32,17 @@ Options (each also read from its environment variable, through ConfigService):
                                                      ${SETTINGS.dbPath.env}, default ${SETTINGS.dbPath.default}
   -h, --help              show this help
 
-Example: npm run sample -- --count 50000 --batch-size 1000 --interval 250`;
+While it runs, the app also serves GET /metrics (Prometheus) and GET /health (terminus).
+
+Examples: npm run sample -- --count 50000 --batch-size 1000 --interval 250
+          npm run sample -- --storage file   (records wait in a journal on disk)`;
 
 const FLAGS = {
   count: { short: 'n', env: SETTINGS.count.env },
   'batch-size': { short: 'b', env: SETTINGS.batchSize.env },
   interval: { short: 'i', env: SETTINGS.flushInterval.env },
   storage: { short: 's', env: SETTINGS.storage.env },
+  'file-dir': { short: undefined, env: SETTINGS.fileDir.env },
   concurrency: { short: 'c', env: SETTINGS.concurrency.env },
   'per-request': { short: 'p', env: SETTINGS.perRequest.env },
   'write-delay': { short: 'd', env: SETTINGS.writeDelay.env },

@@ -10,6 +10,8 @@ export interface RunReport {
   readonly shutdownMs: number;
   readonly totalMs: number;
   readonly dbPath: string;
+  /** Records a durable storage held from an earlier run when the app started (written too). */
+  readonly recovered?: number;
 }
 
 const n = (value: number): string => value.toLocaleString('en-US');
@@ -21,7 +23,11 @@ export function formatReport(r: RunReport): { lines: string[]; ok: boolean } {
   const refused = Object.entries(r.load.refused)
     .map(([status, count]) => `${n(count)} (HTTP ${status})`)
     .join(', ');
-  const ok = r.rows === accepted;
+  const recovered = r.recovered ?? 0;
+  // A durable storage keeps what a timed-out drain could not write, for the next start.
+  const remaining = r.drain?.remaining ?? 0;
+  const expected = accepted + recovered;
+  const ok = r.rows + remaining === expected;
   const saved = accepted - r.batches;
   const lines = [
     '',
@@ -29,12 +35,15 @@ export function formatReport(r: RunReport): { lines: string[]; ok: boolean } {
     `  records accepted        ${n(accepted)} (HTTP 202, ${n(r.load.requests)} requests)`,
   ];
   if (refused) lines.push(`  records refused         ${refused}`);
+  if (recovered > 0) {
+    lines.push(`  records recovered       ${n(recovered)} (left in the journal by an earlier run)`);
+  }
   if (r.load.unanswered > 0)
     lines.push(`  requests unanswered     ${n(r.load.unanswered)} records`);
   lines.push(
     `  batches written         ${n(r.batches)}`,
     `  mean batch size         ${r.batches === 0 ? '-' : (accepted / r.batches).toFixed(1)}`,
-    `  rows in the database    ${n(r.rows)} ${ok ? '= records accepted' : `!= records accepted (${n(accepted)}): RECORDS LOST`}`,
+    `  rows in the database    ${n(r.rows)} ${rowsVerdict(remaining, recovered, accepted, ok)}`,
     `  database writes         ${n(r.batches)} transactions instead of ${n(accepted)} (one per record): ` +
       `${n(Math.max(0, saved))} saved${accepted > 0 ? `, ${((100 * saved) / accepted).toFixed(1)}%` : ''}`,
   );
@@ -51,4 +60,11 @@ export function formatReport(r: RunReport): { lines: string[]; ok: boolean } {
     '',
   );
   return { lines, ok };
+}
+
+function rowsVerdict(remaining: number, recovered: number, accepted: number, ok: boolean): string {
+  const what = recovered > 0 ? 'records accepted + recovered' : 'records accepted';
+  if (!ok) return `!= ${what} (${n(accepted + recovered)}): RECORDS LOST`;
+  if (remaining > 0) return `+ ${n(remaining)} left in the journal = ${what}`;
+  return `= ${what}`;
 }

@@ -236,7 +236,8 @@ describe('instrumentation', () => {
     const bufio = new BufIO<number>({
       worker: async (records) => records.map((n) => (n === 2 ? new Error('two') : n)),
       retry: { maxAttempts: 1 },
-    }).use(hook);
+    });
+    const remove = bufio.use(hook);
     bufio.start();
     await bufio.push([1, 2, 3]);
     await bufio.flush();
@@ -245,16 +246,18 @@ describe('instrumentation', () => {
       { records: [1, 2, 3], attempt: 1, report: { failed: 1, error: undefined } },
     ]);
     expect(bufio.stats()).toMatchObject({ processed: 2, deadLettered: 1 });
+    remove();
+    await bufio.push(4);
+    await bufio.flush();
+    expect(pushes).toHaveLength(1);
+    expect(calls).toHaveLength(1);
+    expect(bufio.stats().processed).toBe(3);
     await bufio.stop();
   });
 
   it('counts the batch as failed, never lost, when instrumentation does not run the worker', async () => {
-    const bufio = new BufIO<number>({
-      worker: async () => undefined,
-      retry: { maxAttempts: 1 },
-    }).use({
-      aroundWork: async () => ({ failed: 0, error: undefined }),
-    });
+    const bufio = new BufIO<number>({ worker: async () => undefined, retry: { maxAttempts: 1 } });
+    bufio.use({ aroundWork: async () => ({ failed: 0, error: undefined }) });
     bufio.start();
     await bufio.push([1, 2]);
     await bufio.flush();
