@@ -27,7 +27,7 @@ import {
 import { Queue } from './queue.js';
 import { RetrySchedule } from './retry-schedule.js';
 import { retryDelay } from './retry.js';
-import type { RecordId, Storage, StoredRecord } from './storage.js';
+import type { AppendOptions, RecordId, Storage, StoredRecord } from './storage.js';
 import { type Waiter, Waiters } from './waiters.js';
 import {
   perRecordOutcomes,
@@ -287,8 +287,22 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     if (this.lifecycle === 'stopping' || this.lifecycle === 'stopped') {
       return Promise.reject(new BufIOClosedError(this.name));
     }
-    const list = Array.isArray(records) ? (records as readonly T[]) : [records as T];
     try {
+      if (
+        !Array.isArray(records) &&
+        records !== undefined &&
+        this.storage.appendOne &&
+        !this.waitingKeys &&
+        this.blocked.length === 0 &&
+        this.buffered() < this.options.maxBufferedRecords
+      ) {
+        // The common case, one record into a buffer with room: no arrays made on the way.
+        const id = this.storage.appendOne(records as T, this.appendOptions(this.laneOf(options)));
+        if (this.pushHooks.length > 0) this.runPushHooks([id], [records as T]);
+        this.noteAppended(1);
+        return RESOLVED;
+      }
+      const list = Array.isArray(records) ? (records as readonly T[]) : [records as T];
       this.checkRecords(list);
       return this.accept(list, undefined, this.laneOf(options));
     } catch (error) {
@@ -498,7 +512,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   ): Promise<void> {
     let stored;
     try {
-      stored = this.storage.append(records, lane === undefined ? undefined : { lane });
+      stored = this.storage.append(records, this.appendOptions(lane));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -536,12 +550,24 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       const key = (this.options.coalesce as NonNullable<ResolvedOptions<T, U>['coalesce']>).key;
       for (let i = 0; i < n; i++) this.waitingKeys.set(key(records[i] as T), ids[i] as RecordId);
     }
-    if (this.pushHooks.length > 0) for (const hook of this.pushHooks) hook.onPush?.(ids, records);
+    if (this.pushHooks.length > 0) this.runPushHooks(ids, records);
+    this.noteAppended(n);
+  }
+
+  private noteAppended(n: number): void {
     this.counters.pushed += n;
     this.appended += n;
     this.ready += n;
     this.arrivals.add(n);
     if (this.ready >= this.options.batchSize) this.pump();
+  }
+
+  private runPushHooks(ids: readonly RecordId[], records: readonly T[]): void {
+    for (const hook of this.pushHooks) hook.onPush?.(ids, records);
+  }
+
+  private appendOptions(lane: number | undefined): AppendOptions | undefined {
+    return lane === undefined ? undefined : { lane };
   }
 
   /** Lets blocked pushes in, in order, while there is room. */

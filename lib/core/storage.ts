@@ -74,6 +74,12 @@ export interface Storage<T> {
   append(records: readonly T[], options?: AppendOptions): Awaitable<readonly RecordId[]>;
 
   /**
+   * Optional fast path of `append` for one record, for storages that store synchronously:
+   * `push(record)` uses it when present, which saves the arrays `append` takes and returns.
+   */
+  appendOne?(record: T, options?: AppendOptions): RecordId;
+
+  /**
    * Leases up to `limit` visible records, oldest first (due retries before fresh records). Leased
    * records are not returned again until they are released, or recovered after their holder died.
    */
