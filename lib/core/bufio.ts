@@ -712,9 +712,13 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   ): void {
     let retried = 0;
     for (const entry of batch) if (entry.attempts > 0) retried++;
+    // Retries the storage gave back before their timer fired were not counted as ready yet.
+    const dueTaken = Math.min(retried, this.retriesDue);
+    const early = retried - dueTaken;
+    if (early > 0) this.retries.takeEarly(early);
     this.taken += batch.length;
-    this.ready = Math.max(0, this.ready - batch.length);
-    this.retriesDue = Math.max(0, this.retriesDue - retried);
+    this.ready = Math.max(0, this.ready - (batch.length - early));
+    this.retriesDue -= dueTaken;
     this.arrivals.remove(batch.length - retried);
     if (this.waitingKeys) this.forgetKeys(batch);
     if (batch.length < limit && this.options.maxBatchBytes === undefined) {
@@ -1131,6 +1135,11 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       }
       // Visible records again: blocked pushes were let in as the flush made room.
       if (this.ready > 0) continue;
+      // A call the flush did not start (a retry's) may still fail and schedule another retry.
+      if (this.active > 0) {
+        await this.whenIdle();
+        continue;
+      }
       const next = this.retries.next();
       if (next === undefined || next > deadline) return;
       await new Promise<void>((resolve) => this.retryWakeups.push(resolve));

@@ -21,6 +21,23 @@ export class RetrySchedule {
     if (i === 0) this.arm();
   }
 
+  /**
+   * `count` records were reserved before their timer fired (the storage's clock passed their
+   * time first): they no longer wait. Taken from the earliest, which are the ones the storage saw.
+   */
+  takeEarly(count: number): void {
+    let left = Math.min(count, this.delayed);
+    this.delayed -= left;
+    while (left > 0 && this.entries.length > 0) {
+      const first = this.entries[0] as { at: number; count: number };
+      const used = Math.min(first.count, left);
+      first.count -= used;
+      left -= used;
+      if (first.count === 0) this.entries.shift();
+    }
+    this.arm();
+  }
+
   /** When the next records become visible, if any wait. */
   next(): number | undefined {
     return this.entries[0]?.at;

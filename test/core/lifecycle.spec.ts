@@ -269,3 +269,24 @@ describe('records left in a durable storage by an earlier process', () => {
     await bufio.stop();
   });
 });
+
+describe('a drain with retries and concurrent calls', () => {
+  it('waits for every call, including those started by a retry, before it resolves', async () => {
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const bufio = new BufIO<number>({
+      batchSize: 50,
+      concurrency: 2,
+      flushInterval: 60_000,
+      retry: { initialDelay: 0, maxDelay: 0 },
+      worker: async (records, { attempt }) => {
+        if (records[0] === 0 && attempt === 1) throw new Error('planned');
+        await sleep(records[0] === 100 ? 50 : 5);
+      },
+    });
+    await bufio.push(range(0, 120));
+    bufio.start();
+    const summary = await bufio.stop();
+    expect(summary).toMatchObject({ processed: 120, inFlight: 0, remaining: 0, timedOut: false });
+    expect(bufio.stats()).toMatchObject({ buffered: 0, inFlight: 0, retried: 50 });
+  });
+});

@@ -1,7 +1,10 @@
-import { InvalidOptionsError } from '../../core/errors.js';
-import { OptionChecker } from '../../core/options.js';
+import {
+  DURABLE_OPTION_NAMES,
+  StorageOptionChecker,
+  type DurableStorageOptions,
+  type ResolvedDurableOptions,
+} from '../storage-options.js';
 import type { RecoveryReport } from './recovery-report.js';
-import { jsonSerializer, type Serializer } from './serializer.js';
 
 /**
  * When an `append` resolves:
@@ -14,8 +17,8 @@ import { jsonSerializer, type Serializer } from './serializer.js';
  */
 export type Durability = 'fsync' | 'none';
 
-/** Options of `FileStorage`. */
-export interface FileStorageOptions<T> {
+/** Options of `FileStorage`; `serializer`, `maxRecordBytes` and `onError` as every durable storage. */
+export interface FileStorageOptions<T> extends DurableStorageOptions<T> {
   /**
    * The directory that holds the journal and its lock; created (mode 0700) if missing. One
    * FileStorage at a time may use it, across processes.
@@ -28,30 +31,23 @@ export interface FileStorageOptions<T> {
    * records are all acknowledged are deleted. Default 16 MiB.
    */
   segmentBytes?: number;
-  /** How records become bytes. Default: JSON (`jsonSerializer`). */
-  serializer?: Serializer<T>;
-  /** Largest serialized record accepted; a larger one rejects its `append`. Default 1 MiB. */
-  maxRecordBytes?: number;
   /**
    * Called once the journal has been read at open, with what was replayed and what was cut off.
-   * Without it, a cut is reported as a process warning.
+   * Without it, a cut is reported to `onError`.
    */
   onRecovery?: (report: RecoveryReport) => void;
 }
 
-export interface ResolvedFileStorageOptions<T> {
+export interface ResolvedFileStorageOptions<T> extends ResolvedDurableOptions<T> {
   readonly directory: string;
   readonly durability: Durability;
   readonly segmentBytes: number;
-  readonly serializer: Serializer<T>;
-  readonly maxRecordBytes: number;
   readonly onRecovery: ((report: RecoveryReport) => void) | undefined;
 }
 
 export const FILE_STORAGE_DEFAULTS = {
   durability: 'fsync',
   segmentBytes: 16 * 1024 * 1024,
-  maxRecordBytes: 1024 * 1024,
 } as const;
 
 /** Segments are read whole at open: keep each within what one Buffer comfortably holds. */
@@ -59,76 +55,40 @@ const MAX_SEGMENT_BYTES = 1024 * 1024 * 1024;
 const MIN_SEGMENT_BYTES = 1024;
 const MAX_RECORD_BYTES = 256 * 1024 * 1024;
 
-const KNOWN = new Set([
+const KNOWN = new Set<string>([
   'directory',
   'durability',
   'segmentBytes',
-  'serializer',
-  'maxRecordBytes',
   'onRecovery',
+  ...DURABLE_OPTION_NAMES,
 ]);
 
 /** Applies defaults and checks every option; throws `InvalidOptionsError` naming the culprit. */
 export function resolveFileStorageOptions<T>(
   options: FileStorageOptions<T>,
 ): ResolvedFileStorageOptions<T> {
-  if (options === null || typeof options !== 'object') {
-    throw new InvalidOptionsError('options', options, 'an object with at least "directory"');
-  }
-  const check: OptionChecker = new OptionChecker('FileStorage');
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) {
-      check.fail(key, (options as unknown as Record<string, unknown>)[key], 'no such option');
-    }
-  }
+  const check: StorageOptionChecker = new StorageOptionChecker('FileStorage');
+  check.known(options, KNOWN, 'an object with at least "directory"');
   const directory: unknown = options.directory;
   if (typeof directory !== 'string' || directory.length === 0 || directory.includes('\0')) {
     check.fail('directory', directory, 'a non-empty path');
   }
-  const serializer = (options.serializer ?? jsonSerializer) as Serializer<T> | null;
-  if (
-    serializer === null ||
-    typeof serializer !== 'object' ||
-    typeof serializer.serialize !== 'function' ||
-    typeof serializer.deserialize !== 'function'
-  ) {
-    check.fail(
-      'serializer',
-      serializer,
-      'an object with serialize(record) and deserialize(data) methods',
-    );
-  }
-  const segmentBytes = check.integer(
-    'segmentBytes',
-    options.segmentBytes,
-    FILE_STORAGE_DEFAULTS.segmentBytes,
-    MIN_SEGMENT_BYTES,
-  );
-  if (segmentBytes > MAX_SEGMENT_BYTES) {
-    check.fail(
-      'segmentBytes',
-      segmentBytes,
-      `an integer from ${MIN_SEGMENT_BYTES} to ${MAX_SEGMENT_BYTES}`,
-    );
-  }
-  const maxRecordBytes = check.integer(
-    'maxRecordBytes',
-    options.maxRecordBytes,
-    FILE_STORAGE_DEFAULTS.maxRecordBytes,
-    1,
-  );
-  if (maxRecordBytes > MAX_RECORD_BYTES) {
-    check.fail('maxRecordBytes', maxRecordBytes, `an integer from 1 to ${MAX_RECORD_BYTES}`);
-  }
   return {
     directory,
-    durability: check.oneOf<Durability>('durability', options.durability, 'fsync', [
-      'fsync',
-      'none',
-    ]),
-    segmentBytes,
-    serializer,
-    maxRecordBytes,
+    durability: check.oneOf<Durability>(
+      'durability',
+      options.durability,
+      FILE_STORAGE_DEFAULTS.durability,
+      ['fsync', 'none'],
+    ),
+    segmentBytes: check.integerIn(
+      'segmentBytes',
+      options.segmentBytes,
+      FILE_STORAGE_DEFAULTS.segmentBytes,
+      MIN_SEGMENT_BYTES,
+      MAX_SEGMENT_BYTES,
+    ),
     onRecovery: check.optionalFunction('onRecovery', options.onRecovery),
+    ...check.durable<T>(options, MAX_RECORD_BYTES, 'what a journal segment holds comfortably'),
   };
 }

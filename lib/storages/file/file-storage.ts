@@ -1,7 +1,16 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { RecordTooLargeError, StorageError } from '../../core/errors.js';
-import type { RecordId, ReserveOptions, Storage, StoredRecord } from '../../core/storage.js';
+import { StorageError } from '../../core/errors.js';
+import type {
+  AppendOptions,
+  RecordId,
+  ReserveOptions,
+  Storage,
+  StorageFeatures,
+  StoredRecord,
+} from '../../core/storage.js';
+import { encodeRecords, type EncodeOptions } from '../serializer.js';
+import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
 import { DirectoryLock } from './directory-lock.js';
 import {
   resolveFileStorageOptions,
@@ -10,11 +19,9 @@ import {
 } from './file-storage-options.js';
 import { recoverJournal } from './journal-recovery.js';
 import { JournalWriter } from './journal-writer.js';
-import type { Payload } from './journal-format.js';
 import { LiveIndex } from './live-index.js';
 import type { LiveRecord } from './live-record.js';
 import type { RecoveryReport } from './recovery-report.js';
-import { serializeRecord } from './serializer.js';
 
 /**
  * Abandons a storage as a crash would, for tests of recovery: nothing queued is written, files
@@ -54,10 +61,14 @@ type State = 'created' | 'open' | 'closing' | 'closed';
 export class FileStorage<T> implements Storage<T> {
   readonly durable = true;
   readonly shared = false;
+  /** None: one lane, no coalescing. */
+  readonly features: StorageFeatures = NO_FEATURES;
   /** The journal directory, as an absolute path. */
   readonly directory: string;
 
   private readonly options: ResolvedFileStorageOptions<T>;
+  /** How `append` serializes records, and names this storage in its errors. */
+  private readonly encoding: EncodeOptions<T>;
   private state: State = 'created';
   private opening: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -74,6 +85,11 @@ export class FileStorage<T> implements Storage<T> {
    */
   constructor(options: FileStorageOptions<T>) {
     this.options = resolveFileStorageOptions(options);
+    this.encoding = {
+      serializer: this.options.serializer,
+      maxRecordBytes: this.options.maxRecordBytes,
+      storageName: 'FileStorage',
+    };
     this.directory = path.resolve(this.options.directory);
   }
 
@@ -114,10 +130,18 @@ export class FileStorage<T> implements Storage<T> {
    * @throws SerializationError (as a rejection) when a record cannot be serialized; nothing of
    * this append is written.
    * @throws RecordTooLargeError (as a rejection) when a record is over `maxRecordBytes`.
+   * @throws UnsupportedError (as a rejection) for a `lane` other than 0.
    */
-  append(records: readonly T[]): Promise<readonly RecordId[]> {
-    if (this.state === 'open') return this.appendOpen(records);
-    return this.open().then(() => this.appendOpen(records));
+  append(records: readonly T[], options?: AppendOptions): Promise<readonly RecordId[]> {
+    let texts: string[];
+    try {
+      assertSingleLane('FileStorage', options);
+      texts = encodeRecords(records, this.encoding);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.state === 'open') return this.appendOpen(records, texts);
+    return this.open().then(() => this.appendOpen(records, texts));
   }
 
   /**
@@ -218,48 +242,48 @@ export class FileStorage<T> implements Storage<T> {
   }
 
   private announceRecovery(report: RecoveryReport): void {
-    const describe = (): string =>
-      `FileStorage cut damaged journal data in "${report.directory}": ${report.cuts
-        .map((c) => `${c.bytes} byte(s) of ${c.segment} from offset ${c.offset} (${c.reason})`)
-        .join('; ')}`;
     const listener = this.options.onRecovery;
     if (listener) {
       try {
         listener(report);
       } catch (error) {
-        process.emitWarning(
-          `FileStorage onRecovery listener threw: ${error instanceof Error ? error.message : String(error)}`,
-          'BufIOWarning',
+        this.reportError(
+          new StorageError(
+            `FileStorage onRecovery listener threw: ${error instanceof Error ? error.message : String(error)}`,
+            { cause: error },
+          ),
         );
       }
     } else if (report.cuts.length > 0) {
-      process.emitWarning(describe(), 'BufIOWarning');
+      const cuts = report.cuts
+        .map((c) => `${c.bytes} byte(s) of ${c.segment} from offset ${c.offset} (${c.reason})`)
+        .join('; ');
+      this.reportError(
+        new StorageError(`FileStorage cut damaged journal data in "${report.directory}": ${cuts}`),
+      );
     }
   }
 
-  private appendOpen(records: readonly T[]): Promise<readonly RecordId[]> {
+  private reportError(error: Error): void {
+    try {
+      this.options.onError(error);
+    } catch {
+      // A throwing error handler must not fail the open it reports from.
+    }
+  }
+
+  private appendOpen(records: readonly T[], texts: string[]): Promise<readonly RecordId[]> {
     // A close may have begun while this append waited for the open.
     if (this.state !== 'open') return Promise.reject(this.closedError());
     const writer = this.writer as JournalWriter<T>;
     const n = records.length;
     if (n === 0) return Promise.resolve([]);
-    const { serializer, maxRecordBytes } = this.options;
-    const payloads = new Array<Payload>(n);
     const sizes = new Array<number>(n);
     let total = 0;
     for (let i = 0; i < n; i++) {
-      let serialized;
-      try {
-        serialized = serializeRecord(serializer, records[i] as T, i + 1, n);
-      } catch (error) {
-        return Promise.reject(error);
-      }
-      if (serialized.bytes > maxRecordBytes) {
-        return Promise.reject(new RecordTooLargeError(serialized.bytes, maxRecordBytes));
-      }
-      payloads[i] = serialized.payload;
-      sizes[i] = serialized.bytes;
-      total += serialized.bytes;
+      const bytes = Buffer.byteLength(texts[i] as string, 'utf8');
+      sizes[i] = bytes;
+      total += bytes;
     }
     const live = new Array<LiveRecord<T>>(n);
     const ids = new Array<RecordId>(n);
@@ -277,7 +301,7 @@ export class FileStorage<T> implements Storage<T> {
         acked: false,
       };
     }
-    return writer.append(live, payloads, ids, total);
+    return writer.append(live, texts, ids, total);
   }
 
   private reserveOpen(limit: number, options: ReserveOptions): StoredRecord<T>[] {

@@ -50,7 +50,7 @@ export function parseSegmentName(name: string): number | undefined {
   return Number.isSafeInteger(sequence) ? sequence : undefined;
 }
 
-/** A payload as a serializer returns it, with its length in bytes. */
+/** A record's payload: its serialized text, written as UTF-8, or its bytes read back to be carried. */
 export type Payload = string | Uint8Array;
 
 export function appendFrameBytes(payloadBytes: number): number {

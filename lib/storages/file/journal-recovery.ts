@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SerializationError, StorageError } from '../../core/errors.js';
+import type { Serializer } from '../serializer.js';
 import type { Durability } from './file-storage-options.js';
 import { closeFd, datasync, openFd, syncDirectory, truncateFd } from './file-io.js';
 import {
@@ -12,7 +13,6 @@ import {
 import type { LiveRecord } from './live-record.js';
 import type { RecoveryCut } from './recovery-report.js';
 import { SegmentTable } from './segment-table.js';
-import { jsonSerializer, type Serializer } from './serializer.js';
 
 /** What replaying a journal directory found. */
 export interface RecoveredJournal<T> {
@@ -115,16 +115,17 @@ export async function recoverJournal<T>(
 
   const ids = [...live.keys()].sort((a, b) => a - b);
   const records: LiveRecord<T>[] = new Array(ids.length);
-  // The JSON deserializer does not keep its input; a custom one gets a copy it may keep, rather
-  // than a view that would pin the whole segment's bytes in memory.
-  const copy = serializer !== (jsonSerializer as Serializer<unknown>);
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i] as number;
     const replayed = live.get(id) as Replayed;
-    const view = replayed.data.subarray(replayed.offset, replayed.offset + replayed.bytes);
     let record: T;
     try {
-      record = serializer.deserialize(copy ? Buffer.from(view) : view);
+      const text = replayed.data.toString(
+        'utf8',
+        replayed.offset,
+        replayed.offset + replayed.bytes,
+      );
+      record = serializer.deserialize(text);
     } catch (error) {
       const segment = segments.get(replayed.segment)?.name ?? String(replayed.segment);
       const reason = error instanceof Error ? error.message : String(error);

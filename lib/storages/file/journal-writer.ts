@@ -27,7 +27,6 @@ import {
   writeAppendFrame,
   writeCarryFrame,
   writeReleaseFrame,
-  type Payload,
 } from './journal-format.js';
 import type { LiveIndex } from './live-index.js';
 import type { LiveRecord } from './live-record.js';
@@ -36,7 +35,7 @@ import type { Segment, SegmentTable } from './segment-table.js';
 interface AppendOp<T> {
   readonly kind: 'append';
   readonly records: LiveRecord<T>[];
-  readonly payloads: Payload[];
+  readonly payloads: readonly string[];
   readonly ids: readonly RecordId[];
   readonly bytes: number;
   resolve(ids: readonly RecordId[]): void;
@@ -139,7 +138,7 @@ export class JournalWriter<T> {
   /** Queues records for the next burst; resolves with their ids once they are on disk. */
   append(
     records: LiveRecord<T>[],
-    payloads: Payload[],
+    payloads: readonly string[],
     ids: readonly RecordId[],
     payloadBytes: number,
   ): Promise<readonly RecordId[]> {
@@ -361,7 +360,7 @@ export class JournalWriter<T> {
     const { records, payloads } = op;
     for (let i = 0; i < records.length; i++) {
       const record = records[i] as LiveRecord<T>;
-      const start = writeAppendFrame(buf, at, record.id, payloads[i] as Payload, record.bytes);
+      const start = writeAppendFrame(buf, at, record.id, payloads[i] as string, record.bytes);
       record.segment = head.sequence;
       record.offset = position + start;
       at = start + record.bytes;

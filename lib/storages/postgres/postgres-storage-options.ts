@@ -1,14 +1,23 @@
 import type pg from 'pg';
-import { InvalidOptionsError } from '../../core/errors.js';
-import { OptionChecker } from '../../core/options.js';
-import { jsonSerializer, type Serializer } from './serializer.js';
+import {
+  DURABLE_OPTION_NAMES,
+  SHARED_OPTION_NAMES,
+  StorageOptionChecker,
+  type DurableStorageOptions,
+  type ResolvedDurableOptions,
+  type ResolvedSharedOptions,
+  type SharedStorageOptions,
+} from '../storage-options.js';
 import { parseTableName, type TableName } from './table-name.js';
 
-/** What `append` does while PostgreSQL cannot be reached. */
-export type OnUnavailablePolicy = 'reject' | 'block';
-
-/** Options of `PostgresStorage`. Pass exactly one of `pool` and `connectionString`. */
-export interface PostgresStorageOptions<T> {
+/**
+ * Options of `PostgresStorage`. Pass exactly one of `pool` and `connectionString`. The others shared
+ * by the durable storages (`serializer`, `maxRecordBytes`, `onError`, `leaseTimeout`,
+ * `onUnavailable`, `unavailableTimeout`) mean the same as for each; here, `onError` also receives
+ * the failure of an idle pooled connection (PostgreSQL restarted, `pg_terminate_backend`), and a
+ * record that cannot be deserialized is set aside under `lease_holder = 'bufio:undecodable'`.
+ */
+export interface PostgresStorageOptions<T> extends DurableStorageOptions<T>, SharedStorageOptions {
   /**
    * A pool you own: the storage uses it and leaves it open on `close()`. The storage listens to
    * its `error` event while open, so an idle connection that dies cannot crash the process.
@@ -35,55 +44,20 @@ export interface PostgresStorageOptions<T> {
    * false: call `migrate()` yourself, or create it from `migrationSql()` in your own migrations.
    */
   createTable?: boolean;
-  /**
-   * How long a reserved batch stays leased to this process without being renewed, in ms. While the
-   * process lives it renews its leases every third of this, so a worker call may run longer; if
-   * the process dies, other processes take its records back this long after. Default 30000.
-   */
-  leaseTimeout?: number;
-  /** Largest serialized record, in UTF-8 bytes; larger ones are refused. Default 1 MiB. */
-  maxRecordBytes?: number;
-  /** How records become text and back. Default: JSON (see `jsonSerializer`). */
-  serializer?: Serializer<T>;
-  /**
-   * While PostgreSQL cannot be reached, `'reject'` (default) fails `append` at once with
-   * `StorageUnavailableError`; `'block'` keeps retrying it for up to `unavailableTimeout` ms and
-   * rejects only then.
-   */
-  onUnavailable?: OnUnavailablePolicy;
-  /** With `onUnavailable: 'block'`, the longest an `append` waits for PostgreSQL, in ms. Default 10000. */
-  unavailableTimeout?: number;
-  /**
-   * Receives errors that no call can return: an idle pooled connection that failed (PostgreSQL
-   * restarted, `pg_terminate_backend`), a failed lease renewal, a stored record that could not be
-   * deserialized and was set aside. Default: `process.emitWarning`.
-   */
-  onError?: (error: Error) => void;
 }
 
 /** The options with defaults applied and every value checked. */
-export interface ResolvedPostgresOptions<T> {
+export interface ResolvedPostgresOptions<T>
+  extends ResolvedDurableOptions<T>, ResolvedSharedOptions {
   readonly pool: pg.Pool | undefined;
   readonly connectionString: string | undefined;
   readonly poolConfig: Omit<pg.PoolConfig, 'connectionString'>;
   readonly table: TableName;
   readonly createTable: boolean;
-  readonly leaseTimeout: number;
-  readonly maxRecordBytes: number;
-  readonly serializer: Serializer<T>;
-  /** Whether `serializer` is the default, whose output needs no text-safety check. */
-  readonly trustedSerializer: boolean;
-  readonly onUnavailable: OnUnavailablePolicy;
-  readonly unavailableTimeout: number;
-  readonly onError: (error: Error) => void;
 }
 
 export const POSTGRES_DEFAULTS = {
   table: 'bufio_records',
-  leaseTimeout: 30_000,
-  maxRecordBytes: 1024 * 1024,
-  unavailableTimeout: 10_000,
-  onUnavailable: 'reject',
 } as const;
 
 const KNOWN_OPTIONS = new Set<string>([
@@ -92,18 +66,11 @@ const KNOWN_OPTIONS = new Set<string>([
   'poolConfig',
   'table',
   'createTable',
-  'leaseTimeout',
-  'maxRecordBytes',
-  'serializer',
-  'onUnavailable',
-  'unavailableTimeout',
-  'onError',
+  ...DURABLE_OPTION_NAMES,
+  ...SHARED_OPTION_NAMES,
 ]);
 
 const CONTEXT = 'PostgresStorage';
-// Below this a lease would need renewing faster than a round trip can be relied on.
-const MIN_LEASE_TIMEOUT = 50;
-const MAX_TIMER_DELAY = 2_147_483_647;
 // PostgreSQL's own limit on a text value.
 const MAX_TEXT_BYTES = 1024 * 1024 * 1024 - 1;
 
@@ -114,15 +81,8 @@ const MAX_TEXT_BYTES = 1024 * 1024 * 1024 - 1;
 export function resolvePostgresOptions<T>(
   options: PostgresStorageOptions<T>,
 ): ResolvedPostgresOptions<T> {
-  if (options === null || typeof options !== 'object') {
-    throw new InvalidOptionsError('options', options, 'an object', CONTEXT);
-  }
-  const check = new OptionChecker(CONTEXT);
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) {
-      check.fail(key, (options as Record<string, unknown>)[key], 'no such option');
-    }
-  }
+  const check: StorageOptionChecker = new StorageOptionChecker(CONTEXT);
+  check.known(options, KNOWN_OPTIONS);
   const { pool, connectionString, poolConfig } = options;
   if ((pool === undefined) === (connectionString === undefined)) {
     check.fail(
@@ -158,75 +118,14 @@ export function resolvePostgresOptions<T>(
     options.table === undefined ? POSTGRES_DEFAULTS.table : options.table,
     CONTEXT,
   );
-  if (options.createTable !== undefined && typeof options.createTable !== 'boolean') {
-    check.fail('createTable', options.createTable, 'a boolean');
-  }
-  const serializer = options.serializer;
-  if (
-    serializer !== undefined &&
-    (serializer === null ||
-      typeof serializer !== 'object' ||
-      typeof serializer.serialize !== 'function' ||
-      typeof serializer.deserialize !== 'function')
-  ) {
-    check.fail(
-      'serializer',
-      serializer,
-      'an object with serialize(record) and deserialize(text) methods',
-    );
-  }
-  const onUnavailable = check.oneOf<OnUnavailablePolicy>(
-    'onUnavailable',
-    options.onUnavailable,
-    POSTGRES_DEFAULTS.onUnavailable,
-    ['reject', 'block'],
-  );
-  const unavailableTimeout = check.number(
-    'unavailableTimeout',
-    options.unavailableTimeout,
-    POSTGRES_DEFAULTS.unavailableTimeout,
-    0,
-    MAX_TIMER_DELAY,
-  );
-  if (options.unavailableTimeout !== undefined && onUnavailable !== 'block') {
-    check.fail(
-      'unavailableTimeout',
-      options.unavailableTimeout,
-      "no unavailableTimeout unless onUnavailable is 'block'",
-    );
-  }
-  const maxRecordBytes = check.integer(
-    'maxRecordBytes',
-    options.maxRecordBytes,
-    POSTGRES_DEFAULTS.maxRecordBytes,
-    1,
-  );
-  if (maxRecordBytes > MAX_TEXT_BYTES) {
-    check.fail(
-      'maxRecordBytes',
-      maxRecordBytes,
-      `at most ${MAX_TEXT_BYTES} (PostgreSQL's limit on a text value)`,
-    );
-  }
   return {
     pool,
     connectionString,
     poolConfig: poolConfig ?? {},
     table,
-    createTable: options.createTable ?? false,
-    leaseTimeout: check.number(
-      'leaseTimeout',
-      options.leaseTimeout,
-      POSTGRES_DEFAULTS.leaseTimeout,
-      MIN_LEASE_TIMEOUT,
-      MAX_TIMER_DELAY,
-    ),
-    maxRecordBytes,
-    serializer: serializer ?? jsonSerializer<T>(),
-    trustedSerializer: serializer === undefined || serializer === jsonSerializer(),
-    onUnavailable,
-    unavailableTimeout,
-    onError: check.optionalFunction('onError', options.onError) ?? warn,
+    createTable: check.boolean('createTable', options.createTable, false),
+    ...check.durable<T>(options, MAX_TEXT_BYTES, "PostgreSQL's limit on a text value"),
+    ...check.shared(options),
   };
 }
 
@@ -235,11 +134,4 @@ function isPool(value: unknown): value is pg.Pool {
   if (value === null || typeof value !== 'object') return false;
   const pool = value as Record<string, unknown>;
   return ['query', 'connect', 'on', 'off'].every((m) => typeof pool[m] === 'function');
-}
-
-function warn(error: Error): void {
-  process.emitWarning(error.message, {
-    type: 'BufIOWarning',
-    code: (error as { code?: string }).code,
-  });
 }

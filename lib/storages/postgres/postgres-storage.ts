@@ -1,26 +1,36 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import pg from 'pg';
-import { SerializationError, StorageError, UnsupportedError } from '../../core/errors.js';
+import { SerializationError, StorageError } from '../../core/errors.js';
 import type {
   AppendOptions,
   RecordId,
   ReserveOptions,
   Storage,
+  StorageFeatures,
   StoredRecord,
 } from '../../core/storage.js';
-import { AppendBatcher } from './append-batcher.js';
+import { AppendBatcher } from '../append-batcher.js';
+import { LeaseRenewal } from '../lease-renewal.js';
+import { encodeRecords, type EncodeOptions } from '../serializer.js';
+import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
 import {
   type PostgresStorageOptions,
   type ResolvedPostgresOptions,
   resolvePostgresOptions,
 } from './postgres-storage-options.js';
-import { encodeRecords } from './serializer.js';
 import { statementsFor, type Statements } from './statements.js';
 import { describeDriverError, isUnavailable, storageFailure } from './storage-failure.js';
 
 /** The largest epoch-ms value a `Date` can hold; stands for "never" and for `now: Infinity`. */
 const MAX_MS = 8_640_000_000_000_000;
+
+/** Upper bounds on one INSERT, so a huge burst becomes several statements of sane size. */
+const MAX_BURST_RECORDS = 5_000;
+const MAX_BURST_CHARS = 8 * 1024 * 1024;
+/** Backoff between INSERTs of a burst that met an unreachable server (`onUnavailable: 'block'`). */
+const FIRST_RETRY_DELAY = 50;
+const MAX_RETRY_DELAY = 1_000;
 
 /** Holder of records whose payload could not be deserialized: leased for good, set aside. */
 export const UNDECODABLE_HOLDER = 'bufio:undecodable';
@@ -60,20 +70,22 @@ interface ReservedRow {
 export class PostgresStorage<T> implements Storage<T> {
   readonly durable = true;
   readonly shared = true;
+  /** None: one lane, no coalescing. */
+  readonly features: StorageFeatures = NO_FEATURES;
   /** The table, as written in SQL: `"schema"."name"` or `"name"`. */
   readonly table: string;
   /** This instance's lease holder id, stored in `lease_holder` (host, pid and a random part). */
   readonly holder: string;
 
   private readonly options: ResolvedPostgresOptions<T>;
+  /** How `append` serializes records, and names this storage in its errors. */
+  private readonly encoding: EncodeOptions<T>;
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
   private readonly sql: Statements;
   private readonly batcher: AppendBatcher;
   /** Ids this instance leased and has not acked or released: renewed while held. */
-  private readonly held = new Set<string>();
-  private renewTimer: NodeJS.Timeout | undefined;
-  private renewing = false;
+  private readonly leases: LeaseRenewal;
   private migrated: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private readonly onPoolError = (error: Error): void => {
@@ -86,6 +98,12 @@ export class PostgresStorage<T> implements Storage<T> {
    */
   constructor(options: PostgresStorageOptions<T>) {
     this.options = resolvePostgresOptions(options);
+    this.encoding = {
+      serializer: this.options.serializer,
+      maxRecordBytes: this.options.maxRecordBytes,
+      storageName: 'PostgresStorage',
+      checkText: refuseNul,
+    };
     this.table = this.options.table.quoted;
     this.holder = `${os.hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
     this.sql = statementsFor(this.options.table, pg.escapeLiteral(`bufio:${this.table}`));
@@ -104,11 +122,33 @@ export class PostgresStorage<T> implements Storage<T> {
     // pg_terminate_backend) is an uncaught 'error' event: the process would crash.
     this.pool.on('error', this.onPoolError);
     this.batcher = new AppendBatcher({
-      insert: (payloads) => this.insert(payloads),
+      write: async (calls) => {
+        const ids = await this.insert(calls.length === 1 ? (calls[0] as string[]) : calls.flat());
+        let offset = 0;
+        return calls.map((texts) => ids.slice(offset, (offset += texts.length)));
+      },
       failure: (error) => storageFailure('append', this.table, error),
       isUnavailable,
-      block: this.options.onUnavailable === 'block',
+      pause: (retry, until) =>
+        new Promise((resolve) => {
+          const delay = Math.min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY * 2 ** retry);
+          setTimeout(resolve, Math.max(0, Math.min(delay, until - Date.now())));
+        }),
+      // One INSERT at a time: two in flight on two pooled connections could commit out of order,
+      // and this process's records would then take ids, and come out, in another order.
+      oneAtATime: true,
+      maxRecords: MAX_BURST_RECORDS,
+      maxChars: MAX_BURST_CHARS,
+      onUnavailable: this.options.onUnavailable,
       unavailableTimeout: this.options.unavailableTimeout,
+    });
+    this.leases = new LeaseRenewal({
+      leaseTimeout: this.options.leaseTimeout,
+      renew: async (ids) => {
+        const until = Date.now() + this.options.leaseTimeout;
+        await this.query('lease renewal', this.sql.renew, [ids, this.holder, until]);
+      },
+      report: (error) => this.report(error as Error),
     });
   }
 
@@ -137,22 +177,14 @@ export class PostgresStorage<T> implements Storage<T> {
    * stored; none of the call's records are written.
    * @throws StorageUnavailableError (as a rejection) when PostgreSQL cannot be reached (at once, or
    * after `unavailableTimeout` with `onUnavailable: 'block'`).
+   * @throws UnsupportedError (as a rejection) for a `lane` other than 0.
    */
   append(records: readonly T[], options?: AppendOptions): Promise<RecordId[]> {
     try {
       this.assertOpen('append');
-      const lane = options?.lane;
-      if (lane !== undefined && lane !== 0) {
-        throw new UnsupportedError(
-          `PostgresStorage has one lane (no features.priority): append got lane ${String(lane)}`,
-        );
-      }
+      assertSingleLane('PostgresStorage', options);
       if (records.length === 0) return Promise.resolve([]);
-      const payloads = encodeRecords(records, {
-        serializer: this.options.serializer,
-        maxRecordBytes: this.options.maxRecordBytes,
-        trusted: this.options.trustedSerializer,
-      });
+      const payloads = encodeRecords(records, this.encoding);
       return this.batcher.add(payloads);
     } catch (error) {
       return Promise.reject(error);
@@ -187,10 +219,9 @@ export class PostgresStorage<T> implements Storage<T> {
         continue;
       }
       batch.push({ id: row.id, record, attempts: Number(row.attempts) });
-      this.held.add(row.id);
     }
+    this.leases.hold(batch.map((entry) => entry.id as string));
     if (undecodable.length > 0) await this.setAside(undecodable);
-    if (this.held.size > 0) this.startRenewing();
     return batch;
   }
 
@@ -203,7 +234,7 @@ export class PostgresStorage<T> implements Storage<T> {
     } finally {
       // Even when the ack failed: the engine moves on, so let the lease lapse and the records be
       // delivered again rather than renew it for ever.
-      this.forget(ids);
+      this.leases.forget(ids);
     }
   }
 
@@ -214,7 +245,7 @@ export class PostgresStorage<T> implements Storage<T> {
     try {
       await this.query('release', this.sql.release, [ids, toMs(visibleAt), this.holder]);
     } finally {
-      this.forget(ids);
+      this.leases.forget(ids);
     }
   }
 
@@ -245,12 +276,9 @@ export class PostgresStorage<T> implements Storage<T> {
 
   private async shutdown(): Promise<void> {
     await this.batcher.idle();
-    this.stopRenewing();
+    const held = this.leases.stop();
     try {
-      if (this.held.size > 0) {
-        this.held.clear();
-        await this.query('close', this.sql.releaseHolder, [this.holder]);
-      }
+      if (held > 0) await this.query('close', this.sql.releaseHolder, [this.holder]);
     } catch (error) {
       // The leases lapse on their own; say why they were not freed now.
       this.report(error as Error);
@@ -260,7 +288,7 @@ export class PostgresStorage<T> implements Storage<T> {
     }
   }
 
-  private async insert(payloads: string[]): Promise<string[]> {
+  private async insert(payloads: readonly string[]): Promise<string[]> {
     await this.ensureTable();
     const result = await this.query<{ id: string }>('append', this.sql.insert, [payloads]);
     const ids = result.rows.map((row) => row.id);
@@ -306,35 +334,6 @@ export class PostgresStorage<T> implements Storage<T> {
     }
   }
 
-  private startRenewing(): void {
-    if (this.renewTimer) return;
-    this.renewTimer = setInterval(() => void this.renew(), this.options.leaseTimeout / 3);
-    this.renewTimer.unref();
-  }
-
-  private stopRenewing(): void {
-    if (this.renewTimer) clearInterval(this.renewTimer);
-    this.renewTimer = undefined;
-  }
-
-  private async renew(): Promise<void> {
-    if (this.renewing || this.closing) return;
-    this.renewing = true;
-    try {
-      const until = Date.now() + this.options.leaseTimeout;
-      await this.query('lease renewal', this.sql.renew, [[...this.held], this.holder, until]);
-    } catch (error) {
-      this.report(error as Error);
-    } finally {
-      this.renewing = false;
-    }
-  }
-
-  private forget(ids: readonly string[]): void {
-    for (const id of ids) this.held.delete(id);
-    if (this.held.size === 0) this.stopRenewing();
-  }
-
   private async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
     operation: string,
     text: string,
@@ -360,6 +359,13 @@ export class PostgresStorage<T> implements Storage<T> {
       // A throwing onError must not turn a reported failure into an unhandled one.
     }
   }
+}
+
+/** PostgreSQL `text` cannot hold a NUL character (`JSON.stringify` escapes it). */
+function refuseNul(text: string): string | undefined {
+  return text.includes('\u0000')
+    ? 'its serialized text contains a NUL character, which PostgreSQL text cannot hold'
+    : undefined;
 }
 
 /** Epoch ms for a bigint column: `Infinity` becomes the largest date, and fractions are dropped. */

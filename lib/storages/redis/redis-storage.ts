@@ -1,15 +1,34 @@
 import type { Redis } from 'ioredis';
 import { SerializationError, StorageError } from '../../core/errors.js';
-import type { RecordId, ReserveOptions, Storage, StoredRecord } from '../../core/storage.js';
-import { AppendPipeline } from './append-pipeline.js';
-import { isUnavailable, RedisConnection } from './redis-connection.js';
+import type {
+  AppendOptions,
+  RecordId,
+  ReserveOptions,
+  Storage,
+  StorageFeatures,
+  StoredRecord,
+} from '../../core/storage.js';
+import { AppendBatcher, type CallOutcome } from '../append-batcher.js';
+import { LeaseRenewal } from '../lease-renewal.js';
+import { encodeRecords, type EncodeOptions } from '../serializer.js';
+import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
+import { isUnavailable, RedisConnection, storageFailure } from './redis-connection.js';
 import {
   type RedisStorageOptions,
   type ResolvedRedisStorageOptions,
   resolveRedisStorageOptions,
 } from './redis-storage-options.js';
-import { ACK, BURY, KEY_NAMES, RECOVER, RELEASE, RENEW, RESERVE, SIZE } from './scripts.js';
-import { encodeRecords } from './serializer.js';
+import {
+  ACK,
+  APPEND_MANY,
+  BURY,
+  KEY_NAMES,
+  RECOVER,
+  RELEASE,
+  RENEW,
+  RESERVE,
+  SIZE,
+} from './scripts.js';
 
 /** The Redis keys of one buffer, as the storage names them (before any client `keyPrefix`). */
 export type RedisStorageKeys = { readonly [K in (typeof KEY_NAMES)[number]]: string };
@@ -18,6 +37,8 @@ export type RedisStorageKeys = { readonly [K in (typeof KEY_NAMES)[number]]: str
 const PROMOTE_CAP = 1000;
 /** Most records one `recover` makes visible again; the next call continues. */
 const RECOVER_CAP = 1000;
+/** How long to wait before sending again when Redis is connected but answered "busy/loading". */
+const BUSY_PAUSE = 100;
 
 /**
  * Keeps records in Redis Streams: durable as your Redis is (configure AOF for that), and shared:
@@ -31,12 +52,14 @@ const RECOVER_CAP = 1000;
  * Unacknowledged records are never trimmed. See `scripts.ts` for the layout of the keys.
  *
  * @example
- * const storage = new RedisStorage<Event>({ redis: 'redis://localhost:6379', name: 'events' });
+ * const storage = new RedisStorage<Event>({ url: 'redis://localhost:6379', name: 'events' });
  * const bufio = new BufIO<Event>({ storage, worker: (events) => db.insert(events) });
  */
 export class RedisStorage<T> implements Storage<T> {
   readonly durable = true;
   readonly shared = true;
+  /** None: one lane, no coalescing. */
+  readonly features: StorageFeatures = NO_FEATURES;
   /** The buffer's name, from the options. */
   readonly name: string;
   /** This instance's consumer name in the group. */
@@ -45,16 +68,15 @@ export class RedisStorage<T> implements Storage<T> {
   readonly keys: RedisStorageKeys;
 
   private readonly options: ResolvedRedisStorageOptions<T>;
+  /** How `append` serializes records, and names this storage in its errors. */
+  private readonly encoding: EncodeOptions<T>;
   private readonly connection: RedisConnection;
-  private readonly appends: AppendPipeline;
+  private readonly appends: AppendBatcher;
   private readonly keyList: readonly string[];
   /** Records this instance leased and has not acked or released: their leases are renewed. */
-  private readonly held = new Set<string>();
+  private readonly leases: LeaseRenewal;
   /** Records processed whose ack failed (Redis was unreachable): acked again before other work. */
   private readonly unacked = new Set<string>();
-  private readonly renewTimer: NodeJS.Timeout;
-  private renewing = false;
-  private renewFailing = false;
   private closing: Promise<void> | undefined;
 
   /**
@@ -63,6 +85,11 @@ export class RedisStorage<T> implements Storage<T> {
    */
   constructor(options: RedisStorageOptions<T>) {
     this.options = resolveRedisStorageOptions(options);
+    this.encoding = {
+      serializer: this.options.serializer,
+      maxRecordBytes: this.options.maxRecordBytes,
+      storageName: 'RedisStorage',
+    };
     const { name, prefix, consumer } = this.options;
     this.name = name;
     this.consumer = consumer;
@@ -74,15 +101,31 @@ export class RedisStorage<T> implements Storage<T> {
       this.options.redisOptions,
       this.options.commandTimeout,
     );
-    this.appends = new AppendPipeline(this.connection, this.keys.stream, {
-      wait: this.options.onUnavailable === 'block',
-      timeout: this.options.unavailableTimeout,
+    this.appends = new AppendBatcher({
+      write: (calls) => this.writeAppends(calls),
+      failure: (error) => storageFailure('append', error),
+      isUnavailable,
+      pause: (_retry, until) => this.waitToAppend(until),
+      // One connection, pipelined: bursts of successive ticks keep their order in flight.
+      oneAtATime: false,
+      onUnavailable: this.options.onUnavailable,
+      unavailableTimeout: this.options.unavailableTimeout,
     });
-    this.renewTimer = setInterval(
-      () => void this.renew(),
-      Math.max(10, Math.floor(this.options.leaseTimeout / 3)),
-    );
-    this.renewTimer.unref();
+    this.leases = new LeaseRenewal({
+      leaseTimeout: this.options.leaseTimeout,
+      renew: (ids) =>
+        this.connection
+          .run('lease renewal', () =>
+            RENEW.run(this.client, this.keyList, [
+              this.options.group,
+              this.consumer,
+              this.options.leaseTimeout,
+              ...ids,
+            ]),
+          )
+          .then(() => undefined),
+      report: (error) => this.report(error),
+    });
   }
 
   /** The ioredis client in use: yours, or the one the storage created from a URL. */
@@ -97,12 +140,14 @@ export class RedisStorage<T> implements Storage<T> {
    * @throws RecordTooLargeError (as a rejection) when one is larger than `maxRecordBytes`.
    * @throws StorageUnavailableError (as a rejection) when Redis cannot be reached (at once, or
    * after `unavailableTimeout` with `onUnavailable: 'block'`).
+   * @throws UnsupportedError (as a rejection) for a `lane` other than 0.
    */
-  append(records: readonly T[]): Promise<RecordId[]> {
+  append(records: readonly T[], options?: AppendOptions): Promise<RecordId[]> {
     if (this.closing) return Promise.reject(this.closedError('append'));
     let texts: string[];
     try {
-      texts = encodeRecords(records, this.options.serializer, this.options.maxRecordBytes);
+      assertSingleLane('RedisStorage', options);
+      texts = encodeRecords(records, this.encoding);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -133,10 +178,12 @@ export class RedisStorage<T> implements Storage<T> {
       ]),
     )) as (string | number)[];
     const batch: StoredRecord<T>[] = [];
+    const ids: string[] = [];
+    for (let i = 0; i < reply.length; i += 3) ids.push(String(reply[i]));
+    this.leases.hold(ids);
     for (let i = 0; i < reply.length; i += 3) {
       const id = String(reply[i]);
       const text = String(reply[i + 2]);
-      this.held.add(id);
       try {
         batch.push({
           id,
@@ -169,11 +216,11 @@ export class RedisStorage<T> implements Storage<T> {
         // them expire and have the records processed again.
         for (const id of ids) this.unacked.add(id);
       } else {
-        for (const id of ids) this.held.delete(id);
+        this.leases.forget(ids);
       }
       throw error;
     }
-    for (const id of ids) this.held.delete(id);
+    this.leases.forget(ids);
   }
 
   /**
@@ -191,7 +238,7 @@ export class RedisStorage<T> implements Storage<T> {
       );
     } finally {
       // Released, or left leased without renewal: then it comes back when its lease expires.
-      for (const id of ids) this.held.delete(id);
+      this.leases.forget(ids);
     }
   }
 
@@ -232,8 +279,8 @@ export class RedisStorage<T> implements Storage<T> {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.appends.settled();
-      clearInterval(this.renewTimer);
+      await this.appends.idle();
+      this.leases.stop();
       await this.connection.close();
     })();
     return this.closing;
@@ -250,44 +297,54 @@ export class RedisStorage<T> implements Storage<T> {
       if (isUnavailable(error)) throw error;
       // Refused rather than unreachable: stop holding them; their leases expire and the records
       // are processed again (at least once), rather than every reserve failing from now on.
-      for (const id of ids) {
-        this.unacked.delete(id);
-        this.held.delete(id);
-      }
+      for (const id of ids) this.unacked.delete(id);
+      this.leases.forget(ids);
       this.report(error);
       return;
     }
-    for (const id of ids) {
-      this.unacked.delete(id);
-      this.held.delete(id);
-    }
+    for (const id of ids) this.unacked.delete(id);
+    this.leases.forget(ids);
   }
 
-  private async renew(): Promise<void> {
-    if (this.renewing || this.held.size === 0 || this.closing) return;
-    this.renewing = true;
-    try {
-      await this.connection.run('lease renewal', () =>
-        RENEW.run(this.client, this.keyList, [
-          this.options.group,
-          this.consumer,
-          this.options.leaseTimeout,
-          ...this.held,
-        ]),
+  /** One pipeline for the appends of a tick: an `XADD` per one-record call, a script per longer one. */
+  private async writeAppends(calls: readonly (readonly string[])[]): Promise<CallOutcome[]> {
+    await this.connection.whenReady('append', false, Infinity);
+    const pipeline = this.client.pipeline();
+    for (const texts of calls) {
+      if (texts.length === 1) pipeline.xadd(this.keys.stream, '*', 'd', texts[0] as string);
+      else pipeline.eval(APPEND_MANY, 1, this.keys.stream, ...texts);
+    }
+    const results = await this.connection.bounded('append', pipeline.exec());
+    if (!results) throw new StorageError('Redis append failed: the pipeline returned no results');
+    return calls.map((texts, i) => {
+      const [error, reply] = results[i] ?? [new Error('no reply in the pipeline'), undefined];
+      if (error) return error;
+      return texts.length === 1 ? [String(reply)] : (reply as unknown[]).map(String);
+    });
+  }
+
+  /**
+   * Before appends that met an unreachable Redis are sent again: waits for the connection to be
+   * ready, until `until`; or, when it is ready already (Redis answered "busy" or "loading"), a
+   * moment. A client that has ended will not come back: its appends fail now.
+   */
+  private async waitToAppend(until: number): Promise<void> {
+    if (this.client.status === 'ready') {
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.max(0, Math.min(BUSY_PAUSE, until - Date.now()))),
       );
-      this.renewFailing = false;
+      return;
+    }
+    try {
+      await this.connection.whenReady('append', true, until);
     } catch (error) {
-      // Reported once per outage, not on every tick of it.
-      if (!this.renewFailing) this.report(error);
-      this.renewFailing = true;
-    } finally {
-      this.renewing = false;
+      if (this.client.status === 'end') throw error;
     }
   }
 
   /** A stored record that cannot be deserialized must not block the buffer: set it aside. */
   private async bury(id: string, text: string, cause: unknown): Promise<void> {
-    this.held.delete(id);
+    this.leases.forget([id]);
     try {
       await this.connection.run('reserve', () =>
         BURY.run(this.client, this.keyList, [this.options.group, id, text]),

@@ -3,13 +3,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { StorageLockedError } from '../../../lib/core/errors.js';
 import { FileStorage } from '../../../lib/storages/file/index.js';
+import { runFixture, startFixture } from '../../support/child-process.js';
 import { lockFiles, removeDir, tempDir } from './file-test-support.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const LOCK_CHILD = path.join(ROOT, 'dist/test/fixtures/file/lock-child.js');
 
 interface ChildResult {
   readonly ok: boolean;
@@ -33,10 +30,11 @@ async function openHere(): Promise<FileStorage<unknown>> {
   return storage;
 }
 
-function probeFromChild(): ChildResult {
-  const run = spawnSync(process.execPath, [LOCK_CHILD, directory], { encoding: 'utf8' });
-  expect(run.stderr).toBe('');
-  return JSON.parse(run.stdout) as ChildResult;
+async function probeFromChild(): Promise<ChildResult> {
+  const run = await runFixture('file/lock-child', { args: [directory] });
+  expect(run.stderr).toEqual([]);
+  expect(run.lines).toHaveLength(1);
+  return JSON.parse(run.lines[0] as string) as ChildResult;
 }
 
 /** The pid of a process that has exited. */
@@ -95,13 +93,13 @@ describe('FileStorage directory lock', () => {
     directory = await tempDir('lock');
     const holder = await openHere();
     await holder.append([{ n: 1 }]);
-    const refused = probeFromChild();
+    const refused = await probeFromChild();
     expect(refused).toMatchObject({ ok: false, code: 'BUFIO_STORAGE_LOCKED' });
     expect(refused.message).toContain(`locked by process ${process.pid}`);
     expect(refused.message).toContain(fs.realpathSync(directory));
     await holder.close();
     opened.splice(0);
-    expect(probeFromChild()).toEqual({ ok: true, size: 1 });
+    expect(await probeFromChild()).toEqual({ ok: true, size: 1 });
   });
 
   it('takes over the lock of a process that is gone', async () => {
@@ -117,7 +115,7 @@ describe('FileStorage directory lock', () => {
     // Released: a free marker of the next generation, which anyone may take.
     expect(await lockFiles(directory)).toEqual(['LOCK.9']);
     expect(readLock('LOCK.9')).toMatchObject({ free: true });
-    expect(probeFromChild()).toEqual({ ok: true, size: 1 });
+    expect(await probeFromChild()).toEqual({ ok: true, size: 1 });
   });
 
   it('tells a live holder from a reused pid by its start time (Linux)', async () => {
@@ -155,26 +153,16 @@ describe('FileStorage directory lock', () => {
     directory = await tempDir('lock');
     writeLock(3, { pid: deadPid(), host: os.hostname() });
     const children = Array.from({ length: 4 }, () =>
-      spawn(process.execPath, [LOCK_CHILD, directory, 'hold'], {
-        stdio: ['pipe', 'pipe', 'inherit'],
-      }),
+      startFixture('file/lock-child', { args: [directory, 'hold'], stdin: true }),
     );
-    const closed = children.map((child) => new Promise((resolve) => child.on('close', resolve)));
     const results = await Promise.all(
-      children.map(
-        (child) =>
-          new Promise<ChildResult>((resolve) => {
-            let out = '';
-            child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-              out += chunk;
-              if (out.includes('\n')) resolve(JSON.parse(out) as ChildResult);
-            });
-          }),
-      ),
+      children.map(async (child) => JSON.parse(await child.waitForLine(() => true)) as ChildResult),
     );
     // Every child has answered while the winner still holds the lock; now let the winner go.
-    for (const child of children) child.stdin.on('error', () => undefined).end();
-    await Promise.all(closed);
+    for (const child of children) child.process.stdin?.on('error', () => undefined).end();
+    const exits = await Promise.all(children.map((child) => child.exited));
+    expect(exits.every((exit) => exit.code === 0)).toBe(true);
+    expect(children.flatMap((child) => child.stderr)).toEqual([]);
     expect(results.filter((r) => r.ok)).toHaveLength(1);
     for (const result of results.filter((r) => !r.ok)) {
       expect(result.code).toBe('BUFIO_STORAGE_LOCKED');

@@ -9,7 +9,8 @@ import {
   StorageError,
 } from '../../../lib/core/errors.js';
 import { FileStorage, type FileStorageOptions } from '../../../lib/storages/file/index.js';
-import { eventually, lockFiles, removeDir, segmentFiles, tempDir } from './file-test-support.js';
+import { waitFor } from '../../support/wait.js';
+import { lockFiles, removeDir, segmentFiles, tempDir } from './file-test-support.js';
 
 interface Rec {
   readonly n: number;
@@ -131,7 +132,11 @@ describe('FileStorage', () => {
       });
       await expect(storage.append([() => 1])).rejects.toMatchObject({
         code: 'BUFIO_SERIALIZATION',
-        message: expect.stringContaining('returned undefined (JSON has no form for a function)'),
+        message: 'FileStorage cannot serialize the record: JSON has no form for a function',
+      });
+      await expect(storage.append([{ n: 3, later: () => 1 }])).rejects.toMatchObject({
+        code: 'BUFIO_SERIALIZATION',
+        message: expect.stringContaining('JSON has no form for a function (at .later)'),
       });
       await expect(storage.append([undefined])).rejects.toThrow(SerializationError);
       expect(storage.size()).toBe(0);
@@ -154,7 +159,7 @@ describe('FileStorage', () => {
       expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
       const failure = (results[1] as PromiseRejectedResult).reason as Error;
       expect(failure).toBeInstanceOf(SerializationError);
-      expect(failure.message).toContain('record 2 of 3');
+      expect(failure.message).toContain('FileStorage cannot serialize the record at index 1 of 3');
       expect(storage.size()).toBe(2);
       const next = await reopen(storage as FileStorage<Rec>);
       expect(await numbersIn(next)).toEqual([1, 4]);
@@ -167,9 +172,9 @@ describe('FileStorage', () => {
           serialize: (record) => {
             if (mode === 'throw') throw new TypeError('no way');
             if (mode === 'number') return 42 as unknown as string;
-            return Buffer.from(`${record.n}`);
+            return `${record.n}`;
           },
-          deserialize: (data) => rec(Number(data.toString())),
+          deserialize: (text) => rec(Number(text)),
         },
       });
       const thrown = storage.append([rec(1)]);
@@ -180,14 +185,14 @@ describe('FileStorage', () => {
       await expect(thrown.catch((e: Error) => e.cause)).resolves.toBeInstanceOf(TypeError);
       mode = 'number';
       await expect(storage.append([rec(1)])).rejects.toThrow(
-        'the serializer returned a number, expected a string or bytes',
+        'the serializer returned a number, not a string',
       );
       mode = 'ok';
       await storage.append([rec(7), rec(8)]);
       const next = await reopen(storage, {
         serializer: {
           serialize: (record) => `${record.n}`,
-          deserialize: (data) => rec(Number(data.toString())),
+          deserialize: (text) => rec(Number(text)),
         },
       });
       expect(await numbersIn(next)).toEqual([7, 8]);
@@ -278,7 +283,7 @@ describe('FileStorage', () => {
       const writes = jest.spyOn(fs, 'writeSync');
       let firstDone = false;
       const first = storage.append([rec(1)]).then(() => (firstDone = true));
-      await eventually(() => calls === 1, 'the first sync');
+      await waitFor('the first sync', () => calls === 1);
       const during = range(2, 52).map((n) => storage.append([rec(n)]));
       await new Promise((resolve) => setTimeout(resolve, 30));
       // The first append waits for its sync; nothing else is written or synced meanwhile.
@@ -361,9 +366,9 @@ describe('FileStorage', () => {
       });
       const batch = await storage.reserve(1000, { now: T0 });
       await storage.ack(batch);
-      await eventually(
-        async () => (await segmentFiles(directory)).length === 1,
+      await waitFor(
         'acknowledged segments to be deleted',
+        async () => (await segmentFiles(directory)).length === 1,
       );
       // The acknowledgements were synced before the first segment went.
       expect(events[0]).toBe('sync');
@@ -384,9 +389,9 @@ describe('FileStorage', () => {
       const batch = await storage.reserve(1000, { now: T0 });
       await storage.release(batch.slice(0, 1), T0 + 60_000);
       await storage.ack(batch.slice(1));
-      await eventually(
-        async () => (await segmentFiles(directory)).length === 1,
+      await waitFor(
         'the straggler to be carried and old segments deleted',
+        async () => (await segmentFiles(directory)).length === 1,
       );
       const next = await reopen(storage);
       expect(next.recovery).toMatchObject({ records: 1, retries: 1, segments: 1 });
@@ -489,7 +494,7 @@ describe('FileStorage', () => {
         },
       });
       second.start();
-      await eventually(() => seen.length >= 10, 'the second buffer to process the records');
+      await waitFor('the second buffer to process the records', () => seen.length >= 10);
       await second.stop();
       expect(seen.map((s) => s.n)).toEqual(range(0, 10));
       expect(seen.every((s) => s.attempt >= 2)).toBe(true);

@@ -43,16 +43,3 @@ export async function frameOffsets(
   }
   return { frames, payloads };
 }
-
-/** Resolves once `check` returns true, polling; fails after `timeoutMs`. */
-export async function eventually(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  timeoutMs = 5000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

@@ -236,6 +236,41 @@ describe('FileStorage recovery', () => {
     expect(mine[0]).toContain('(incomplete)');
   });
 
+  it('with onError and no onRecovery, a cut goes to onError; a throwing onRecovery too', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(3);
+    const file = await lastSegment();
+    await fs.truncate(file, (await fs.stat(file)).size - 2);
+    const errors: Error[] = [];
+    const emitWarning = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    try {
+      const storage = await FileStorage.open<Rec>({ directory, onError: (e) => errors.push(e) });
+      await storage.append([rec(10)]);
+      await storage.close();
+      const next = await FileStorage.open<Rec>({
+        directory,
+        onError: (e) => errors.push(e),
+        onRecovery: () => {
+          throw new Error('listener bug');
+        },
+      });
+      open.push(next);
+      expect(await next.size()).toBe(3);
+      expect(emitWarning).not.toHaveBeenCalled();
+    } finally {
+      emitWarning.mockRestore();
+    }
+    expect(errors.map((e) => [e.name, (e as { code?: string }).code])).toEqual([
+      ['StorageError', 'BUFIO_STORAGE_FAILED'],
+      ['StorageError', 'BUFIO_STORAGE_FAILED'],
+    ]);
+    expect(errors[0]?.message).toMatch(
+      new RegExp(`FileStorage cut damaged journal data .*${path.basename(file)}.*\\(incomplete\\)`),
+    );
+    expect(errors[1]?.message).toBe('FileStorage onRecovery listener threw: listener bug');
+    expect(errors[1]?.cause).toEqual(new Error('listener bug'));
+  });
+
   it('acknowledgements and releases are replayed: acked records stay gone, retries keep attempts', async () => {
     directory = await tempDir('recovery');
     const storage = new FileStorage<Rec>({ directory });

@@ -147,11 +147,13 @@ describePostgres('PostgresStorage bad input', () => {
     await expect(storage.append([{ n: 0 }, circular])).rejects.toThrow(SerializationError);
     await expect(storage.append([{ n: 0 }, { big: 10n }])).rejects.toMatchObject({
       code: 'BUFIO_SERIALIZATION',
-      message: expect.stringContaining('record 1 of 2'),
+      message: expect.stringContaining(
+        'PostgresStorage cannot serialize the record at index 1 of 2',
+      ),
     });
     await expect(storage.append([() => 1])).rejects.toMatchObject({
       code: 'BUFIO_SERIALIZATION',
-      message: expect.stringContaining('returned undefined'),
+      message: expect.stringContaining('JSON has no form for a function'),
     });
     await expect(storage.append([Symbol('s')])).rejects.toThrow(SerializationError);
     expect(await storage.size()).toBe(0);
@@ -212,7 +214,7 @@ describePostgres('PostgresStorage bad input', () => {
     });
     await expect(numeric.append(['x'])).rejects.toMatchObject({
       code: 'BUFIO_SERIALIZATION',
-      message: expect.stringContaining('returned number'),
+      message: expect.stringContaining('the serializer returned a number, not a string'),
     });
     const throwing = open<string>({
       serializer: {

@@ -2,16 +2,9 @@ import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import type pg from 'pg';
 import { PostgresStorage } from '../../../lib/storages/postgres/index.js';
 import { describeWith } from '../../support/services.js';
-import {
-  adminPool,
-  countRows,
-  dropTables,
-  killFixtures,
-  POSTGRES_URL,
-  spawnFixture,
-  uniqueTable,
-  waitFor,
-} from './support.js';
+import { killFixtures, startFixture } from '../../support/child-process.js';
+import { adminPool, countRows, dropTables, POSTGRES_URL, uniqueTable } from './support.js';
+import { waitFor } from '../../support/wait.js';
 
 const describePostgres = await describeWith('postgres');
 
@@ -38,14 +31,17 @@ describePostgres('PostgresStorage shared by several processes', () => {
 
   it('gets every record processed by the survivors when one process dies holding a lease', async () => {
     const children = [0, 1, 2].map((i) =>
-      spawnFixture('shared-child', {
-        TABLE: table,
-        DONE_TABLE: done,
-        LEASE_MS: '1000',
-        FIRST_ID: String(i * PER_CHILD),
-        COUNT: String(PER_CHILD),
-        // The victim is slow: it is sure to be in the middle of a batch when it is killed.
-        WORK_MS: i === 0 ? '60000' : '20',
+      startFixture('postgres/shared-child', {
+        env: {
+          BUFIO_TEST_POSTGRES_URL: POSTGRES_URL,
+          TABLE: table,
+          DONE_TABLE: done,
+          LEASE_MS: '1000',
+          FIRST_ID: String(i * PER_CHILD),
+          COUNT: String(PER_CHILD),
+          // The victim is slow: it is sure to be in the middle of a batch when it is killed.
+          WORK_MS: i === 0 ? '60000' : '20',
+        },
       }),
     );
     const [victim, ...survivors] = children as [
@@ -57,7 +53,7 @@ describePostgres('PostgresStorage shared by several processes', () => {
     const held = batchLine.slice('batch '.length).split(',').map(Number);
     expect(held.length).toBeGreaterThan(0);
     victim.process.kill('SIGKILL');
-    expect(await victim.exited).toBeNull();
+    expect(await victim.exited).toEqual({ code: null, signal: 'SIGKILL' });
 
     const total = PER_CHILD * children.length;
     const distinctDone = async (): Promise<number> => {
@@ -74,7 +70,7 @@ describePostgres('PostgresStorage shared by several processes', () => {
     for (const child of survivors) child.process.kill('SIGTERM');
     for (const child of survivors) {
       await child.waitForLine(/^stopped /);
-      expect(await child.exited).toBe(0);
+      expect(await child.exited).toEqual({ code: 0, signal: null });
     }
 
     const rows = await admin.query<{ id: string; pid: number }>(

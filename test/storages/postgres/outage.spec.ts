@@ -12,11 +12,10 @@ import {
   dropTables,
   POSTGRES_URL,
   RUN_ID,
-  sleep,
   terminateBackends,
   uniqueTable,
-  waitFor,
 } from './support.js';
+import { sleep, waitFor } from '../../support/wait.js';
 import { TcpProxy, targetOf, throughProxy } from './tcp-proxy.js';
 
 const describePostgres = await describeWith('postgres');

@@ -8,15 +8,15 @@ import {
 import { describeWith } from '../../support/services.js';
 import {
   adminPool,
+  countConnections,
   countRows,
   dropTables,
   POSTGRES_URL,
   RUN_ID,
-  sleep,
   terminateBackends,
   uniqueTable,
-  waitFor,
 } from './support.js';
+import { sleep, waitFor } from '../../support/wait.js';
 
 const describePostgres = await describeWith('postgres');
 
@@ -126,18 +126,12 @@ describePostgres('PostgresStorage', () => {
       poolConfig: { application_name: app },
     });
     await storage.append(recs(0, 3));
-    const connections = async (): Promise<number> =>
-      Number(
-        (
-          await admin.query<{ n: string }>(
-            'SELECT count(*)::text AS n FROM pg_stat_activity WHERE application_name = $1',
-            [app],
-          )
-        ).rows[0]?.n,
-      );
-    expect(await connections()).toBeGreaterThan(0);
+    expect(await countConnections(admin, app)).toBeGreaterThan(0);
     await storage.close();
-    await waitFor('the owned pool to disconnect', async () => (await connections()) === 0);
+    await waitFor(
+      'the owned pool to disconnect',
+      async () => (await countConnections(admin, app)) === 0,
+    );
     expect(await countRows(admin, table)).toBe(3);
   });
 

@@ -1,62 +1,42 @@
 import { afterAll, expect, it } from '@jest/globals';
+import { Redis } from 'ioredis';
 import { describeWith, REDIS_URL } from '../../support/services.js';
-import { type Child, idsOf, seededRandom, startFixture } from './child-process.js';
+import { killFixtures } from '../../support/child-process.js';
+import { crashAndDrain } from '../../support/crash-rounds.js';
 import { deleteKeys, uniquePrefix } from './redis-keys.js';
 
 const describeRedis = await describeWith('redis');
 const ROUNDS = 5;
-const LEASE_TIMEOUT = 300;
 
 describeRedis('RedisStorage under SIGKILL', () => {
   const prefix = uniquePrefix('crash');
-  afterAll(() => deleteKeys(prefix));
+  afterAll(async () => {
+    killFixtures();
+    await deleteKeys(prefix);
+  });
 
   it('processes every acknowledged push at least once across killed processes', async () => {
-    const seed = Number(process.env.BUFIO_TEST_SEED ?? Date.now() % 1_000_000);
-    const random = seededRandom(seed);
-    process.stdout.write(`redis crash test: seed ${seed} (replay with BUFIO_TEST_SEED=${seed})\n`);
-    const children: Child[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      const child = startFixture('crash-producer', {
-        url: REDIS_URL,
-        prefix,
-        mode: 'produce',
-        tag: `r${round}`,
-        producers: 20,
-        leaseTimeout: LEASE_TIMEOUT,
-      });
-      children.push(child);
-      // Kill only once pushes flow, at a random moment after that.
-      await child.waitFor((line) => line.startsWith('A '), 10_000);
-      await new Promise((resolve) => setTimeout(resolve, 50 + Math.floor(random() * 450)));
-      child.process.kill('SIGKILL');
-      await child.exited;
-    }
-    const drain = startFixture('crash-producer', {
-      url: REDIS_URL,
-      prefix,
-      mode: 'drain',
-      tag: 'drain',
-      producers: 0,
-      leaseTimeout: LEASE_TIMEOUT,
+    const outcome = await crashAndDrain({
+      label: 'RedisStorage crash test',
+      rounds: ROUNDS,
+      storage: () => ({ kind: 'redis', url: REDIS_URL, prefix, leaseTimeout: 300 }),
+      killAfterMs: [50, 500],
+      producers: 20,
+      // Bounded, so that the drain stays short however fast this machine pushes.
+      perProducer: 500,
     });
-    children.push(drain);
-    await drain.waitFor((line) => line === 'DONE', 20_000);
-    await drain.exited;
-
-    const acknowledged = children.flatMap((child) => idsOf(child.lines, 'A'));
-    const processed = children.flatMap((child) => idsOf(child.lines, 'P'));
-    const seen = new Map<string, number>();
-    for (const id of processed) seen.set(id, (seen.get(id) ?? 0) + 1);
-    const lost = acknowledged.filter((id) => !seen.has(id));
-    const duplicates = [...seen.values()].filter((n) => n > 1).length;
-    const unacknowledged = seen.size - new Set(acknowledged).size;
-    process.stdout.write(
-      `redis crash test: ${ROUNDS} kills, ${acknowledged.length} acknowledged, ` +
-        `${seen.size} distinct processed (${unacknowledged} pushed but killed before the ack ` +
-        `printed), ${duplicates} processed more than once\n`,
-    );
-    expect(acknowledged.length).toBeGreaterThan(ROUNDS * 50);
-    expect(lost).toEqual([]);
+    expect(outcome.exits).toEqual([...Array<string>(ROUNDS).fill('SIGKILL'), 'exit 0']);
+    expect(outcome.stderr).toEqual([]);
+    expect(outcome.drain).toMatchObject({ remaining: 0, inFlight: 0, timedOut: false });
+    expect(outcome.acknowledged.size).toBeGreaterThan(ROUNDS * 50);
+    expect(outcome.lost).toEqual([]);
+    // Nothing left behind: no entry in the stream, no retry waiting.
+    const client = new Redis(REDIS_URL);
+    try {
+      expect(await client.xlen(`${prefix}:stream`)).toBe(0);
+      expect(await client.hlen(`${prefix}:data`)).toBe(0);
+    } finally {
+      client.disconnect();
+    }
   }, 60_000);
 });

@@ -8,19 +8,10 @@ import { RedisStorage } from '../../../lib/storages/redis/index.js';
 import { describeWith } from '../../support/services.js';
 import { freePort } from './free-port.js';
 import { OwnRedisServer } from './own-redis-server.js';
+import { sleep, waitFor } from '../../support/wait.js';
 
 // The shared Redis is not used, but where it runs, redis-server is installed: gate on it.
 const describeRedis = await describeWith('redis');
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 describeRedis('RedisStorage while its Redis is down', () => {
   let dir: string;
@@ -40,7 +31,7 @@ describeRedis('RedisStorage while its Redis is down', () => {
   it('rejects or blocks pushes, keeps retrying, and loses nothing acknowledged', async () => {
     // Redis is SIGKILLed, not shut down: with appendfsync always, what it acknowledged is on disk.
     const options = {
-      redis: server.url,
+      url: server.url,
       prefix: 'outage',
       leaseTimeout: 500,
       commandTimeout: 1000,
@@ -84,12 +75,16 @@ describeRedis('RedisStorage while its Redis is down', () => {
     expect(acknowledged).toHaveLength(300);
 
     // Kill it mid-stream: some records processed, a batch in the worker, the rest waiting.
-    await until(() => held !== undefined, 5000, 'a batch to be held in the worker');
+    await waitFor('a batch to be held in the worker', () => held !== undefined, 5000);
     await server.stop('SIGKILL');
-    await until(() => storage.client.status !== 'ready', 5000, 'the client to see the outage');
+    await waitFor('the client to see the outage', () => storage.client.status !== 'ready', 5000);
     const unprocessedAtKill = 300 - new Set(processed).size;
     releaseHeld();
-    await until(() => errors.some((e) => /ack of 10 record/.test(e.message)), 5000, 'a failed ack');
+    await waitFor(
+      'a failed ack',
+      () => errors.some((e) => /ack of 10 record/.test(e.message)),
+      5000,
+    );
 
     // Reject: promptly, with a typed error.
     const started = Date.now();
@@ -104,7 +99,7 @@ describeRedis('RedisStorage while its Redis is down', () => {
     });
 
     // The engine reports the failures of its polls, and keeps polling.
-    await until(() => errors.length > 0, 5000, 'the engine to report an error');
+    await waitFor('the engine to report an error', () => errors.length > 0, 5000);
     const reported = errors.length;
     await sleep(400);
     expect(errors.length).toBeGreaterThan(reported);
@@ -117,10 +112,10 @@ describeRedis('RedisStorage while its Redis is down', () => {
     await Promise.all(Array.from({ length: 50 }, (_, i) => push(300 + i)));
 
     const expected = [...acknowledged, 2000];
-    await until(
+    await waitFor(
+      'every acknowledged record to be processed',
       () => expected.every((n) => processed.includes(n)),
       15_000,
-      'every acknowledged record to be processed',
     );
     expect(processed).not.toContain(1000);
     // Its ack failed during the outage and was made again once Redis was back, before the

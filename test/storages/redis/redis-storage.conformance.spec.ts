@@ -14,7 +14,7 @@ let count = 0;
 function open(prefix: string): RedisStorage<ConformanceRecord> {
   // Renewal failures of a storage whose connection a test cut are expected: keep them quiet.
   const storage = new RedisStorage<ConformanceRecord>({
-    redis: REDIS_URL,
+    url: REDIS_URL,
     prefix,
     leaseTimeout: LEASE_TIMEOUT,
     onError: () => undefined,

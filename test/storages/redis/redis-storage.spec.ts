@@ -14,6 +14,7 @@ import {
   type Serializer,
 } from '../../../lib/storages/redis/index.js';
 import { describeWith, REDIS_URL } from '../../support/services.js';
+import { sleep } from '../../support/wait.js';
 import { freePort } from './free-port.js';
 import { deleteKeys, uniquePrefix } from './redis-keys.js';
 
@@ -29,7 +30,7 @@ const clients: Redis[] = [];
 
 function storage<T = Rec>(options: Partial<RedisStorageOptions<T>> = {}): RedisStorage<T> {
   const created = new RedisStorage<T>({
-    redis: REDIS_URL,
+    ...(options.client ? {} : { url: REDIS_URL }),
     prefix: `${base}:${count++}`,
     onError: () => undefined,
     ...options,
@@ -43,8 +44,6 @@ function client(url = REDIS_URL): Redis {
   clients.push(created);
   return created;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function numbers(batch: readonly StoredRecord<Rec>[]): number[] {
   return batch.map((entry) => entry.record.n);
@@ -66,9 +65,11 @@ describe('RedisStorage options', () => {
   } as unknown as Redis;
 
   it.each<[string, Record<string, unknown>]>([
-    ['redis', { redis: undefined }],
-    ['redis', { redis: 'http://localhost:6379' }],
-    ['redis', { redis: { xadd() {} } }],
+    ['url', { url: undefined }],
+    ['url', { url: 'http://localhost:6379' }],
+    ['url', { url: 42 }],
+    ['client', { url: undefined, client: { xadd() {} } }],
+    ['client', { client: fakeClient }],
     ['prefix', { prefix: 'has space' }],
     ['prefix', { prefix: '' }],
     ['prefix', { prefix: 42 }],
@@ -79,15 +80,17 @@ describe('RedisStorage options', () => {
     ['leaseTimeout', { leaseTimeout: 1.5 }],
     ['maxRecordBytes', { maxRecordBytes: 0 }],
     ['onUnavailable', { onUnavailable: 'wait' }],
-    ['unavailableTimeout', { unavailableTimeout: -5 }],
+    ['unavailableTimeout', { onUnavailable: 'block', unavailableTimeout: -5 }],
     ['commandTimeout', { commandTimeout: 0 }],
     ['serializer', { serializer: { serialize: JSON.stringify } }],
     ['onError', { onError: 'log' }],
-    ['redisOptions', { redis: fakeClient, redisOptions: { db: 1 } }],
+    ['unavailableTimeout', { unavailableTimeout: 1000 }],
+    ['redisOptions', { url: undefined, client: fakeClient, redisOptions: { db: 1 } }],
     ['leaseTimout', { leaseTimout: 1000 }],
+    ['redis', { redis: REDIS_URL }],
   ])('refuses a bad %s with InvalidOptionsError naming it', (option, bad) => {
     const build = (): unknown =>
-      new RedisStorage({ redis: REDIS_URL, ...bad } as unknown as RedisStorageOptions<Rec>);
+      new RedisStorage({ url: REDIS_URL, ...bad } as unknown as RedisStorageOptions<Rec>);
     expect(build).toThrow(InvalidOptionsError);
     try {
       build();
@@ -106,14 +109,14 @@ describe('RedisStorage options', () => {
 
   it('derives the keys from the name by default, and from the prefix when given', async () => {
     const named = new RedisStorage<Rec>({
-      redis: REDIS_URL,
+      url: REDIS_URL,
       name: 'events',
       redisOptions: { lazyConnect: true },
     });
     expect(named.keys.stream).toBe('bufio:events:stream');
     expect(named.keys.retry).toBe('bufio:events:retry');
     const prefixed = new RedisStorage<Rec>({
-      redis: REDIS_URL,
+      url: REDIS_URL,
       prefix: 'app:{q1}',
       redisOptions: { lazyConnect: true },
     });
@@ -128,7 +131,7 @@ describe('RedisStorage options', () => {
 describe('RedisStorage when Redis cannot be reached', () => {
   it('rejects every operation promptly with StorageUnavailableError', async () => {
     const url = `redis://127.0.0.1:${await freePort()}`;
-    const s = storage({ redis: url });
+    const s = storage({ url });
     const started = Date.now();
     await expect(s.append([{ n: 1 }])).rejects.toBeInstanceOf(StorageUnavailableError);
     // Promptly: not after ioredis's reconnection attempts, nor the 5 s command timeout.
@@ -146,7 +149,7 @@ describe('RedisStorage when Redis cannot be reached', () => {
 
   it("with onUnavailable: 'block', waits up to unavailableTimeout, then rejects", async () => {
     const url = `redis://127.0.0.1:${await freePort()}`;
-    const s = storage({ redis: url, onUnavailable: 'block', unavailableTimeout: 400 });
+    const s = storage({ url, onUnavailable: 'block', unavailableTimeout: 400 });
     const started = Date.now();
     const error = await s.append([{ n: 1 }]).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StorageUnavailableError);
@@ -163,7 +166,7 @@ describeRedis('RedisStorage', () => {
   it('sends the appends of one tick in one pipeline, in call order', async () => {
     const own = client();
     await own.ping();
-    const s = storage({ redis: own });
+    const s = storage({ client: own });
     const pipeline = jest.spyOn(own, 'pipeline');
     const calls = Array.from({ length: 100 }, (_, n) =>
       n % 10 === 9 ? s.append([{ n: n * 10 }, { n: n * 10 + 1 }]) : s.append([{ n: n * 10 }]),
@@ -201,7 +204,9 @@ describeRedis('RedisStorage', () => {
     const error = await s.append([{ n: 0 }, bad]).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SerializationError);
     expect((error as SerializationError).code).toBe('BUFIO_SERIALIZATION');
-    expect((error as Error).message).toContain('record 1 of 2');
+    expect((error as Error).message).toContain(
+      'RedisStorage cannot serialize the record at index 1 of 2',
+    );
     expect(await s.size()).toBe(0);
   });
 
@@ -227,7 +232,7 @@ describeRedis('RedisStorage', () => {
     expect(entry?.record).toBeInstanceOf(Date);
     expect(entry?.record.getTime()).toBe(date.getTime());
     await expect(s.append(['not a date' as unknown as Date])).rejects.toThrow(
-      'the serializer returned number, not a string',
+      'the serializer returned a number, not a string',
     );
   });
 
@@ -253,14 +258,14 @@ describeRedis('RedisStorage', () => {
     const own = client();
     await own.ping();
     const listeners = own.listenerCount('ready');
-    const given = new RedisStorage<Rec>({ redis: own, prefix: `${base}:${count++}` });
+    const given = new RedisStorage<Rec>({ client: own, prefix: `${base}:${count++}` });
     await given.append([{ n: 1 }]);
     await given.close();
     expect(own.status).toBe('ready');
     expect(own.listenerCount('ready')).toBe(listeners);
     await expect(given.append([{ n: 2 }])).rejects.toThrow('is closed');
 
-    const created = new RedisStorage<Rec>({ redis: REDIS_URL, prefix: `${base}:${count++}` });
+    const created = new RedisStorage<Rec>({ url: REDIS_URL, prefix: `${base}:${count++}` });
     await created.append([{ n: 1 }]);
     await created.close();
     expect(created.client.status).toBe('end');
@@ -328,7 +333,7 @@ describeRedis('RedisStorage', () => {
   it('works the same over a RESP2 client', async () => {
     const resp2 = new Redis(REDIS_URL, { protocol: 2 });
     clients.push(resp2);
-    const s = storage({ redis: resp2 });
+    const s = storage({ client: resp2 });
     await s.append([{ n: 0 }, { n: 1 }]);
     await s.append([{ n: 2 }]);
     const batch = await s.reserve(10, { now: Date.now() });
