@@ -30,12 +30,13 @@ import { retryDelay } from './retry.js';
 import type { AppendOptions, RecordId, Storage, StoredRecord } from './storage.js';
 import { type Waiter, Waiters } from './waiters.js';
 import {
+  CallContext,
   perRecordOutcomes,
   type RecordOutcome,
   type Worker,
-  type WorkContext,
   type WorkFunction,
 } from './worker.js';
+import { exitGuard } from './exit-guard.js';
 
 /** Counters and timings of a buffer, from `stats()`. */
 export interface BufIOStats {
@@ -1171,33 +1172,6 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   }
 }
 
-/**
- * The context of one worker call. Its `AbortSignal` is made only if the worker reads it: creating
- * one per call costs more than the rest of a small batch's bookkeeping.
- */
-class CallContext implements WorkContext {
-  private controller: AbortController | undefined;
-  private reason: Error | undefined;
-
-  constructor(
-    readonly buffer: string,
-    readonly attempt: number,
-  ) {}
-
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.reason) this.controller.abort(this.reason);
-    }
-    return this.controller.signal;
-  }
-
-  abort(reason: Error): void {
-    this.reason = reason;
-    this.controller?.abort(reason);
-  }
-}
-
 /** The outcome of a worker call as instrumentation reports it. */
 function reportOf(outcome: CallOutcome, batchLength: number): WorkReport {
   if (!outcome.ok) return { failed: batchLength, error: outcome.error };
@@ -1218,25 +1192,3 @@ function groupBy<V, K>(items: readonly V[], keyOf: (item: V) => K): Map<K, V[]> 
   }
   return groups;
 }
-
-/**
- * Timers never keep the process alive, so a script that forgets `stop()` would exit with records
- * still buffered in memory. When Node is about to exit for lack of work, running buffers flush what
- * they hold first; the work they start keeps the process alive until it is done.
- */
-const exitGuard = {
-  buffers: new Map<object, () => void>(),
-  listening: false,
-  add(buffer: object, finish: () => void): void {
-    this.buffers.set(buffer, finish);
-    if (!this.listening) {
-      this.listening = true;
-      process.on('beforeExit', () => {
-        for (const finishOne of this.buffers.values()) finishOne();
-      });
-    }
-  },
-  delete(buffer: object): void {
-    this.buffers.delete(buffer);
-  },
-};

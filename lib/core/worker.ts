@@ -44,3 +44,30 @@ export function perRecordOutcomes<U>(
     value instanceof Error ? { ok: false, error: value } : { ok: true, value: value as U },
   );
 }
+
+/**
+ * The context of one worker call. Its `AbortSignal` is made only if the worker reads it: creating
+ * one per call costs more than the rest of a small batch's bookkeeping.
+ */
+export class CallContext implements WorkContext {
+  private controller: AbortController | undefined;
+  private reason: Error | undefined;
+
+  constructor(
+    readonly buffer: string,
+    readonly attempt: number,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: Error): void {
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
+}
