@@ -177,16 +177,10 @@ export function resolveOptions<T, U>(
     throw new InvalidOptionsError('name', name, 'a non-empty string');
   }
   const check = new OptionChecker(`buffer "${name}"`);
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key) && !extraKeys.has(key)) {
-      throw new InvalidOptionsError(
-        key,
-        (options as Record<string, unknown>)[key],
-        'no such option',
-        `buffer "${name}"`,
-      );
-    }
-  }
+  check.known(
+    options,
+    extraKeys.size === 0 ? KNOWN_OPTIONS : new Set([...KNOWN_OPTIONS, ...extraKeys]),
+  );
   const retry = options.retry ?? {};
   if (retry === null || typeof retry !== 'object') check.fail('retry', retry, 'an object');
   const resolved: ResolvedOptions<T, U> = {
@@ -263,6 +257,24 @@ export class OptionChecker {
 
   fail(option: string, value: unknown, expected: string): never {
     throw new InvalidOptionsError(option, value, expected, this.context);
+  }
+
+  /**
+   * Refuses options that are not an object, or that name an option not in `known` (a misspelling
+   * would otherwise be ignored silently).
+   */
+  known(
+    options: unknown,
+    known: ReadonlySet<string>,
+    expected = 'an object',
+  ): Record<string, unknown> {
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      return this.fail('options', options, expected);
+    }
+    for (const [key, value] of Object.entries(options)) {
+      if (!known.has(key)) this.fail(key, value, 'no such option');
+    }
+    return options as Record<string, unknown>;
   }
 
   integer(option: string, value: unknown, fallback: number, min: number): number {

@@ -56,13 +56,7 @@ const CONTEXT = 'BufIOHealthIndicator';
 export function resolveHealthOptions(options: unknown): ResolvedHealthOptions {
   const check = new OptionChecker(CONTEXT);
   if (options === undefined) options = {};
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    check.fail('options', options, 'an object');
-  }
-  const bag = options as Record<string, unknown>;
-  for (const key of Object.keys(bag)) {
-    if (!KNOWN.has(key)) check.fail(key, bag[key], 'no such option');
-  }
+  const bag = check.known(options, KNOWN);
   const buffers = bag.buffers;
   if (
     buffers !== undefined &&

@@ -45,13 +45,7 @@ const CONTEXT = 'BufIOMetrics';
 export function resolveMetricsOptions(options: unknown): ResolvedMetricsOptions {
   if (options === undefined) return { batchSizeBuckets: undefined, durationBuckets: undefined };
   const check = new OptionChecker(CONTEXT);
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    check.fail('options', options, 'an object');
-  }
-  const bag = options as Record<string, unknown>;
-  for (const key of Object.keys(bag)) {
-    if (!KNOWN.has(key)) check.fail(key, bag[key], 'no such option');
-  }
+  const bag = check.known(options, KNOWN);
   const registry = bag.registry;
   if (
     registry !== undefined &&

@@ -98,23 +98,6 @@ export function warnOnError(error: Error): void {
  * option, the value and what is allowed.
  */
 export class StorageOptionChecker extends OptionChecker {
-  /**
-   * Refuses options that are not an object or that name an option the storage does not have (a
-   * misspelling would otherwise be ignored silently).
-   */
-  known(
-    options: unknown,
-    known: ReadonlySet<string>,
-    expected = 'an object',
-  ): asserts options is object {
-    if (options === null || typeof options !== 'object') this.fail('options', options, expected);
-    for (const key of Object.keys(options)) {
-      if (!known.has(key)) {
-        this.fail(key, (options as Record<string, unknown>)[key], 'no such option');
-      }
-    }
-  }
-
   /** An integer in `[min, max]`, or `fallback` when undefined. */
   integerIn(option: string, value: unknown, fallback: number, min: number, max: number): number {
     const checked = this.integer(option, value, fallback, min);

@@ -40,13 +40,7 @@ const KNOWN = new Set(['tracerProvider', 'maxPendingLinks', 'maxLinksPerSpan', '
 export function resolveTracingOptions(options: unknown, buffer: string): ResolvedTracingOptions {
   const check = new OptionChecker(`tracing of buffer "${buffer}"`);
   if (options === undefined) options = {};
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    check.fail('options', options, 'an object');
-  }
-  const bag = options as Record<string, unknown>;
-  for (const key of Object.keys(bag)) {
-    if (!KNOWN.has(key)) check.fail(key, bag[key], 'no such option');
-  }
+  const bag = check.known(options, KNOWN);
   const provider = bag.tracerProvider;
   if (
     provider !== undefined &&

@@ -1,38 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { INestApplication } from '@nestjs/common';
-import { join } from 'node:path';
+import { describe, expect, it } from '@jest/globals';
 import { BufIOService } from '../../lib/nest/index.js';
-import { createSampleApp } from '../../sample/bootstrap.js';
-import { tempDir } from './support.js';
+import { useSampleApp } from './support.js';
 
-const dir = tempDir('http');
-const saved = { ...process.env };
-let app: INestApplication;
-let base: string;
-
-beforeAll(async () => {
-  Object.assign(process.env, {
-    BUFIO_DB_PATH: join(dir.path, 'events.db'),
-    BUFIO_BATCH_SIZE: '1000',
-    BUFIO_FLUSH_INTERVAL: '600000',
-  });
-  app = await createSampleApp({ logger: false, shutdownHooks: false });
-  await app.listen(0, '127.0.0.1');
-  base = await app.getUrl();
-});
-
-afterAll(async () => {
-  await app?.close();
-  process.env = saved;
-  dir.remove();
-});
+const sample = useSampleApp('http');
 
 async function call(
   method: 'GET' | 'POST',
   path: string,
   body?: unknown,
 ): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
-  const res = await fetch(`${base}${path}`, {
+  const res = await fetch(sample.url(path), {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -68,7 +45,7 @@ describe('the sample app over HTTP', () => {
       buffered: 4,
     });
 
-    await app.get(BufIOService).flushAll();
+    await sample.app().get(BufIOService).flushAll();
     expect(await call('GET', '/events/count')).toMatchObject({ status: 200, body: { rows: 4 } });
     expect((await call('GET', '/events/stats')).body.events).toMatchObject({
       processed: 4,
@@ -94,7 +71,7 @@ describe('the sample app over HTTP', () => {
 
   it('answers 503 with Retry-After once the buffer is stopping, after draining what it held', async () => {
     await call('POST', '/events', { type: 'late' });
-    await app.get(BufIOService).get('events').stop();
+    await sample.app().get(BufIOService).get('events').stop();
     const refused = await call('POST', '/events', { type: 'too late' });
     expect(refused).toMatchObject({
       status: 503,

@@ -1,39 +1,16 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { INestApplication } from '@nestjs/common';
-import { join } from 'node:path';
+import { describe, expect, it } from '@jest/globals';
 import { BufIOService } from '../../lib/nest/index.js';
-import { createSampleApp } from '../../sample/bootstrap.js';
-import { tempDir } from './support.js';
+import { useSampleApp } from './support.js';
 
-const dir = tempDir('ops');
-const saved = { ...process.env };
-let app: INestApplication;
-let base: string;
-
-beforeAll(async () => {
-  Object.assign(process.env, {
-    BUFIO_DB_PATH: join(dir.path, 'events.db'),
-    BUFIO_BATCH_SIZE: '1000',
-    BUFIO_FLUSH_INTERVAL: '600000',
-  });
-  app = await createSampleApp({ logger: false, shutdownHooks: false });
-  await app.listen(0, '127.0.0.1');
-  base = await app.getUrl();
-});
-
-afterAll(async () => {
-  await app?.close();
-  process.env = saved;
-  dir.remove();
-});
+const sample = useSampleApp('ops');
 
 async function get(path: string): Promise<{ status: number; type: string | null; text: string }> {
-  const res = await fetch(`${base}${path}`);
+  const res = await fetch(sample.url(path));
   return { status: res.status, type: res.headers.get('content-type'), text: await res.text() };
 }
 
 async function postEvents(count: number): Promise<void> {
-  const res = await fetch(`${base}/events`, {
+  const res = await fetch(sample.url('/events'), {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(
@@ -57,7 +34,7 @@ describe('the sample app for operators', () => {
     expect(buffered).toContain('bufio_buffered_records{buffer="events"} 5');
     expect(buffered).toContain('bufio_capacity_records{buffer="events"} 100000');
 
-    await app.get(BufIOService).flushAll();
+    await sample.app().get(BufIOService).flushAll();
     const written = (await get('/metrics')).text;
     expect(written).toContain('bufio_records_total{buffer="events",outcome="processed"} 5');
     expect(written).toContain('bufio_buffered_records{buffer="events"} 0');
@@ -90,7 +67,7 @@ describe('the sample app for operators', () => {
   });
 
   it('answers GET /health with 503 and the reason once a buffer is down', async () => {
-    await app.get(BufIOService).get('events').stop();
+    await sample.app().get(BufIOService).get('events').stop();
     const res = await get('/health');
     expect(res.status).toBe(503);
     expect(JSON.parse(res.text)).toMatchObject({

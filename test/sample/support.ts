@@ -3,7 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from '@jest/globals';
+import type { INestApplication } from '@nestjs/common';
 import Database from 'better-sqlite3';
+import { createSampleApp } from '../../sample/bootstrap.js';
 
 /** The repository's root, where `dist/` is. */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -77,4 +80,37 @@ export async function waitForOutput(
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * Boots the sample app in this process for the tests of one file, on an ephemeral port, with
+ * nothing flushing on its own (a batch of 1000, a ten-minute interval), and closes it after them.
+ */
+export function useSampleApp(label: string): {
+  app(): INestApplication;
+  url(path: string): string;
+} {
+  const dir = tempDir(label);
+  const saved = { ...process.env };
+  let app: INestApplication | undefined;
+  let base = '';
+  beforeAll(async () => {
+    Object.assign(process.env, {
+      BUFIO_DB_PATH: join(dir.path, 'events.db'),
+      BUFIO_BATCH_SIZE: '1000',
+      BUFIO_FLUSH_INTERVAL: '600000',
+    });
+    app = await createSampleApp({ logger: false, shutdownHooks: false });
+    await app.listen(0, '127.0.0.1');
+    base = await app.getUrl();
+  });
+  afterAll(async () => {
+    await app?.close();
+    process.env = saved;
+    dir.remove();
+  });
+  return {
+    app: () => app as INestApplication,
+    url: (path) => `${base}${path}`,
+  };
 }
