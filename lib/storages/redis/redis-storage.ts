@@ -37,6 +37,8 @@ export type RedisStorageKeys = { readonly [K in (typeof KEY_NAMES)[number]]: str
 const PROMOTE_CAP = 1000;
 /** Most records one `recover` makes visible again; the next call continues. */
 const RECOVER_CAP = 1000;
+/** Records per append command: a tick of many producers in one, without holding Redis up long. */
+const APPEND_CHUNK = 1000;
 /** How long to wait before sending again when Redis is connected but answered "busy/loading". */
 const BUSY_PAUSE = 100;
 
@@ -306,20 +308,41 @@ export class RedisStorage<T> implements Storage<T> {
     this.leases.forget(ids);
   }
 
-  /** One pipeline for the appends of a tick: an `XADD` per one-record call, a script per longer one. */
+  /**
+   * One pipeline for the appends of a tick, in as few commands as possible: the calls' records go
+   * in one append script per up to `APPEND_CHUNK` records (a lone record in a plain `XADD`), cut
+   * only between calls, so that each call is stored whole or not at all. One command rather than
+   * one per record halves the client's CPU per record, which is what bounds the rate here.
+   */
   private async writeAppends(calls: readonly (readonly string[])[]): Promise<CallOutcome[]> {
     await this.connection.whenReady('append', false, Infinity);
-    const pipeline = this.client.pipeline();
+    const chunks: (readonly string[])[][] = [];
+    let chunk: (readonly string[])[] = [];
+    let size = 0;
     for (const texts of calls) {
+      if (size > 0 && size + texts.length > APPEND_CHUNK) {
+        chunks.push(chunk);
+        chunk = [];
+        size = 0;
+      }
+      chunk.push(texts);
+      size += texts.length;
+    }
+    if (chunk.length > 0) chunks.push(chunk);
+    const pipeline = this.client.pipeline();
+    for (const group of chunks) {
+      const texts = group.flat();
       if (texts.length === 1) pipeline.xadd(this.keys.stream, '*', 'd', texts[0] as string);
       else pipeline.eval(APPEND_MANY, 1, this.keys.stream, ...texts);
     }
     const results = await this.connection.bounded('append', pipeline.exec());
     if (!results) throw new StorageError('Redis append failed: the pipeline returned no results');
-    return calls.map((texts, i) => {
+    return chunks.flatMap((group, i): CallOutcome[] => {
       const [error, reply] = results[i] ?? [new Error('no reply in the pipeline'), undefined];
-      if (error) return error;
-      return texts.length === 1 ? [String(reply)] : (reply as unknown[]).map(String);
+      if (error) return group.map(() => error);
+      const ids = Array.isArray(reply) ? reply.map(String) : [String(reply)];
+      let at = 0;
+      return group.map((texts) => ids.slice(at, (at += texts.length)));
     });
   }
 
