@@ -77,6 +77,12 @@ export function openFd(file: string, flags: string, mode?: number): Promise<numb
   });
 }
 
+export function fileSize(fd: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.fstat(fd, (error, stats) => (error ? reject(error) : resolve(stats.size)));
+  });
+}
+
 export function truncateFd(fd: number, length: number): Promise<void> {
   return new Promise((resolve, reject) => {
     fs.ftruncate(fd, length, (error) => (error ? reject(error) : resolve()));

@@ -28,7 +28,8 @@ export interface FileStorageOptions<T> extends DurableStorageOptions<T> {
   durability?: Durability;
   /**
    * A segment file is closed and a new one started once it holds this many bytes. Segments whose
-   * records are all acknowledged are deleted. Default 16 MiB.
+   * records are all acknowledged are deleted (with `'fsync'`, up to two are kept to be reused; see
+   * `FileStorage`). Default 16 MiB.
    */
   segmentBytes?: number;
   /**

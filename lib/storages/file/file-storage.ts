@@ -43,6 +43,12 @@ type State = 'created' | 'open' | 'closing' | 'closed';
  * crash can at worst deliver a record again (at-least-once), never lose one. Segments whose
  * records are all acknowledged are deleted.
  *
+ * With `'fsync'`, appends are written into space that already exists on disk, which makes each
+ * sync cheaper: a new segment is grown by zeros ahead of its records, and up to two segments whose
+ * records are all acknowledged are kept as spare files (`spare-*.log`, each about `segmentBytes`)
+ * and reused as later segments instead of being deleted. Spares hold no records; they stay after
+ * `close()` and are reused by the next open (or removed by an open with durability `'none'`).
+ *
  * Live records are also kept in memory, so `reserve` never reads the disk; memory follows the
  * number of records waiting, which the buffer's `maxBufferedRecords` bounds. The journal is read
  * only when the storage opens.
@@ -184,8 +190,9 @@ export class FileStorage<T> implements Storage<T> {
   }
 
   /**
-   * Writes what is queued, syncs, deletes segments left dead, closes the files and releases the
-   * lock. Records not acknowledged stay in the journal for the next open.
+   * Writes what is queued, syncs, deletes segments left dead (or keeps them as spares, see above),
+   * closes the files and releases the lock. Records not acknowledged stay in the journal for the
+   * next open; a drained storage leaves no `journal-*.log` file.
    */
   close(): Promise<void> {
     this.closing ??= this.shutDown();
@@ -216,11 +223,12 @@ export class FileStorage<T> implements Storage<T> {
           durability,
           segmentBytes: this.options.segmentBytes,
           nextSequence: journal.nextSequence,
+          spares: journal.spares,
         },
         journal.segments,
         this.index,
       );
-      await writer.removeDeadRecovered();
+      await writer.tidyRecovered();
       this.index.addRecovered(journal.records);
       this.nextId = journal.nextId;
       this.writer = writer;

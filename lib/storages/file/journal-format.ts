@@ -1,13 +1,17 @@
 import { crc32 } from './crc32.js';
 
 /*
- * The on-disk format of a FileStorage journal.
+ * The on-disk format of a FileStorage journal, version 2.
  *
- * A journal is a directory of segment files, `journal-<sequence>.log`, written in sequence order.
- * Each segment starts with an 8-byte header (magic and version) followed by frames:
+ * A journal is a directory of segment files, `journal-<sequence>.log`, written in sequence order
+ * (sequences only grow, within a directory, across processes). Each segment starts with a 16-byte
+ * header, then frames:
+ *
+ *   header  "BUFIOJ", u8 version (2), u8 0, u64 LE the segment's sequence
  *
  *   u32 LE  body length
- *   u32 LE  CRC-32 of the length field and the body
+ *   u32 LE  tag: the segment's sequence, folded to 32 bits, never 0 (`frameTag`)
+ *   u32 LE  CRC-32 of the length, the tag and the body
  *   body    u8 frame type, then the type's fields (little-endian; ids and times as f64)
  *
  *   APPEND   id, payload                           a record as appended
@@ -15,15 +19,33 @@ import { crc32 } from './crc32.js';
  *   ACK      count u32, count x (first id, n u32)  ranges of acknowledged ids
  *   RELEASE  visibleAt, count u32, count x (id, attempts u32)
  *
- * Replaying the frames in order rebuilds the live records. A frame that runs past the end of its
- * file, fails its checksum or does not parse ends the readable part of its segment.
+ * Replaying the frames in order rebuilds the live records.
+ *
+ * Segment files are written into space that is already there: zeros written ahead of the frames
+ * (so that the sync after an append need not grow the file), or a dead segment's file renamed to
+ * serve again (`spare-<sequence>.log` in between), with its old frames still in it. So what
+ * follows a segment's last frame is zeros or frames of the file's earlier lives, and neither
+ * carries this segment's tag: the first frame without the tag is where the segment ends, not
+ * damage. Unless a frame that does carry the tag follows it (something in the middle was lost or
+ * overwritten), or its checksum matches with this segment's tag in place of its own (a frame of
+ * this segment whose tag was damaged): that is damage.
+ *
+ * A frame that carries the tag but cannot be trusted is damage too (`CutReason`). Writes tear at
+ * page boundaries, so a frame whose checksum fails, that crosses a 4 KiB boundary and is the last
+ * of its segment is reported as `'incomplete'` (a write torn by a crash), as one that runs past
+ * the end of the file is.
  */
 
-/** Magic and format version at the start of every segment. */
-export const SEGMENT_HEADER = Buffer.from('BUFIOJ\x01\x00', 'latin1');
-export const HEADER_BYTES = SEGMENT_HEADER.length;
-/** Length and checksum in front of every frame body. */
-export const FRAME_HEAD_BYTES = 8;
+const MAGIC = Buffer.from('BUFIOJ', 'latin1');
+/** The format version this code reads and writes; journals of other versions are refused. */
+export const FORMAT_VERSION = 2;
+/** Magic, version and sequence at the start of every segment. */
+export const HEADER_BYTES = 16;
+/** Length, tag and checksum in front of every frame body. */
+export const FRAME_HEAD_BYTES = 12;
+
+/** Writes tear at page boundaries; 4 KiB divides every page size Linux and macOS use. */
+const PAGE_BYTES = 4096;
 
 export const FRAME_APPEND = 1;
 export const FRAME_CARRY = 2;
@@ -37,6 +59,7 @@ const RELEASE_FIELDS = 1 + 8 + 4;
 const ENTRY_BYTES = 8 + 4;
 
 const SEGMENT_PATTERN = /^journal-(\d+)\.log$/;
+const SPARE_PATTERN = /^spare-(\d+)\.log$/;
 
 export function segmentName(sequence: number): string {
   return `journal-${String(sequence).padStart(12, '0')}.log`;
@@ -44,10 +67,52 @@ export function segmentName(sequence: number): string {
 
 /** The sequence number of a segment file, or undefined for a file that is not one. */
 export function parseSegmentName(name: string): number | undefined {
-  const match = SEGMENT_PATTERN.exec(name);
+  return parseSequence(SEGMENT_PATTERN, name);
+}
+
+/** A spare file is named after the last segment it was, so sequences stay above its frames'. */
+export function spareName(sequence: number): string {
+  return `spare-${String(sequence).padStart(12, '0')}.log`;
+}
+
+/** The sequence a spare file last served as, or undefined for a file that is not a spare. */
+export function parseSpareName(name: string): number | undefined {
+  return parseSequence(SPARE_PATTERN, name);
+}
+
+function parseSequence(pattern: RegExp, name: string): number | undefined {
+  const match = pattern.exec(name);
   if (!match) return undefined;
   const sequence = Number(match[1]);
   return Number.isSafeInteger(sequence) ? sequence : undefined;
+}
+
+/** The header of segment `sequence`. */
+export function segmentHeader(sequence: number): Buffer {
+  const header = Buffer.alloc(HEADER_BYTES);
+  MAGIC.copy(header, 0);
+  header[MAGIC.length] = FORMAT_VERSION;
+  header.writeUInt32LE(sequence % 2 ** 32, 8);
+  header.writeUInt32LE(Math.floor(sequence / 2 ** 32), 12);
+  return header;
+}
+
+/**
+ * The format version of a file that starts like a journal segment, or undefined for one that
+ * does not (too short, or another magic).
+ */
+export function headerVersion(data: Uint8Array): number | undefined {
+  if (data.length < MAGIC.length + 2) return undefined;
+  for (let i = 0; i < MAGIC.length; i++) if (data[i] !== MAGIC[i]) return undefined;
+  return data[MAGIC.length];
+}
+
+/**
+ * The tag every frame of segment `sequence` carries: never 0, so that zeros never pass for a
+ * frame, and different for any two sequences less than 2^32 - 1 apart.
+ */
+export function frameTag(sequence: number): number {
+  return (sequence % 0xffffffff) + 1;
 }
 
 /** A record's payload: its serialized text, written as UTF-8, or its bytes read back to be carried. */
@@ -69,11 +134,16 @@ export function releaseFrameBytes(records: number): number {
   return FRAME_HEAD_BYTES + RELEASE_FIELDS + records * ENTRY_BYTES;
 }
 
-/** Writes the length and checksum of the frame at `at`, whose body ends at `end`. */
-function seal(buf: Buffer, at: number, end: number): number {
+/** Writes the length, tag and checksum of the frame at `at`, whose body ends at `end`. */
+function seal(buf: Buffer, at: number, end: number, tag: number): number {
   buf.writeUInt32LE(end - at - FRAME_HEAD_BYTES, at);
-  buf.writeUInt32LE(crc32(buf, at + FRAME_HEAD_BYTES, end, crc32(buf, at, at + 4)), at + 4);
+  buf.writeUInt32LE(tag, at + 4);
+  buf.writeUInt32LE(frameChecksum(buf, at, end), at + 8);
   return end;
+}
+
+function frameChecksum(data: Uint8Array, at: number, end: number): number {
+  return crc32(data, at + FRAME_HEAD_BYTES, end, crc32(data, at, at + 8));
 }
 
 function writePayload(buf: Buffer, at: number, payload: Payload, bytes: number): number {
@@ -86,6 +156,7 @@ function writePayload(buf: Buffer, at: number, payload: Payload, bytes: number):
 export function writeAppendFrame(
   buf: Buffer,
   at: number,
+  tag: number,
   id: number,
   payload: Payload,
   payloadBytes: number,
@@ -94,7 +165,7 @@ export function writeAppendFrame(
   buf[p++] = FRAME_APPEND;
   buf.writeDoubleLE(id, p);
   p += 8;
-  seal(buf, at, writePayload(buf, p, payload, payloadBytes));
+  seal(buf, at, writePayload(buf, p, payload, payloadBytes), tag);
   return p;
 }
 
@@ -102,6 +173,7 @@ export function writeAppendFrame(
 export function writeCarryFrame(
   buf: Buffer,
   at: number,
+  tag: number,
   id: number,
   attempts: number,
   visibleAt: number,
@@ -114,12 +186,17 @@ export function writeCarryFrame(
   buf.writeUInt32LE(attempts, p + 8);
   buf.writeDoubleLE(visibleAt, p + 12);
   p += 20;
-  seal(buf, at, writePayload(buf, p, payload, payloadBytes));
+  seal(buf, at, writePayload(buf, p, payload, payloadBytes), tag);
   return p;
 }
 
 /** Encodes an ACK frame of `ranges` (first id, count, first id, count, ...); returns its end. */
-export function writeAckFrame(buf: Buffer, at: number, ranges: readonly number[]): number {
+export function writeAckFrame(
+  buf: Buffer,
+  at: number,
+  tag: number,
+  ranges: readonly number[],
+): number {
   let p = at + FRAME_HEAD_BYTES;
   buf[p++] = FRAME_ACK;
   buf.writeUInt32LE(ranges.length / 2, p);
@@ -129,13 +206,14 @@ export function writeAckFrame(buf: Buffer, at: number, ranges: readonly number[]
     buf.writeUInt32LE(ranges[i + 1] as number, p + 8);
     p += ENTRY_BYTES;
   }
-  return seal(buf, at, p);
+  return seal(buf, at, p, tag);
 }
 
 /** Encodes a RELEASE frame of (id, attempts) pairs; returns its end. */
 export function writeReleaseFrame(
   buf: Buffer,
   at: number,
+  tag: number,
   visibleAt: number,
   pairs: readonly number[],
 ): number {
@@ -149,7 +227,7 @@ export function writeReleaseFrame(
     buf.writeUInt32LE(pairs[i + 1] as number, p + 8);
     p += ENTRY_BYTES;
   }
-  return seal(buf, at, p);
+  return seal(buf, at, p, tag);
 }
 
 /** Consecutive ids as (first, count) pairs, in the order given. */
@@ -170,7 +248,7 @@ export function idRanges(ids: readonly number[]): number[] {
   return ranges;
 }
 
-/** Why the readable part of a segment ended before the end of its file. */
+/** Why the readable part of a segment ended before the end of its frames. */
 export type CutReason = 'incomplete' | 'checksum' | 'malformed';
 
 /** What replaying a segment does with each frame. */
@@ -187,10 +265,18 @@ export interface FrameVisitor {
   release(id: number, attempts: number, visibleAt: number): void;
 }
 
-/** Where and why a segment stopped being readable; absent when every byte was read. */
+/** Where and why a segment stopped being readable. */
 export interface SegmentDamage {
   readonly offset: number;
   readonly reason: CutReason;
+}
+
+/** What reading a segment found. */
+export interface SegmentRead {
+  /** Where its frames end: the offset of the first byte after the last frame replayed. */
+  readonly end: number;
+  /** Absent when the frames ended cleanly (at the end of the file, at zeros or at stale frames). */
+  readonly damage?: SegmentDamage;
 }
 
 function isId(value: number): boolean {
@@ -198,29 +284,82 @@ function isId(value: number): boolean {
 }
 
 /**
- * Replays the frames of one segment's bytes into `visitor`, in order, up to the first frame that
- * cannot be trusted. A frame is checked in full (length, checksum, fields) before any of it is
- * visited, so a damaged frame has no effect.
+ * Replays the frames of segment `sequence`, from its file's bytes, into `visitor`, in order, up to
+ * its end or the first frame that cannot be trusted (see the format's description above). A frame
+ * is checked in full (tag, length, checksum, fields) before any of it is visited, so a damaged
+ * frame has no effect.
  */
-export function readSegment(data: Buffer, visitor: FrameVisitor): SegmentDamage | undefined {
-  if (data.length < HEADER_BYTES) return { offset: 0, reason: 'incomplete' };
-  if (!data.subarray(0, HEADER_BYTES).equals(SEGMENT_HEADER)) {
-    return { offset: 0, reason: 'malformed' };
+export function readSegment(data: Buffer, sequence: number, visitor: FrameVisitor): SegmentRead {
+  const damaged = (offset: number, reason: CutReason): SegmentRead => ({
+    end: offset,
+    damage: { offset, reason },
+  });
+  if (data.length < HEADER_BYTES) return damaged(0, 'incomplete');
+  if (!data.subarray(0, HEADER_BYTES).equals(segmentHeader(sequence))) {
+    return damaged(0, 'malformed');
   }
+  const tag = frameTag(sequence);
   let at = HEADER_BYTES;
   while (at < data.length) {
-    if (data.length - at < FRAME_HEAD_BYTES) return { offset: at, reason: 'incomplete' };
-    const bodyBytes = data.readUInt32LE(at);
-    const start = at + FRAME_HEAD_BYTES;
-    const end = start + bodyBytes;
-    if (end > data.length) return { offset: at, reason: 'incomplete' };
-    if (crc32(data, start, end, crc32(data, at, at + 4)) !== data.readUInt32LE(at + 4)) {
-      return { offset: at, reason: 'checksum' };
+    if (data.length - at < FRAME_HEAD_BYTES) {
+      // Zeros written ahead of use end here when the file does; anything else is a torn head.
+      return isZero(data, at) ? { end: at } : damaged(at, 'incomplete');
     }
-    if (!visitFrame(data, start, bodyBytes, visitor)) return { offset: at, reason: 'malformed' };
+    if (data.readUInt32LE(at + 4) !== tag) {
+      const lost = hasDamagedTag(data, at, tag) || frameWithTagAfter(data, at + 1, tag);
+      return lost ? damaged(at, 'checksum') : { end: at };
+    }
+    const end = at + FRAME_HEAD_BYTES + data.readUInt32LE(at);
+    if (end > data.length) return damaged(at, 'incomplete');
+    if (frameChecksum(data, at, end) !== data.readUInt32LE(at + 8)) {
+      const torn =
+        Math.floor(at / PAGE_BYTES) !== Math.floor((end - 1) / PAGE_BYTES) &&
+        !frameWithTagAfter(data, at + 1, tag);
+      return damaged(at, torn ? 'incomplete' : 'checksum');
+    }
+    if (!visitFrame(data, at + FRAME_HEAD_BYTES, end - at - FRAME_HEAD_BYTES, visitor)) {
+      return damaged(at, 'malformed');
+    }
     at = end;
   }
-  return undefined;
+  return { end: at };
+}
+
+function isZero(data: Buffer, from: number): boolean {
+  for (let i = from; i < data.length; i++) if (data[i] !== 0) return false;
+  return true;
+}
+
+/** Whether the frame at `at` would pass with this segment's tag: then only its tag was damaged. */
+function hasDamagedTag(data: Buffer, at: number, tag: number): boolean {
+  const bodyBytes = data.readUInt32LE(at);
+  // Every body has a type byte: a zero length is zeros, never a frame.
+  if (bodyBytes === 0 || at + FRAME_HEAD_BYTES + bodyBytes > data.length) return false;
+  const end = at + FRAME_HEAD_BYTES + bodyBytes;
+  const head = Buffer.allocUnsafe(8);
+  data.copy(head, 0, at, at + 4);
+  head.writeUInt32LE(tag, 4);
+  return crc32(data, at + FRAME_HEAD_BYTES, end, crc32(head)) === data.readUInt32LE(at + 8);
+}
+
+/** Whether a whole frame of this segment (tag and checksum right) starts at or after `from`. */
+function frameWithTagAfter(data: Buffer, from: number, tag: number): boolean {
+  const needle = Buffer.alloc(4);
+  needle.writeUInt32LE(tag);
+  for (let i = data.indexOf(needle, from + 4); i !== -1; i = data.indexOf(needle, i + 1)) {
+    const at = i - 4;
+    if (data.length - at < FRAME_HEAD_BYTES) return false;
+    const bodyBytes = data.readUInt32LE(at);
+    const end = at + FRAME_HEAD_BYTES + bodyBytes;
+    if (
+      bodyBytes > 0 &&
+      end <= data.length &&
+      frameChecksum(data, at, end) === data.readUInt32LE(at + 8)
+    ) {
+      return true;
+    }
+  }
+  return false;
 }
 
 function visitFrame(data: Buffer, p: number, bodyBytes: number, visitor: FrameVisitor): boolean {

@@ -5,8 +5,10 @@ import type { Serializer } from '../serializer.js';
 import type { Durability } from './file-storage-options.js';
 import { closeFd, datasync, openFd, syncDirectory, truncateFd } from './file-io.js';
 import {
-  SEGMENT_HEADER,
+  FORMAT_VERSION,
+  headerVersion,
   parseSegmentName,
+  parseSpareName,
   readSegment,
   type FrameVisitor,
 } from './journal-format.js';
@@ -20,7 +22,10 @@ export interface RecoveredJournal<T> {
   readonly records: LiveRecord<T>[];
   /** The segments kept, with how many live records each holds. */
   readonly segments: SegmentTable;
+  /** Spare files (dead segments kept for reuse), by name; they hold no records. */
+  readonly spares: string[];
   readonly nextId: number;
+  /** Above every segment's and every spare's sequence, so no stale frame can carry its tag. */
   readonly nextSequence: number;
   readonly segmentsRead: number;
   readonly cuts: RecoveryCut[];
@@ -35,12 +40,11 @@ interface Replayed {
   visibleAt: number;
 }
 
-/** Magic without the version byte: a journal from another format version is refused, not cut. */
-const MAGIC_BYTES = 6;
-
 /**
  * Reads every segment in order and replays its frames. A segment's unreadable tail (a write torn
  * by a crash, or damaged bytes) is cut off the file and reported; the records before it are kept.
+ * What follows a segment's last frame cleanly (zeros written ahead, an earlier life's frames) is
+ * left alone: it is the space the segment would have been written into.
  */
 export async function recoverJournal<T>(
   directory: string,
@@ -48,11 +52,17 @@ export async function recoverJournal<T>(
   durability: Durability,
 ): Promise<RecoveredJournal<T>> {
   const found: [number, string][] = [];
+  const spares: string[] = [];
+  let maxSequence = 0;
   for (const name of await fs.readdir(directory)) {
     const sequence = parseSegmentName(name);
     if (sequence !== undefined) found.push([sequence, name]);
+    const spare = parseSpareName(name);
+    if (spare !== undefined) spares.push(name);
+    maxSequence = Math.max(maxSequence, sequence ?? spare ?? 0);
   }
   found.sort((a, b) => a[0] - b[0]);
+  spares.sort();
 
   const live = new Map<number, Replayed>();
   const segments = new SegmentTable();
@@ -99,7 +109,7 @@ export async function recoverJournal<T>(
     data = await fs.readFile(file);
     written = 0;
     refuseOtherVersions(data, file);
-    const damage = readSegment(data, visitor);
+    const { damage } = readSegment(data, seq, visitor);
     if (damage) {
       cuts.push({
         segment: name,
@@ -147,25 +157,23 @@ export async function recoverJournal<T>(
       acked: false,
     };
   }
-  const last = found[found.length - 1];
   return {
     records,
     segments,
+    spares,
     nextId: maxId + 1,
-    nextSequence: last === undefined ? 1 : last[0] + 1,
+    nextSequence: maxSequence + 1,
     segmentsRead: found.length,
     cuts,
   };
 }
 
+/** A journal from another format version is refused, not cut: its data may well be intact. */
 function refuseOtherVersions(data: Buffer, file: string): void {
-  if (
-    data.length >= SEGMENT_HEADER.length &&
-    data.subarray(0, MAGIC_BYTES).equals(SEGMENT_HEADER.subarray(0, MAGIC_BYTES)) &&
-    !data.subarray(0, SEGMENT_HEADER.length).equals(SEGMENT_HEADER)
-  ) {
+  const version = headerVersion(data);
+  if (version !== undefined && version !== FORMAT_VERSION) {
     throw new StorageError(
-      `FileStorage cannot read ${file}: it was written in journal format version ${data[MAGIC_BYTES]}, this version reads ${SEGMENT_HEADER[MAGIC_BYTES]}`,
+      `FileStorage cannot read ${file}: it was written in journal format version ${version}, this version reads ${FORMAT_VERSION}`,
     );
   }
 }

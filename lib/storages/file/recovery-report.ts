@@ -3,10 +3,15 @@ import type { CutReason } from './journal-format.js';
 export type { CutReason } from './journal-format.js';
 
 /**
- * Bytes cut off a segment at open because they could not be trusted: a frame that runs past the
- * end of the file (`'incomplete'`, the mark of a write torn by a crash), a frame whose checksum
- * does not match (`'checksum'`), or one that does not parse (`'malformed'`). Every record before
- * the cut is kept; the cut bytes are removed from the file.
+ * Bytes cut off a segment at open because they could not be trusted: a frame cut short
+ * (`'incomplete'`, the mark of a write torn by a crash: it runs past the end of the file, or it is
+ * the segment's last, crosses a 4 KiB page boundary and fails its checksum), a frame whose
+ * checksum does not match, or bytes that are not a frame of this segment where one was due since
+ * frames of it follow (`'checksum'`), or a frame that does not parse (`'malformed'`). Every record
+ * before the cut is kept; the cut bytes are removed from the file.
+ *
+ * Zeros written ahead of the frames, and the frames of a reused file's earlier life, are where a
+ * segment ends cleanly: they are not cut nor reported.
  */
 export interface RecoveryCut {
   /** File name of the segment, within the directory. */

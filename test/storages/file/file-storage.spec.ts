@@ -403,12 +403,13 @@ describe('FileStorage', () => {
     it('refuses a journal written by another format version, without touching it', async () => {
       directory = await tempDir('storage');
       const file = path.join(directory, 'journal-000000000001.log');
-      const bytes = Buffer.concat([Buffer.from('BUFIOJ\x02\x00', 'latin1'), Buffer.alloc(20, 7)]);
+      // Version 1: 8-byte header, frames without a tag.
+      const bytes = Buffer.concat([Buffer.from('BUFIOJ\x01\x00', 'latin1'), Buffer.alloc(20, 7)]);
       fs.writeFileSync(file, bytes);
       const storage = new FileStorage<Rec>({ directory });
       await expect(storage.open()).rejects.toMatchObject({
         code: 'BUFIO_STORAGE_FAILED',
-        message: expect.stringContaining('journal format version 2'),
+        message: expect.stringContaining('journal format version 1, this version reads 2'),
       });
       expect(fs.readFileSync(file).equals(bytes)).toBe(true);
     });
