@@ -29,13 +29,7 @@ import { RetrySchedule } from './retry-schedule.js';
 import { retryDelay } from './retry.js';
 import type { AppendOptions, RecordId, Storage, StoredRecord } from './storage.js';
 import { type Waiter, Waiters } from './waiters.js';
-import {
-  CallContext,
-  perRecordOutcomes,
-  type RecordOutcome,
-  type Worker,
-  type WorkFunction,
-} from './worker.js';
+import { CallContext, perRecordOutcomes, type Worker, type WorkFunction } from './worker.js';
 import { exitGuard } from './exit-guard.js';
 
 /** Counters and timings of a buffer, from `stats()`. */
@@ -446,6 +440,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     waiter: Waiter<U> | undefined,
     lane: number | undefined,
   ): Promise<void> {
+    // With 'error', a push that does not fit is refused whole: none of it may be merged first.
+    if (this.waitingKeys && this.options.onFull === 'error' && !this.fitsAfterCoalescing(input)) {
+      return Promise.reject(new BufferFullError(this.name, this.options.maxBufferedRecords));
+    }
     const records = this.waitingKeys ? this.coalesceWaiting(input, waiter) : input;
     const n = records.length;
     if (n === 0) return RESOLVED;
@@ -474,6 +472,21 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         return admitted;
       }
     }
+  }
+
+  /** Whether what `coalesceWaiting` would leave of `records` fits in the buffer now. */
+  private fitsAfterCoalescing(records: readonly T[]): boolean {
+    const key = (this.options.coalesce as NonNullable<ResolvedOptions<T, U>['coalesce']>).key;
+    const keys = this.waitingKeys as Map<string, RecordId>;
+    const fresh = new Set<string>();
+    for (const record of records) {
+      const k = key(record);
+      if (!keys.has(k)) fresh.add(k);
+    }
+    return (
+      fresh.size === 0 ||
+      (this.blocked.length === 0 && this.buffered() + fresh.size <= this.options.maxBufferedRecords)
+    );
   }
 
   /**
@@ -1175,11 +1188,13 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
 /** The outcome of a worker call as instrumentation reports it. */
 function reportOf(outcome: CallOutcome, batchLength: number): WorkReport {
   if (!outcome.ok) return { failed: batchLength, error: outcome.error };
-  const perRecord: RecordOutcome<unknown>[] | undefined = perRecordOutcomes(
-    outcome.value,
-    batchLength,
-  );
-  return { failed: perRecord ? perRecord.filter((r) => !r.ok).length : 0, error: undefined };
+  // The same rule as perRecordOutcomes, counted without building the outcomes twice.
+  const value = outcome.value;
+  const perRecord = Array.isArray(value) && value.length === batchLength;
+  return {
+    failed: perRecord ? value.filter((v) => v instanceof Error).length : 0,
+    error: undefined,
+  };
 }
 
 function groupBy<V, K>(items: readonly V[], keyOf: (item: V) => K): Map<K, V[]> {

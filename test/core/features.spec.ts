@@ -265,3 +265,38 @@ describe('instrumentation', () => {
     await bufio.stop();
   });
 });
+
+describe('write coalescing with a full buffer', () => {
+  it("onFull 'error' refuses a push whole: none of its records is merged into waiting ones", async () => {
+    const worker = recordingWorker<Counter>();
+    const bufio = new BufIO<Counter>({
+      worker: worker.work,
+      batchSize: 2,
+      maxBufferedRecords: 2,
+      onFull: 'error',
+      coalesce: {
+        key: (c) => c.name,
+        merge: (a, b) => ({ name: a.name, value: a.value + b.value }),
+      },
+    });
+    await bufio.push([
+      { name: 'a', value: 1 },
+      { name: 'b', value: 1 },
+    ]);
+    await expect(
+      bufio.push([
+        { name: 'a', value: 10 },
+        { name: 'c', value: 1 },
+      ]),
+    ).rejects.toMatchObject({ code: 'BUFIO_BUFFER_FULL' });
+    await bufio.push({ name: 'b', value: 5 }); // merges: no room needed
+    bufio.start();
+    await bufio.flush();
+    expect(worker.processed).toEqual([
+      { name: 'a', value: 1 },
+      { name: 'b', value: 6 },
+    ]);
+    expect(bufio.stats()).toMatchObject({ pushed: 3, coalesced: 1 });
+    await bufio.stop();
+  });
+});
