@@ -21,6 +21,7 @@ export type {
   Storage,
   StorageFeatures,
   StoredRecord,
+  UnreadableRecord,
 } from './core/storage.js';
 export * from './core/errors.js';
 export { MemoryStorage, type MemoryStorageOptions } from './storages/memory-storage.js';

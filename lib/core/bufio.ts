@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { MemoryStorage } from '../storages/memory-storage.js';
 import { Arrivals } from './arrivals.js';
 import { Bisector } from './bisect.js';
@@ -171,6 +172,9 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private readonly bisector: Bisector | undefined;
   private pushHooks: Instrumentation<T>[] = [];
   private workHooks: Instrumentation<T>[] = [];
+
+  /** Idempotency-key scope for a storage that names none: unique, but new in every process. */
+  private readonly idScope = `local:${randomUUID()}`;
 
   private readonly counters = {
     pushed: 0,
@@ -790,7 +794,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     const started = Date.now();
     const outcome =
       this.workHooks.length === 0
-        ? await this.callWorker(records, attempt)
+        ? await this.callWorker(batch, records, attempt)
         : await this.callInstrumented(batch, records, attempt);
     const durationMs = Date.now() - started;
     const c = this.counters;
@@ -833,10 +837,15 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       await this.failed(failed, (entry) => errors.get(entry) as Error, attempt, false);
   }
 
-  private async callWorker(records: T[], attempt: number): Promise<CallOutcome> {
+  private async callWorker(
+    batch: readonly StoredRecord<T>[],
+    records: T[],
+    attempt: number,
+  ): Promise<CallOutcome> {
     const worker = this.worker as Worker<T, U>;
     const timeout = this.options.workTimeout;
-    const context = new CallContext(this.name, attempt);
+    const ids = batch.map((entry) => entry.id);
+    const context = new CallContext(this.name, attempt, ids, this.storage.idScope ?? this.idScope);
     let timer: NodeJS.Timeout | undefined;
     try {
       let result: unknown = worker.work(records, context);
@@ -869,7 +878,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     const call: WorkCall<T> = { buffer: this.name, records, ids: batch.map((e) => e.id), attempt };
     let outcome: CallOutcome | undefined;
     let run = async (): Promise<WorkReport> => {
-      outcome = await this.callWorker(records, attempt);
+      outcome = await this.callWorker(batch, records, attempt);
       return reportOf(outcome, batch.length);
     };
     for (const hook of [...this.workHooks].reverse()) {
@@ -1119,6 +1128,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       );
     }
     const remaining = this.storage.durable ? this.ready + this.retries.delayed : 0;
+    const leasedElsewhere = await this.countLeasedElsewhere();
     this.retries.clear();
     const inFlight = this.inFlight;
     // Close once running calls have settled, so that their acks reach the storage.
@@ -1130,6 +1140,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       processed: this.counters.processed - before.processed,
       deadLettered: this.counters.deadLettered - before.deadLettered,
       remaining,
+      leasedElsewhere,
       inFlight,
       timedOut: !finished,
       durationMs: Date.now() - startedAt,
@@ -1169,6 +1180,16 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     }
     this.ready = 0;
     this.retriesDue = 0;
+  }
+
+  private async countLeasedElsewhere(): Promise<number> {
+    if (!this.storage.leasedElsewhere) return 0;
+    try {
+      return await this.storage.leasedElsewhere();
+    } catch (error) {
+      this.storageFailed('leasedElsewhere', error);
+      return 0;
+    }
   }
 
   private whenIdle(): Promise<void> {

@@ -1,3 +1,5 @@
+import type { UnreadableRecord } from './storage.js';
+
 /**
  * Every error BufIO throws, rejects with or reports carries a stable `code`, so callers can branch
  * on `err.code` rather than on message text, which may be reworded.
@@ -18,6 +20,11 @@ export type BufIOErrorCode =
   | 'BUFIO_SERIALIZATION'
   | 'BUFIO_RECORD_TOO_LARGE'
   | 'BUFIO_STORAGE_LOCKED'
+  | 'BUFIO_STORAGE_FULL'
+  | 'BUFIO_STORAGE_ACCESS'
+  | 'BUFIO_UNSAFE_DIRECTORY'
+  | 'BUFIO_UNREADABLE_RECORD'
+  | 'BUFIO_CRASH_LOOP'
   | 'BUFIO_DEAD_LETTER_FAILED'
   | 'BUFIO_DUPLICATE_BUFFER'
   | 'BUFIO_DUPLICATE_WORKER'
@@ -149,6 +156,90 @@ export class RecordTooLargeError extends BufIOError {
 export class StorageLockedError extends BufIOError {
   constructor(message: string) {
     super('BUFIO_STORAGE_LOCKED', message);
+  }
+}
+
+/**
+ * The storage's disk (or quota) is full: nothing of the call was stored. The storage accepts
+ * records again once space is freed.
+ */
+export class StorageFullError extends BufIOError {
+  /** The file or directory the write was for. */
+  readonly path: string;
+
+  constructor(message: string, path: string, options?: { cause?: unknown }) {
+    super('BUFIO_STORAGE_FULL', message, options);
+    this.path = path;
+  }
+}
+
+/**
+ * The operating system refused the storage access to a file or directory (`EACCES`, `EPERM`,
+ * `EROFS`); the OS error is the `cause`.
+ */
+export class StorageAccessError extends BufIOError {
+  /** The file or directory access was refused to. */
+  readonly path: string;
+
+  constructor(message: string, path: string, options?: { cause?: unknown }) {
+    super('BUFIO_STORAGE_ACCESS', message, options);
+    this.path = path;
+  }
+}
+
+/**
+ * A storage directory that others could write into (group- or world-writable, or owned by another
+ * user): they could plant files the storage would replay or write through. Refused unless the
+ * storage's options explicitly accept it.
+ */
+export class UnsafeDirectoryError extends BufIOError {
+  readonly path: string;
+  /** The directory's permission bits, e.g. `0o777`. */
+  readonly mode: number;
+  /** The directory owner's uid. */
+  readonly owner: number;
+
+  constructor(message: string, path: string, mode: number, owner: number) {
+    super('BUFIO_UNSAFE_DIRECTORY', message);
+    this.path = path;
+    this.mode = mode;
+    this.owner = owner;
+  }
+}
+
+/**
+ * Stored records that could not be read back (damaged bytes, or a payload the serializer refuses).
+ * The storage set them aside where `records[i].location` says; the rest of the buffer works on.
+ */
+export class UnreadableRecordError extends BufIOError {
+  readonly records: readonly UnreadableRecord[];
+
+  constructor(name: string, records: readonly UnreadableRecord[]) {
+    const where = [...new Set(records.map((r) => r.location))].join(', ');
+    super(
+      'BUFIO_UNREADABLE_RECORD',
+      `buffer "${name}": ${records.length} stored record(s) could not be read back and were set aside (${where})`,
+      { cause: records[0]?.cause },
+    );
+    this.records = records;
+  }
+}
+
+/**
+ * Given to `deadLetter` for a record whose deliveries kept ending without an ack or a release:
+ * each time, the process holding it died (or its lease lapsed) while the worker had it. It is
+ * dead-lettered rather than redelivered for ever.
+ */
+export class CrashLoopError extends BufIOError {
+  /** How many deliveries ended without an ack or a release. */
+  readonly crashes: number;
+
+  constructor(name: string, crashes: number) {
+    super(
+      'BUFIO_CRASH_LOOP',
+      `buffer "${name}": record was delivered ${crashes} time(s) without its worker call ever finishing (the process died or the lease lapsed each time)`,
+    );
+    this.crashes = crashes;
   }
 }
 

@@ -8,6 +8,11 @@ export interface DrainSummary {
   readonly deadLettered: number;
   /** Records left in a durable storage, to be processed after a restart. */
   readonly remaining: number;
+  /**
+   * Records of a shared storage leased by other holders when the drain ended (other instances, or
+   * a crashed one whose lease has not lapsed yet): not this instance's to process, but not gone.
+   */
+  readonly leasedElsewhere: number;
   /** Records in worker calls still running at the timeout; their outcome is still applied. */
   readonly inFlight: number;
   /** Whether the timeout ended the drain. */

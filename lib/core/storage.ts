@@ -1,15 +1,42 @@
 /** A value, or a promise of it: in-memory storages answer synchronously, durable ones do not. */
 export type Awaitable<T> = T | Promise<T>;
 
-/** Identifies a record within its storage, from `append` until it is acknowledged. */
+/**
+ * Identifies a record within its storage. Stable: the same on every delivery of the record, after
+ * a restart and on every instance sharing the storage. Never reused for another record by the same
+ * storage (see `Storage.idScope`), so that a worker can use it as an idempotency key.
+ */
 export type RecordId = string | number;
 
 /** A record leased to the engine by `reserve`, with what the storage needs back on ack or release. */
 export interface StoredRecord<T> {
   readonly id: RecordId;
   readonly record: T;
-  /** Failed worker attempts so far: 0 for a record that was never tried. */
+  /** Failed worker attempts so far (releases): 0 for a record that was never released. */
   readonly attempts: number;
+  /**
+   * Leases of this record so far, this one included: 1 for a fresh record. Every lease counts,
+   * when it is taken (durably, for a durable storage), so `deliveries` is `attempts + 1` when
+   * every earlier lease ended in a release, and more when a lease ended without ack or release:
+   * its holder crashed while the record was in its hands, or let the lease lapse. The engine reads
+   * that difference to find records that crash the process (see `retry.maxAttempts`).
+   */
+  readonly deliveries: number;
+}
+
+/**
+ * A stored record that could not be read back: its bytes are damaged, or they do not deserialize.
+ * The storage sets it aside (it is never reserved again and `size()` no longer counts it) before
+ * it reports it, and keeps its bytes where `location` says.
+ */
+export interface UnreadableRecord {
+  readonly id: RecordId;
+  /** The stored bytes, as far as they could be read. */
+  readonly payload: string | Uint8Array;
+  /** Where the storage keeps the bytes now: a quarantine file, table or key. */
+  readonly location: string;
+  /** Why the record could not be read (the serializer's error, a checksum mismatch). */
+  readonly cause: unknown;
 }
 
 /** How `reserve` chooses records. */
@@ -29,6 +56,11 @@ export interface ReserveOptions {
    * they hold records, so that low lanes are never starved (see the `priority` engine option).
    */
   readonly laneShare?: number;
+  /**
+   * Receives records the storage met while reserving and could not read back, after it set them
+   * aside. They are not in the returned batch. The engine reports them (`UnreadableRecordError`).
+   */
+  readonly onUnreadable?: (records: readonly UnreadableRecord[]) => void;
 }
 
 /** How `append` stores records. */
@@ -56,6 +88,8 @@ export type MergeFunction<T> = (older: T, newer: T) => T;
  * later time, with their attempt count, so that a retry delay and `maxAttempts` survive a restart;
  * `recover` returns records whose lease holder died. Records come out in the order they went in,
  * except that records released for a retry come out before fresh ones once they are visible again.
+ * Every lease is counted (`StoredRecord.deliveries`), so that a record which crashes its process
+ * is recognized after the restart instead of being redelivered for ever.
  *
  * Run `describeStorageConformance` from `@risemaxi/bufio/testing` against any implementation.
  */
@@ -66,6 +100,20 @@ export interface Storage<T> {
   readonly shared: boolean;
   /** Optional abilities; absent means none. */
   readonly features?: StorageFeatures;
+  /**
+   * Names this store of records, for the idempotency keys the engine gives workers
+   * (`WorkContext.ids`, `${idScope}:${id}`): with a record's id it must never name another record,
+   * across processes, restarts, and a store that was emptied or re-created. Read after the first
+   * `reserve` has resolved, so a storage may learn it from its backend. Absent: the engine uses a
+   * random scope per process, so keys stay unique but change after a restart.
+   */
+  readonly idScope?: string;
+  /**
+   * For storages whose leases lapse (a holder that died without releasing): how often, in ms, the
+   * engine calls `recover()` while it runs. It also calls it at start and during `stop()`'s drain.
+   * Absent: at start only.
+   */
+  readonly recoveryInterval?: number;
 
   /**
    * Stores records, in order, as durably as the storage promises, and returns their ids in the
@@ -109,6 +157,21 @@ export interface Storage<T> {
    * again, and returns how many. In-memory storages have nothing to recover and return 0.
    */
   recover(): Awaitable<number>;
+
+  /**
+   * For shared storages: how many records are leased by other holders now (other instances, or a
+   * holder that died and whose lease has not lapsed yet). `stop()` reports them, so that a drain
+   * never says "nothing left" while records wait for another holder.
+   */
+  leasedElsewhere?(): Awaitable<number>;
+
+  /**
+   * For shared storages: calls `listener` when records may have become visible that this instance
+   * did not append (another instance appended or released them), and returns a function that
+   * stops watching. With it, an idle engine waits for these calls instead of polling the storage
+   * every `flushInterval`, and polls only rarely, as a safety net.
+   */
+  watch?(listener: () => void): () => void;
 
   /** Releases connections, files and locks. Records stay stored if the storage is durable. */
   close(): Awaitable<void>;

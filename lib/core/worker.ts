@@ -1,3 +1,5 @@
+import type { RecordId } from './storage.js';
+
 /** What the engine tells a worker about the call it is making. */
 export interface WorkContext {
   /** The buffer's name. */
@@ -6,6 +8,13 @@ export interface WorkContext {
   readonly attempt: number;
   /** Aborted when the call exceeds `workTimeout`; pass it on to I/O that can be cancelled. */
   readonly signal: AbortSignal;
+  /**
+   * One idempotency key per record, in the order of `records`: the same on every delivery of that
+   * record, after a restart and on every instance sharing the storage, and never the key of
+   * another record. Store it under a unique constraint (`INSERT ... ON CONFLICT DO NOTHING`) to
+   * make a redelivery after a crash harmless.
+   */
+  readonly ids: readonly string[];
 }
 
 /**
@@ -52,11 +61,20 @@ export function perRecordOutcomes<U>(
 export class CallContext implements WorkContext {
   private controller: AbortController | undefined;
   private reason: Error | undefined;
+  private keys: readonly string[] | undefined;
 
   constructor(
     readonly buffer: string,
     readonly attempt: number,
+    private readonly recordIds: readonly RecordId[],
+    private readonly idScope: string,
   ) {}
+
+  /** Built on first read: most workers never ask. */
+  get ids(): readonly string[] {
+    this.keys ??= this.recordIds.map((id) => `${this.idScope}:${id}`);
+    return this.keys;
+  }
 
   get signal(): AbortSignal {
     if (!this.controller) {

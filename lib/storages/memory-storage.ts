@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Queue } from '../core/queue.js';
 import type {
   AppendOptions,
@@ -46,6 +47,8 @@ export class MemoryStorage<T> implements Storage<T> {
   readonly durable = false;
   readonly shared = false;
   readonly features: StorageFeatures = { priority: true, coalesce: true };
+  /** Ids restart with every instance: a random scope keeps the engine's idempotency keys unique. */
+  readonly idScope = `memory:${randomUUID()}`;
 
   private readonly lanes: Lane<T>[] = [{ queue: new Queue<T>(), headSeq: 0 }];
   private freshCount = 0;
@@ -124,7 +127,13 @@ export class MemoryStorage<T> implements Storage<T> {
     if (records.length === 0) return;
     const retry: Retry<T> = {
       visibleAt,
-      records: records.map((r) => ({ id: r.id, record: r.record, attempts: r.attempts + 1 })),
+      records: records.map((r) => ({
+        id: r.id,
+        record: r.record,
+        attempts: r.attempts + 1,
+        // Nothing crashes between a lease and its end without taking this memory with it.
+        deliveries: r.attempts + 2,
+      })),
     };
     let i = this.delayed.length;
     while (i > 0 && (this.delayed[i - 1] as Retry<T>).visibleAt > visibleAt) i--;
@@ -169,7 +178,7 @@ export class MemoryStorage<T> implements Storage<T> {
       const record = lane.queue.peek() as T;
       if (!budget.fits(record, batch.length)) break;
       lane.queue.shift();
-      batch.push({ id: idOf(index, lane.headSeq++), record, attempts: 0 });
+      batch.push({ id: idOf(index, lane.headSeq++), record, attempts: 0, deliveries: 1 });
       taken++;
     }
     this.freshCount -= taken;

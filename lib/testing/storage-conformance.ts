@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { Awaitable, Storage, StoredRecord } from '../core/storage.js';
+import type { Awaitable, Storage, StoredRecord, UnreadableRecord } from '../core/storage.js';
 
 /** The record type the conformance suite stores. */
 export interface ConformanceRecord {
@@ -25,6 +25,12 @@ export interface StorageConformanceOptions {
   destroy?(storages: readonly Storage<ConformanceRecord>[]): Awaitable<void>;
   /** How long `recover()` may take to return abandoned leases. Default 5000 ms. */
   leaseWaitMs?: number;
+  /**
+   * For storages that serialize records: stores, after what was appended so far, one record that
+   * `reserve` will not be able to read back (a payload the serializer refuses, damaged bytes),
+   * written behind the storage's back as damage would be. Enables the set-aside checks.
+   */
+  plantUnreadable?(storage: Storage<ConformanceRecord>): Awaitable<void>;
 }
 
 /** The parts of a test runner the suite needs: Jest, Vitest and `node:test` all fit. */
@@ -47,6 +53,25 @@ function rec(n: number): ConformanceRecord {
 
 function numbers(batch: readonly StoredRecord<ConformanceRecord>[]): number[] {
   return batch.map((entry) => entry.record.n);
+}
+
+function idsByNumber(batch: readonly StoredRecord<ConformanceRecord>[]): Map<number, string> {
+  return new Map(batch.map((entry) => [entry.record.n, String(entry.id)]));
+}
+
+/** Reserves until nothing comes back, acking each batch; returns every record reserved. */
+async function reserveAll(
+  storage: Storage<ConformanceRecord>,
+  now: number,
+  onUnreadable?: (records: readonly UnreadableRecord[]) => void,
+): Promise<StoredRecord<ConformanceRecord>[]> {
+  const all: StoredRecord<ConformanceRecord>[] = [];
+  for (;;) {
+    const batch = await storage.reserve(10, onUnreadable ? { now, onUnreadable } : { now });
+    if (batch.length === 0) return all;
+    all.push(...batch);
+    await storage.ack(batch);
+  }
 }
 
 async function appendRange(
@@ -227,6 +252,51 @@ export function storageConformanceCases(options: StorageConformanceOptions): Con
       }),
     },
     {
+      name: 'reserve counts deliveries: 1 for a fresh record, attempts + 1 after releases',
+      run: withStorage(async (storage) => {
+        await appendRange(storage, 0, 3);
+        const first = await storage.reserve(3, { now: T0 });
+        assert.deepEqual(
+          first.map((entry) => entry.deliveries),
+          [1, 1, 1],
+        );
+        await storage.release(first.slice(0, 2), T0);
+        await storage.ack(first.slice(2));
+        const second = await storage.reserve(3, { now: T0 });
+        assert.deepEqual(
+          second.map((entry) => [entry.attempts, entry.deliveries]),
+          [
+            [1, 2],
+            [1, 2],
+          ],
+        );
+        await storage.release(second.slice(0, 1), T0);
+        const third = await storage.reserve(3, { now: T0 });
+        assert.deepEqual(
+          third.map((entry) => [entry.record.n, entry.attempts, entry.deliveries]),
+          [[0, 2, 3]],
+        );
+      }),
+    },
+    {
+      name: 'a record keeps its id on every delivery, and ids are never reused',
+      run: withStorage(async (storage) => {
+        await appendRange(storage, 0, 4);
+        const first = await storage.reserve(4, { now: T0 });
+        const ids = idsByNumber(first);
+        await storage.release(first, T0);
+        const again = await storage.reserve(4, { now: T0 });
+        assert.deepEqual(idsByNumber(again), ids);
+        await storage.ack(again);
+        // Emptied: whatever comes next must not take an id a worker has already seen.
+        await appendRange(storage, 4, 8);
+        const later = await storage.reserve(4, { now: T0 });
+        for (const entry of later) {
+          assert.ok(![...ids.values()].includes(String(entry.id)), `id ${entry.id} was reused`);
+        }
+      }),
+    },
+    {
       name: 'recover returns a number, and close resolves',
       run: withStorage(async (storage) => {
         const recovered = await storage.recover();
@@ -286,7 +356,76 @@ export function storageConformanceCases(options: StorageConformanceOptions): Con
           );
         }),
       },
+      {
+        name: 'durable: a lease that ended without ack or release counts as a delivery; ids survive',
+        run: withStorage(async (storage, opened) => {
+          await appendRange(storage, 0, 4);
+          const leased = await storage.reserve(2, { now: T0 });
+          const ids = idsByNumber(leased);
+          const scope = storage.idScope;
+          const next = await reopen(storage, true);
+          opened.push(next);
+          const deadline = Date.now() + leaseWaitMs;
+          const seen: StoredRecord<ConformanceRecord>[] = [];
+          while (seen.length < 4) {
+            await next.recover();
+            const batch = await next.reserve(10, { now: Date.now() });
+            seen.push(...batch);
+            await next.ack(batch);
+            if (seen.length >= 4) break;
+            assert.ok(Date.now() < deadline, `recovered only ${seen.length} of 4 records`);
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+          const byNumber = new Map(seen.map((entry) => [entry.record.n, entry]));
+          for (const n of [0, 1]) {
+            const entry = byNumber.get(n);
+            assert.equal(String(entry?.id), ids.get(n), `record ${n} kept its id`);
+            assert.deepEqual([entry?.attempts, entry?.deliveries], [0, 2], `record ${n}`);
+          }
+          for (const n of [2, 3]) assert.equal(byNumber.get(n)?.deliveries, 1, `record ${n}`);
+          if (scope !== undefined) assert.equal(next.idScope, scope, 'idScope survives a restart');
+        }),
+      },
+      {
+        name: 'durable: ids are not reused after a restart, even once everything was acked',
+        run: withStorage(async (storage, opened) => {
+          await appendRange(storage, 0, 3);
+          const before = await reserveAll(storage, T0);
+          const scope = storage.idScope;
+          await storage.close();
+          const next = await reopen(storage, false);
+          opened.push(next);
+          await next.recover();
+          await appendRange(next, 3, 6);
+          const after = await reserveAll(next, T0);
+          assert.deepEqual(numbers(after), [3, 4, 5]);
+          const keysBefore = new Set(before.map((e) => `${scope}:${e.id}`));
+          for (const entry of after) {
+            const key = `${next.idScope}:${entry.id}`;
+            assert.ok(!keysBefore.has(key), `key ${key} named an earlier record`);
+          }
+        }),
+      },
     );
+  }
+  const plantUnreadable = options.plantUnreadable;
+  if (plantUnreadable) {
+    cases.push({
+      name: 'unreadable records are set aside and reported once; the others are delivered in order',
+      run: withStorage(async (storage) => {
+        await appendRange(storage, 0, 3);
+        await plantUnreadable(storage);
+        await appendRange(storage, 3, 6);
+        const reported: UnreadableRecord[] = [];
+        const delivered = await reserveAll(storage, T0, (records) => reported.push(...records));
+        assert.deepEqual(numbers(delivered), [0, 1, 2, 3, 4, 5]);
+        assert.equal(reported.length, 1, 'the unreadable record is reported once');
+        assert.equal(typeof reported[0]?.location, 'string');
+        assert.ok(reported[0]?.payload !== undefined);
+        assert.equal(await storage.size(), 0, 'a record set aside is not counted as waiting');
+        assert.deepEqual(await storage.reserve(10, { now: Infinity }), []);
+      }),
+    });
   }
   return cases;
 }

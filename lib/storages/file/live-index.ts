@@ -123,7 +123,12 @@ export class LiveIndex<T> {
 
   private lease(record: LiveRecord<T>, batch: StoredRecord<T>[]): void {
     this.leased.set(record.id, record);
-    batch.push({ id: record.id, record: record.record, attempts: record.attempts });
+    batch.push({
+      id: record.id,
+      record: record.record,
+      attempts: record.attempts,
+      deliveries: record.attempts + 1,
+    });
   }
 
   private addRetry(visibleAt: number, records: LiveRecord<T>[]): void {

@@ -218,7 +218,8 @@ export class PostgresStorage<T> implements Storage<T> {
         undecodable.push({ id: row.id, error });
         continue;
       }
-      batch.push({ id: row.id, record, attempts: Number(row.attempts) });
+      const attempts = Number(row.attempts);
+      batch.push({ id: row.id, record, attempts, deliveries: attempts + 1 });
     }
     this.leases.hold(batch.map((entry) => entry.id as string));
     if (undecodable.length > 0) await this.setAside(undecodable);

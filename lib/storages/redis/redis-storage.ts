@@ -191,6 +191,7 @@ export class RedisStorage<T> implements Storage<T> {
           id,
           record: this.options.serializer.deserialize(text),
           attempts: Number(reply[i + 1]),
+          deliveries: Number(reply[i + 1]) + 1,
         });
       } catch (error) {
         await this.bury(id, text, error);

@@ -142,7 +142,7 @@ describe('RedisStorage when Redis cannot be reached', () => {
     );
     await expect(s.size()).rejects.toBeInstanceOf(StorageUnavailableError);
     await expect(s.recover()).rejects.toBeInstanceOf(StorageUnavailableError);
-    await expect(s.release([{ id: '1-0', record: { n: 1 }, attempts: 0 }], 0)).rejects.toThrow(
+    await expect(s.release([{ id: '1-0', record: { n: 1 }, attempts: 0, deliveries: 1 }], 0)).rejects.toThrow(
       StorageUnavailableError,
     );
   });
