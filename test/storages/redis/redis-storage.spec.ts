@@ -142,9 +142,9 @@ describe('RedisStorage when Redis cannot be reached', () => {
     );
     await expect(s.size()).rejects.toBeInstanceOf(StorageUnavailableError);
     await expect(s.recover()).rejects.toBeInstanceOf(StorageUnavailableError);
-    await expect(s.release([{ id: '1-0', record: { n: 1 }, attempts: 0, deliveries: 1 }], 0)).rejects.toThrow(
-      StorageUnavailableError,
-    );
+    await expect(
+      s.release([{ id: '1-0', record: { n: 1 }, attempts: 0, deliveries: 1 }], 0),
+    ).rejects.toThrow(StorageUnavailableError);
   });
 
   it("with onUnavailable: 'block', waits up to unavailableTimeout, then rejects", async () => {
