@@ -24,8 +24,20 @@ export function adminPool(): pg.Pool {
   return pool;
 }
 
+/** The tables a PostgresStorage on `table` uses (see lib/storages/postgres/statements.ts). */
+export function bufioTables(table: string): string[] {
+  return ['', '_retry', '_leases', '_unreadable', '_meta'].map((suffix) => `${table}${suffix}`);
+}
+
+/** Drops each table and the tables a storage keeps beside it. */
 export async function dropTables(admin: pg.Pool, tables: Iterable<string>): Promise<void> {
-  for (const table of tables) await admin.query(`DROP TABLE IF EXISTS "${table}"`);
+  for (const table of tables) {
+    await admin.query(
+      `DROP TABLE IF EXISTS ${bufioTables(table)
+        .map((t) => `"${t}"`)
+        .join(', ')}`,
+    );
+  }
 }
 
 /** Terminates every backend whose application_name is `name`; returns how many. */
@@ -48,5 +60,17 @@ export async function countConnections(admin: pg.Pool, name: string): Promise<nu
 
 export async function countRows(admin: pg.Pool, table: string): Promise<number> {
   const result = await admin.query<{ n: string }>(`SELECT count(*)::text AS n FROM "${table}"`);
+  return Number(result.rows[0]?.n);
+}
+
+/**
+ * Every record a storage on `table` still holds, wherever it is: waiting (fresh or for a retry)
+ * or in a lease, open. Set-aside records are not counted.
+ */
+export async function countRecords(admin: pg.Pool, table: string): Promise<number> {
+  const result = await admin.query<{ n: string }>(
+    `SELECT ((SELECT count(*) FROM "${table}") + (SELECT count(*) FROM "${table}_retry") +
+      (SELECT coalesce(sum(records - coalesce(cardinality(settled), 0)), 0) FROM "${table}_leases"))::text AS n`,
+  );
   return Number(result.rows[0]?.n);
 }

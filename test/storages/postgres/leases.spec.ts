@@ -1,0 +1,223 @@
+import { afterAll, afterEach, beforeAll, expect, it } from '@jest/globals';
+import pg from 'pg';
+import { StorageUnavailableError, type StoredRecord } from '../../../lib/index.js';
+import {
+  PostgresStorage,
+  type PostgresStorageOptions,
+} from '../../../lib/storages/postgres/index.js';
+import { describeWith } from '../../support/services.js';
+import { sleep, waitFor } from '../../support/wait.js';
+import {
+  adminPool,
+  countRecords,
+  countRows,
+  dropTables,
+  POSTGRES_URL,
+  uniqueTable,
+} from './support.js';
+import { TcpProxy, targetOf, throughProxy } from './tcp-proxy.js';
+
+const describePostgres = await describeWith('postgres');
+
+interface Rec {
+  readonly n: number;
+}
+
+const recs = (from: number, to: number): Rec[] =>
+  Array.from({ length: to - from }, (_, i) => ({ n: from + i }));
+const numbers = (batch: readonly StoredRecord<Rec>[]): number[] => batch.map((e) => e.record.n);
+
+describePostgres('PostgresStorage leases, counters and ids', () => {
+  let admin: pg.Pool;
+  const tables = new Set<string>();
+  let cleanup: (() => Promise<void>)[] = [];
+
+  beforeAll(() => {
+    admin = adminPool();
+  });
+
+  afterEach(async () => {
+    for (const step of cleanup.reverse()) await step();
+    cleanup = [];
+  });
+
+  afterAll(async () => {
+    await dropTables(admin, tables);
+    await admin.end();
+  });
+
+  async function open(
+    options: Partial<PostgresStorageOptions<Rec>> = {},
+    table = uniqueTable('lease'),
+  ): Promise<PostgresStorage<Rec>> {
+    tables.add(table);
+    const storage = new PostgresStorage<Rec>({
+      connectionString: POSTGRES_URL,
+      table,
+      poolConfig: { max: 3 },
+      onError: () => undefined,
+      ...options,
+    });
+    await storage.migrate();
+    cleanup.push(() => storage.close());
+    return storage;
+  }
+
+  const tableOf = (storage: PostgresStorage<Rec>): string => storage.table.slice(1, -1);
+
+  it('leases a batch as one row: its records leave the table, no record row is rewritten', async () => {
+    const storage = await open();
+    const table = tableOf(storage);
+    await storage.append(recs(0, 50));
+    const before = await admin.query<{ xmin: string }>(`SELECT xmin::text FROM "${table}"`);
+    const batch = await storage.reserve(30, { now: Date.now() });
+    expect(numbers(batch)).toEqual(recs(0, 30).map((r) => r.n));
+    const leases = await admin.query<{ records: number; ids: string[] }>(
+      `SELECT records, ids::text[] AS ids FROM "${table}_leases"`,
+    );
+    expect(leases.rows).toHaveLength(1);
+    expect(leases.rows[0]?.records).toBe(30);
+    expect([...(leases.rows[0]?.ids ?? [])].sort((a, b) => Number(a) - Number(b))).toEqual(
+      batch.map((e) => e.id),
+    );
+    // The records left behind were not touched: same row versions as before the reserve.
+    const after = await admin.query<{ xmin: string }>(`SELECT xmin::text FROM "${table}"`);
+    expect(after.rows).toEqual(before.rows.slice(30));
+    await storage.ack(batch);
+    expect(await countRows(admin, `${table}_leases`)).toBe(0);
+    expect(await countRecords(admin, table)).toBe(20);
+  });
+
+  it('settles one batch from several calls at once: acks and releases of parts, in any order', async () => {
+    const storage = await open();
+    const table = tableOf(storage);
+    await storage.append(recs(0, 12));
+    const batch = await storage.reserve(12, { now: Date.now() });
+    const part = (from: number, to: number): StoredRecord<Rec>[] => batch.slice(from, to);
+    const later = Date.now() + 60_000;
+    await Promise.all([
+      storage.ack(part(0, 3)),
+      storage.release(part(3, 6), later),
+      storage.ack(part(6, 9)),
+      storage.release(part(9, 12), later),
+    ]);
+    expect(await countRows(admin, `${table}_leases`)).toBe(0);
+    expect(await storage.size()).toBe(6);
+    const retried = await storage.reserve(20, { now: Infinity });
+    expect(numbers(retried)).toEqual([3, 4, 5, 9, 10, 11]);
+    expect(retried.every((e) => e.attempts === 1 && e.deliveries === 2)).toBe(true);
+  });
+
+  it('stops renewing a lease once a statement on it failed: the records come back after it lapses', async () => {
+    const proxy = new TcpProxy(targetOf(POSTGRES_URL));
+    await proxy.start();
+    cleanup.push(() => proxy.close());
+    const holder = await open({ leaseTimeout: 300 });
+    const table = tableOf(holder);
+    const cut = new PostgresStorage<Rec>({
+      connectionString: throughProxy(POSTGRES_URL, proxy.port),
+      table,
+      leaseTimeout: 300,
+      poolConfig: { max: 2, connectionTimeoutMillis: 500 },
+      onError: () => undefined,
+    });
+    cleanup.push(() => cut.close());
+    await holder.append(recs(0, 4));
+    const batch = await cut.reserve(4, { now: Date.now() });
+    await proxy.cut();
+    await expect(cut.release(batch.slice(0, 2), Date.now())).rejects.toBeInstanceOf(
+      StorageUnavailableError,
+    );
+    await proxy.restore();
+    // Its session is back, holding its presence: only the lapse of the lease can free it now.
+    const presence = `SELECT 1 FROM pg_locks l JOIN "${table}_leases" s
+      ON l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+      AND ((l.classid::bigint << 32) | l.objid::bigint) = s.holder_key`;
+    await waitFor('the session to hold its presence again', async () => {
+      return ((await admin.query(presence)).rowCount ?? 0) > 0;
+    });
+    // The other half is still in the instance's hands, but its lease is no longer renewed.
+    await sleep(900);
+    expect((await admin.query(presence)).rowCount).toBe(1);
+    expect(await holder.recover()).toBe(4);
+    const back = await holder.reserve(10, { now: Date.now() });
+    expect(back.map((e) => [e.record.n, e.attempts, e.deliveries])).toEqual([
+      [0, 0, 2],
+      [1, 0, 2],
+      [2, 0, 2],
+      [3, 0, 2],
+    ]);
+    // Its late ack of records another instance holds now changes nothing.
+    await cut.ack(batch.slice(2));
+    expect(await countRows(admin, `${table}_leases`)).toBe(1);
+  });
+
+  it('counts waiting records in counters, not by reading the table', async () => {
+    const storage = await open();
+    const table = tableOf(storage);
+    await storage.append(recs(0, 10));
+    expect(await storage.size()).toBe(10);
+    // Rows inserted behind its back are not counted; a counter moved by hand is.
+    await admin.query(`INSERT INTO "${table}" (payload) VALUES ('{"n":99}')`);
+    expect(await storage.size()).toBe(10);
+    await admin.query(`UPDATE "${table}_meta" SET waiting = waiting + 5 WHERE stripe = 7`);
+    expect(await storage.size()).toBe(15);
+    await admin.query(`UPDATE "${table}_meta" SET waiting = waiting - 100 WHERE stripe = 3`);
+    expect(await storage.size()).toBe(0);
+  });
+
+  it('names its store in idempotency keys: the same for every instance, new for a new table', async () => {
+    const table = uniqueTable('scope');
+    const first = await open({}, table);
+    expect(first.idScope).toBeUndefined();
+    const ids = await first.append(recs(0, 2));
+    await first.reserve(1, { now: Date.now() });
+    const scope = first.idScope as string;
+    expect(scope).toMatch(/^pg:[0-9a-f-]{36}:\d+$/);
+    const second = await open({}, table);
+    await second.reserve(1, { now: Date.now() });
+    expect(second.idScope).toBe(scope);
+    await first.close();
+    await second.close();
+    // Dropped and made again: ids start over, so the scope must not.
+    await dropTables(admin, [table]);
+    const again = await open({}, table);
+    expect(await again.append(recs(0, 1))).toEqual([ids[0]]);
+    await again.reserve(1, { now: Date.now() });
+    expect(again.idScope).toMatch(/^pg:[0-9a-f-]{36}:\d+$/);
+    expect(again.idScope).not.toBe(scope);
+  });
+
+  it('asks the engine to recover every half leaseTimeout', async () => {
+    const storage = await open({ leaseTimeout: 30_000 });
+    expect(storage.recoveryInterval).toBe(15_000);
+    const quick = await open({ leaseTimeout: 200 });
+    expect(quick.recoveryInterval).toBe(100);
+  });
+
+  it('takes no lease while its presence cannot be held: a pool without settings only lapses', async () => {
+    const table = uniqueTable('nopresence');
+    tables.add(table);
+    const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
+    cleanup.push(() => pool.end());
+    // A pool that does not show how to connect (not pg's own): no session can be opened.
+    const opaque = {
+      query: pool.query.bind(pool),
+      connect: pool.connect.bind(pool),
+      on: pool.on.bind(pool),
+      off: pool.off.bind(pool),
+    } as unknown as pg.Pool;
+    const storage = new PostgresStorage<Rec>({ pool: opaque, table, leaseTimeout: 200 });
+    cleanup.push(() => storage.close());
+    await storage.migrate();
+    await storage.append(recs(0, 2));
+    await storage.reserve(2, { now: Date.now() });
+    const keys = await admin.query<{ key: string }>(
+      `SELECT holder_key::text AS key FROM "${table}_leases"`,
+    );
+    // A negative key: no presence lock stands for it, so others wait for the lapse.
+    expect(Number(keys.rows[0]?.key)).toBeLessThan(0);
+    const other = await open({ leaseTimeout: 200 }, table);
+    expect(await other.recover()).toBe(0);
+  });
+});
