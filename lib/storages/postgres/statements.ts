@@ -25,8 +25,9 @@ import type { TableName } from './table-name.js';
  *   settled)`: one row per reserved batch. Reserving deletes the batch's rows from `T` and
  *   `T_retry` and writes them here as arrays, in the same statement; the arrays are compressed
  *   out of line (TOAST, lz4 where the server has it), so a lease costs a fraction of a row per
- *   record and no record row is ever rewritten to lease it. `deliveries` is already counted for
- *   this lease. `until` (epoch ms) is extended while the holder works (one row per batch, not per
+ *   record and no record row is ever rewritten to lease it. Records from `T_retry` come first:
+ *   `attempts` and `deliveries` cover only them (NULL if none), the records after them are fresh
+ *   (0 attempts, 1 delivery). `deliveries` is already counted for this lease. `until` (epoch ms) is extended while the holder works (one row per batch, not per
  *   record); `settled` lists the records acknowledged, released or set aside from a batch that
  *   is not yet done; the row goes once all `records` are. A lease whose `until` passed, or whose
  *   holder is proven dead, is recovered: its unsettled records go back to `T_retry`.
@@ -48,11 +49,16 @@ export interface Statements {
   readonly ddl: string;
   /** `ddl`, under an advisory lock. */
   readonly migrate: string;
-  /** $1 payloads (text[]), $2 stripe, $3 channel, $4 token. Returns ids in payload order. */
+  /**
+   * $1 payloads (text[]), $2 stripe, $3 channel, $4 token. Returns one row: `first` and `n` when
+   * the ids are `first`, `first + 1`, … in payload order (nothing else took ids meanwhile), else
+   * `ids`, in payload order.
+   */
   readonly insert: string;
   /**
    * $1 limit, $2 now (visibility), $3 holder_key, $4 seq, $5 holder, $6 until, $7 stripe.
-   * Returns `id, payload, attempts, deliveries, retry` (unordered).
+   * Returns `id, payload, attempts, deliveries`: due retries first, then fresh records (with
+   * NULL attempts and deliveries: 0 and 1), each part unordered.
    */
   readonly reserve: string;
   /** `reserve`, keeping the prefix within $8 bytes (the first record always). */
@@ -110,28 +116,37 @@ export function statementsFor(table: TableName, lockKey: string): Statements {
 
   // The records a reserve took, from both sources, as one relation; and what every reserve does
   // with them: one lease row, one counter update.
+  // The lease row lists the retried records first: its attempts and deliveries arrays cover only
+  // them (NULL when there are none), and the fresh records after them have 0 and 1, so a batch of
+  // fresh records stores (and compresses) only its ids and payloads. The batch comes back with
+  // NULL attempts for fresh records, which the client reads as 0 attempts, 1 delivery.
   const takenAndLeased = `
-taken AS (SELECT * FROM retried UNION ALL SELECT * FROM fresh),
 leased AS (
   INSERT INTO ${leases} (holder_key, seq, holder, until, records, ids, payloads, attempts, deliveries)
-  SELECT $3::bigint, $4::int, $5::text, $6::bigint, count(*),
-    array_agg(id), array_agg(payload), array_agg(attempts), array_agg(deliveries)
-  FROM taken HAVING count(*) > 0
+  SELECT $3::bigint, $4::int, $5::text, $6::bigint, r.n + f.n,
+    r.ids || f.ids, r.payloads || f.payloads, r.attempts, r.deliveries
+  FROM (
+    SELECT count(*) AS n, array_agg(id) AS ids, array_agg(payload) AS payloads,
+      array_agg(attempts) AS attempts, array_agg(deliveries) AS deliveries
+    FROM retried
+  ) r, (SELECT count(*) AS n, array_agg(id) AS ids, array_agg(payload) AS payloads FROM fresh) f
+  WHERE r.n + f.n > 0
+  RETURNING records
 ),
 counted AS (
-  UPDATE ${meta} SET waiting = waiting - (SELECT count(*) FROM taken)
-  WHERE stripe = $7::int AND EXISTS (SELECT 1 FROM taken)
+  UPDATE ${meta} SET waiting = waiting - (SELECT records FROM leased)
+  WHERE stripe = $7::int AND EXISTS (SELECT 1 FROM leased)
 )
-SELECT id::text AS id, payload, attempts, deliveries, retry FROM taken`;
+SELECT id::text AS id, payload, attempts, deliveries FROM retried
+UNION ALL SELECT id::text, payload, NULL, NULL FROM fresh`;
   const retriedWhere = (ctids: string): string => `
 retried AS (
   DELETE FROM ${retry} WHERE ctid = ANY (ARRAY(${ctids}))
-  RETURNING id, payload, attempts, deliveries + 1 AS deliveries, true AS retry
+  RETURNING id, payload, attempts, deliveries + 1 AS deliveries
 )`;
   const freshWhere = (ctids: string): string => `
 fresh AS (
-  DELETE FROM ${t} WHERE ctid = ANY (ARRAY(${ctids}))
-  RETURNING id, payload, 0 AS attempts, 1 AS deliveries, false AS retry
+  DELETE FROM ${t} WHERE ctid = ANY (ARRAY(${ctids})) RETURNING id, payload
 )`;
   // Due retries first (the oldest due first), then fresh records in id order, each source locked
   // with SKIP LOCKED so that instances never wait on each other's batches. Rows are deleted by
@@ -154,7 +169,8 @@ lease AS (
 ),
 settling AS (SELECT * FROM unnest($3::bigint[]${extra}) AS s(id${extra ? ', reason' : ''})),
 batch AS (
-  SELECT u.* FROM lease, unnest(lease.ids, lease.payloads, lease.attempts, lease.deliveries)
+  SELECT u.id, u.payload, coalesce(u.attempts, 0) AS attempts, coalesce(u.deliveries, 1) AS deliveries
+  FROM lease, unnest(lease.ids, lease.payloads, lease.attempts, lease.deliveries)
     AS u(id, payload, attempts, deliveries)
   JOIN settling USING (id)
 ),
@@ -182,7 +198,7 @@ WITH ended AS (
 ),
 back AS (
   INSERT INTO ${retry} (id, payload, attempts, deliveries, visible_at)
-  SELECT u.id, u.payload, u.attempts, ${deliveries}, 0
+  SELECT u.id, u.payload, coalesce(u.attempts, 0), ${deliveries}, 0
   FROM ended, unnest(ended.ids, ended.payloads, ended.attempts, ended.deliveries)
     AS u(id, payload, attempts, deliveries)
   WHERE ended.settled IS NULL OR u.id <> ALL (ended.settled)
@@ -202,8 +218,10 @@ SELECT count(*)::int AS n FROM back`;
     // instances migrating at once, whose CREATE ... IF NOT EXISTS would otherwise race.
     migrate: `SELECT pg_advisory_xact_lock(hashtext(${lockKey}));\n${ddl}`,
 
-    // Rows are inserted, and take their ids, in ordinality order; RETURNING follows that order.
-    // The counter update notifies (once per statement, at commit, when the rows are visible).
+    // Rows are inserted, and take their ids, in ordinality order, so ids ascend in payload order:
+    // sorted, they are the payloads' ids, and one row carries them (a range when contiguous, the
+    // usual case) rather than a row per record. The counter update notifies (once per statement,
+    // at commit, when the rows are visible).
     insert: `
 WITH appended AS (
   INSERT INTO ${t} (payload)
@@ -215,7 +233,9 @@ counted AS (
   WHERE stripe = $2::int
   RETURNING pg_notify($3::text, $4::text)
 )
-SELECT id::text AS id FROM appended`,
+SELECT min(id)::text AS first, count(*)::int AS n,
+  CASE WHEN max(id) - min(id) + 1 = count(*) THEN NULL ELSE array_agg(id ORDER BY id)::text[] END AS ids
+FROM appended`,
 
     reserve: `
 WITH ${dueRetries('ctid')},
@@ -286,7 +306,7 @@ SELECT count(*)::int AS n FROM moved`,
     // PostgresSession): if we can take it, the holder is gone.
     recover: endLeases(
       'until <= $1::bigint OR (holder_key > 0 AND holder_key <> $2::bigint AND pg_try_advisory_xact_lock(holder_key))',
-      'u.deliveries',
+      'coalesce(u.deliveries, 1)',
       '$3',
       'pg_notify($4::text, $5::text)',
     ),
@@ -294,7 +314,7 @@ SELECT count(*)::int AS n FROM moved`,
     // Closing returns what it holds unprocessed: not a delivery that ended badly.
     giveBack: endLeases(
       'holder_key = $1::bigint',
-      'greatest(u.deliveries - 1, u.attempts)',
+      'greatest(coalesce(u.deliveries, 1) - 1, coalesce(u.attempts, 0))',
       '$2',
       '1',
     ),
@@ -360,8 +380,8 @@ BEGIN
       records integer NOT NULL,
       ids bigint[] NOT NULL,
       payloads text[] NOT NULL,
-      attempts integer[] NOT NULL,
-      deliveries integer[] NOT NULL,
+      attempts integer[],
+      deliveries integer[],
       settled bigint[],
       CONSTRAINT ${table.derived('_leases_pkey')} PRIMARY KEY (holder_key, seq)
     );

@@ -108,6 +108,32 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
     expect(retried.every((e) => e.attempts === 1 && e.deliveries === 2)).toBe(true);
   });
 
+  it('keeps attempts and deliveries of a batch mixing retries and fresh records through a lapse', async () => {
+    const holder = await open({ leaseTimeout: 150 });
+    const table = tableOf(holder);
+    await holder.append(recs(0, 2));
+    await holder.release(await holder.reserve(2, { now: Date.now() }), 0);
+    await holder.append(recs(2, 4));
+    const mixed = await holder.reserve(10, { now: Date.now() });
+    expect(mixed.map((e) => [e.record.n, e.attempts, e.deliveries])).toEqual([
+      [0, 1, 2],
+      [1, 1, 2],
+      [2, 0, 1],
+      [3, 0, 1],
+    ]);
+    // The holder stalls: no renewal, the lease lapses and another instance recovers it.
+    await admin.query(`UPDATE "${table}_leases" SET until = 0`);
+    const other = await open({}, table);
+    expect(await other.recover()).toBe(4);
+    const back = await other.reserve(10, { now: Date.now() });
+    expect(back.map((e) => [e.record.n, e.attempts, e.deliveries])).toEqual([
+      [0, 1, 3],
+      [1, 1, 3],
+      [2, 0, 2],
+      [3, 0, 2],
+    ]);
+  });
+
   it('stops renewing a lease once a statement on it failed: the records come back after it lapses', async () => {
     const proxy = new TcpProxy(targetOf(POSTGRES_URL));
     await proxy.start();
@@ -195,7 +221,7 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
     expect(quick.recoveryInterval).toBe(100);
   });
 
-  it('takes no lease while its presence cannot be held: a pool without settings only lapses', async () => {
+  it('without a way to open its session (a pool that hides its settings), its leases only lapse', async () => {
     const table = uniqueTable('nopresence');
     tables.add(table);
     const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });

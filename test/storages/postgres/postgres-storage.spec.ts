@@ -29,6 +29,14 @@ const recs = (from: number, to: number): Rec[] =>
   Array.from({ length: to - from }, (_, i) => ({ n: from + i }));
 const numbers = (batch: readonly StoredRecord<Rec>[]): number[] => batch.map((e) => e.record.n);
 
+/** The text and values of a `pool.query` call, given as (text, values) or as a config object. */
+function statement(call: unknown[]): { text: string; values: unknown[] } {
+  const [first, second] = call as [string | { text: string; values?: unknown[] }, unknown[]?];
+  return typeof first === 'string'
+    ? { text: first, values: second ?? [] }
+    : { text: first.text, values: first.values ?? [] };
+}
+
 describePostgres('PostgresStorage', () => {
   let admin: pg.Pool;
   const tables = new Set<string>();
@@ -74,7 +82,7 @@ describePostgres('PostgresStorage', () => {
     const query = jest.spyOn(pool, 'query');
     const calls = Array.from({ length: 50 }, (_, i) => storage.append(recs(i * 3, i * 3 + 3)));
     const ids = (await Promise.all(calls)).flat();
-    const inserts = query.mock.calls.filter((call) => String(call[0]).includes('INSERT INTO'));
+    const inserts = query.mock.calls.filter((call) => statement(call).text.includes('INSERT INTO'));
     expect(inserts).toHaveLength(1);
     expect(ids).toHaveLength(150);
     expect(ids.every((id) => typeof id === 'string')).toBe(true);
@@ -90,7 +98,7 @@ describePostgres('PostgresStorage', () => {
     const { storage, pool } = await setup();
     const query = jest.spyOn(pool, 'query');
     const first = storage.append(recs(0, 1));
-    const isInsert = (call: unknown[]): boolean => String(call[0]).includes('INSERT INTO');
+    const isInsert = (call: unknown[]): boolean => statement(call).text.includes('INSERT INTO');
     await waitFor('the first INSERT', () => query.mock.calls.some(isInsert));
     const rest = [
       storage.append(recs(1, 3001)),
@@ -100,10 +108,33 @@ describePostgres('PostgresStorage', () => {
     await Promise.all([first, ...rest]);
     const inserted = query.mock.calls
       .filter(isInsert)
-      .map((call) => ((call[1] as unknown[])[0] as string[]).length);
+      .map((call) => (statement(call).values[0] as string[]).length);
     // 1, then 3000 (3000 + 3000 would pass the 5000-record bound), then 3000 + 1.
     expect(inserted).toEqual([1, 3000, 3001]);
     expect(await storage.size()).toBe(6002);
+  });
+
+  it('returns the ids of each record even when another instance takes ids at the same time', async () => {
+    const a = await setup();
+    const b = await setup({}, a.table);
+    const given = new Map<number, string>();
+    const appendAll = async (storage: PostgresStorage<Rec>, from: number): Promise<void> => {
+      for (let round = 0; round < 10; round++) {
+        const records = recs(from + round * 500, from + round * 500 + 500);
+        const ids = await storage.append(records);
+        records.forEach((record, i) => given.set(record.n, ids[i] as string));
+      }
+    };
+    await Promise.all([appendAll(a.storage, 0), appendAll(b.storage, 100_000)]);
+    const taken = new Map<number, string>();
+    for (;;) {
+      const batch = await a.storage.reserve(1000, { now: Date.now() });
+      if (batch.length === 0) break;
+      for (const entry of batch) taken.set(entry.record.n, String(entry.id));
+      await a.storage.ack(batch);
+    }
+    expect(taken.size).toBe(10_000);
+    expect([...taken].filter(([n, id]) => given.get(n) !== id)).toEqual([]);
   });
 
   it('leaves a pool it was given open on close, and stops listening to it', async () => {
