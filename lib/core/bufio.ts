@@ -2,9 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { MemoryStorage } from '../storages/memory-storage.js';
 import { Arrivals } from './arrivals.js';
 import { Bisector } from './bisect.js';
+import { CrashGuard, crashesOf } from './crash-guard.js';
 import {
   BufferFullError,
   BufIOClosedError,
+  CrashLoopError,
   DeadLetterError,
   DrainTimeoutError,
   InvalidOptionsError,
@@ -132,6 +134,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private stopping: Promise<DrainSummary> | undefined;
   /** Recovery of what an earlier process left in a durable storage; a drain waits for it. */
   private recovering: Promise<void> = RESOLVED;
+  /** No batch is reserved before that recovery has told whether records came back from a crash. */
+  private holdForRecovery = false;
 
   // What waits in storage, as this engine knows it; exact for a storage only this engine uses.
   /** Visible records: fresh ones, and retries whose delay has passed. */
@@ -170,6 +174,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   /** With `coalesce`: the id of the waiting record of each key. */
   private readonly waitingKeys: Map<string, RecordId> | undefined;
   private readonly bisector: Bisector | undefined;
+  /** For storages whose records outlive a process: dead-letters records that crash it. */
+  private readonly crashGuard: CrashGuard | undefined;
   private pushHooks: Instrumentation<T>[] = [];
   private workHooks: Instrumentation<T>[] = [];
 
@@ -209,6 +215,11 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     if (this.options.priority && !features?.priority) throw this.unsupported('priority');
     this.waitingKeys = this.options.coalesce ? new Map() : undefined;
     this.bisector = this.options.bisectOnError ? new Bisector() : undefined;
+    const { batchSize, concurrency, retry } = this.options;
+    this.crashGuard =
+      this.storage.durable || this.storage.shared
+        ? new CrashGuard(batchSize, concurrency, retry.maxAttempts)
+        : undefined;
     this.arrivals = new Arrivals(this.options.flushInterval, this.options.timers, () => {
       this.intervalDue = true;
       this.pump();
@@ -266,7 +277,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     this.lifecycle = 'running';
     exitGuard.add(this, () => this.finishBeforeExit());
     this.arrivals.enable(true);
-    if (this.storage.durable || this.storage.shared) this.recovering = this.recoverStored();
+    if (this.storage.durable || this.storage.shared) {
+      this.holdForRecovery = true;
+      this.recovering = this.recoverStored();
+    }
     if (this.storage.shared) this.startPolling();
     this.pump();
   }
@@ -666,12 +680,13 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private pump(): void {
     while (
       !this.reserving &&
+      !this.holdForRecovery &&
       this.worker &&
       this.lifecycle !== 'stopped' &&
-      this.active < this.options.concurrency &&
+      this.active < this.slots() &&
       this.wantsBatch()
     ) {
-      const limit = this.options.batchSize;
+      const limit = this.crashGuard ? this.crashGuard.reserveLimit() : this.options.batchSize;
       const appendedBefore = this.appended;
       let reserved;
       this.reserving = true;
@@ -708,6 +723,11 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     }
   }
 
+  /** Worker calls that may run at once: one while records that crashed a process are about. */
+  private slots(): number {
+    return this.crashGuard?.isCareful ? 1 : this.options.concurrency;
+  }
+
   private reserved(batch: StoredRecord<T>[], limit: number, appendedBefore: number): void {
     this.noteTaken(batch, limit, appendedBefore);
     this.pollDue = false;
@@ -715,8 +735,20 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     if (batch.length === 0) {
       this.forceUntil = this.taken;
       this.intervalDue = false;
+      this.crashGuard?.inspect(batch);
+    } else if (this.crashGuard) {
+      const looped = this.crashGuard.inspect(batch);
+      // A careful batch is one call: its parts must not wait, leased, for another part's call.
+      const whole = this.crashGuard.isCareful;
+      if (looped.length === 0) this.dispatch(batch, [], whole);
+      else
+        this.dispatch(
+          batch.filter((entry) => !looped.includes(entry)),
+          looped,
+          whole,
+        );
     } else {
-      this.dispatch(batch);
+      this.dispatch(batch, [], false);
     }
     this.admitBlocked();
     this.settleFlushWaiters();
@@ -758,17 +790,24 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     }
   }
 
-  private dispatch(batch: StoredRecord<T>[]): void {
+  private dispatch(batch: StoredRecord<T>[], looped: StoredRecord<T>[], whole: boolean): void {
     const seq = ++this.batchSeq;
     this.runningBatches.add(seq);
     this.active++;
     this.inFlight += batch.length;
-    void this.runBatch(batch, seq);
+    void this.runBatch(batch, seq, looped, whole);
   }
 
-  private async runBatch(batch: StoredRecord<T>[], seq: number): Promise<void> {
+  private async runBatch(
+    batch: StoredRecord<T>[],
+    seq: number,
+    looped: StoredRecord<T>[],
+    whole: boolean,
+  ): Promise<void> {
     try {
-      if (this.bisector) {
+      if (looped.length > 0) await this.deadLetterLooped(looped);
+      if (batch.length === 0) return;
+      if (this.bisector && !whole) {
         // Halves of bisected batches get their own calls, one after another in this slot.
         for (const part of this.bisector.partition(batch)) await this.runCall(part);
       } else {
@@ -969,6 +1008,13 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     }
   }
 
+  /** Records that kept crashing their process go to the dead-letter path, never to the worker. */
+  private async deadLetterLooped(looped: readonly StoredRecord<T>[]): Promise<void> {
+    for (const [crashes, group] of groupBy(looped, crashesOf)) {
+      await this.deadLetter(group, new CrashLoopError(this.name, crashes));
+    }
+  }
+
   private async deadLetter(entries: readonly StoredRecord<T>[], error: Error): Promise<void> {
     const records = entries.map((e) => e.record);
     this.counters.deadLettered += entries.length;
@@ -1019,17 +1065,21 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
 
   private async recoverStored(): Promise<void> {
     try {
-      await this.storage.recover();
+      const recovered = await this.storage.recover();
       const hidden = (await this.storage.size()) - this.ready - this.retries.delayed;
+      // Records left by an earlier process may have been leased when it died: probe them first.
+      if (recovered > 0 || hidden > 0) this.crashGuard?.probe();
       if (hidden > 0) {
         // Left by an earlier process: they have waited long enough already.
         this.ready += hidden;
         this.arrivals.addOverdue(hidden);
         this.intervalDue = true;
-        this.pump();
       }
     } catch (error) {
       this.storageFailed('recover', error);
+    } finally {
+      this.holdForRecovery = false;
+      this.pump();
     }
   }
 
