@@ -153,6 +153,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private intervalDue = false;
   private pollDue = false;
   private pollTimer: NodeJS.Timeout | undefined;
+  /** Calls `recover()` every `storage.recoveryInterval` ms while running. */
+  private recoveryTimer: NodeJS.Timeout | undefined;
   private storageBackoff = 0;
 
   // Worker calls.
@@ -282,6 +284,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       this.recovering = this.recoverStored();
     }
     if (this.storage.shared) this.startPolling();
+    this.startRecoveryTimer();
     this.pump();
   }
 
@@ -1088,11 +1091,12 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     this.pollTimer = setInterval(
       () => {
         this.pollDue = true;
-        if (!this.storage.shared) return this.pump();
-        Promise.resolve(this.storage.recover()).then(
-          () => this.pump(),
-          (error: unknown) => this.storageFailed('recover', error),
-        );
+        // A shared storage that names no recoveryInterval gets its lapsed leases back per poll.
+        if (this.storage.shared && this.storage.recoveryInterval === undefined) {
+          void this.recoverLapsed();
+        } else {
+          this.pump();
+        }
       },
       Math.max(this.options.flushInterval, 10),
     );
@@ -1102,6 +1106,42 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private stopPolling(): void {
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.pollTimer = undefined;
+    if (this.recoveryTimer) clearInterval(this.recoveryTimer);
+    this.recoveryTimer = undefined;
+  }
+
+  /** Takes lapsed leases back on the storage's own schedule, not on `flushInterval`'s. */
+  private startRecoveryTimer(): void {
+    const interval = this.storage.recoveryInterval;
+    if (interval === undefined || this.recoveryTimer) return;
+    this.recoveryTimer = setInterval(
+      () => void this.recoverLapsed(),
+      Math.min(Math.max(interval, 1), MAX_TIMER_DELAY),
+    );
+    this.recoveryTimer.unref();
+  }
+
+  /**
+   * Makes records whose holder is gone visible again and dispatchable at once: they have waited
+   * long enough. Returns how many came back.
+   */
+  private async recoverLapsed(): Promise<number> {
+    let recovered: number;
+    try {
+      recovered = await this.storage.recover();
+    } catch (error) {
+      this.storageFailed('recover', error);
+      return 0;
+    }
+    if (recovered > 0) {
+      // They were leased when their holder died: the crash guard looks at them one by one first.
+      this.crashGuard?.probe();
+      this.ready += recovered;
+      this.arrivals.addOverdue(recovered);
+      this.intervalDue = true;
+    }
+    this.pump();
+    return recovered;
   }
 
   /** A storage call failed: report it and try again later, backing off, as the service recovers. */
@@ -1177,7 +1217,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         this.worker ? new DrainTimeoutError(this.name, timeout) : new NoWorkerError(this.name),
       );
     }
-    const remaining = this.storage.durable ? this.ready + this.retries.delayed : 0;
+    const remaining = this.storage.durable ? await this.countRemaining() : 0;
     const leasedElsewhere = await this.countLeasedElsewhere();
     this.retries.clear();
     const inFlight = this.inFlight;
@@ -1202,6 +1242,9 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   /** Flushes until nothing is left, waiting for retries that fall due before `deadline`. */
   private async drainWithin(deadline: number): Promise<void> {
     await this.recovering;
+    const recovers = this.storage.durable || this.storage.shared;
+    // Leases that lapsed since the last recovery are this drain's to process.
+    if (recovers) await this.recoverLapsed();
     while (this.lifecycle === 'stopping') {
       await this.flush();
       if (this.appending > 0) {
@@ -1216,7 +1259,11 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         continue;
       }
       const next = this.retries.next();
-      if (next === undefined || next > deadline) return;
+      if (next === undefined || next > deadline) {
+        // Before it says what is left: leases that lapsed while it drained.
+        if (recovers && (await this.recoverLapsed()) > 0) continue;
+        return;
+      }
       await new Promise<void>((resolve) => this.retryWakeups.push(resolve));
     }
   }
@@ -1230,6 +1277,16 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     }
     this.ready = 0;
     this.retriesDue = 0;
+  }
+
+  /** What a durable storage holds after the drain, as the storage counts it. */
+  private async countRemaining(): Promise<number> {
+    try {
+      return await this.storage.size();
+    } catch (error) {
+      this.storageFailed('size', error);
+      return this.ready + this.retries.delayed;
+    }
   }
 
   private async countLeasedElsewhere(): Promise<number> {

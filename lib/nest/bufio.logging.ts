@@ -19,10 +19,11 @@ export function logBufferEvents(buffer: BufIO<unknown, unknown>, logger: LoggerS
     logger.error(`buffer "${name}": ${error.message}`, error.stack);
   });
   buffer.on('drained', (summary) => {
+    // Records another holder leases are not lost, and not "nothing left" either: say so.
     const line =
       `buffer "${name}" drained in ${summary.durationMs} ms: ${summary.processed} processed, ` +
       `${summary.deadLettered} dead-lettered, ${summary.remaining} left in storage, ` +
-      `${summary.inFlight} in flight`;
+      `${summary.leasedElsewhere} still leased by other holders, ${summary.inFlight} in flight`;
     if (summary.timedOut) logger.warn(`${line} (shutdownTimeout reached)`);
     else logger.log(line);
   });

@@ -35,9 +35,13 @@ export class DurableState<T> {
     return n;
   }
 
-  /** Records leased by instances that are gone (crashed): leased elsewhere, until recovered. */
-  leasedByDead(): Row<T>[] {
-    return [...this.rows.values()].filter((row) => row.holder?.dead === true);
+  /** Records leased by instances that died at least `lapseMs` ago. */
+  leasedByDead(lapseMs = 0): Row<T>[] {
+    const now = Date.now();
+    return [...this.rows.values()].filter((row) => {
+      const diedAt = row.holder?.diedAt;
+      return diedAt !== undefined && now - diedAt >= lapseMs;
+    });
   }
 
   /** Plants a record that reserve cannot read back. */
@@ -61,7 +65,7 @@ export class DurableState<T> {
 export type LeaseReturn =
   /** At open, as FileStorage does: a lease does not outlive its process. */
   | 'on-open'
-  /** From `recover()`, as Redis and PostgreSQL do once a lease lapses. */
+  /** From `recover()`, once the lease lapsed (`leaseTimeout`), as Redis and PostgreSQL do. */
   | 'on-recover';
 
 const NEVER = new Promise<never>(() => undefined);
@@ -76,23 +80,30 @@ export class ScriptedStorage<T> implements Storage<T> {
   readonly shared: boolean;
   readonly idScope = 'scripted';
   readonly recoveryInterval: number | undefined;
-  dead = false;
+  /** When the process died (`crash()`), if it did. */
+  diedAt: number | undefined;
+  private readonly leaseTimeout: number;
   /** Records this instance reserved, in order: what each delivery looked like. */
   readonly deliveries: StoredRecord<T>[] = [];
 
   constructor(
     private readonly state: DurableState<T>,
     private readonly leases: LeaseReturn = 'on-open',
-    options: { shared?: boolean; recoveryInterval?: number } = {},
+    options: { shared?: boolean; recoveryInterval?: number; leaseTimeout?: number } = {},
   ) {
     this.shared = options.shared ?? false;
     this.recoveryInterval = options.recoveryInterval;
+    this.leaseTimeout = options.leaseTimeout ?? 0;
     if (leases === 'on-open') for (const row of state.leasedByDead()) row.holder = undefined;
   }
 
   /** The process dies: nothing it holds is acked or released. */
   crash(): void {
-    this.dead = true;
+    this.diedAt = Date.now();
+  }
+
+  get dead(): boolean {
+    return this.diedAt !== undefined;
   }
 
   append(records: readonly T[]): readonly RecordId[] {
@@ -177,7 +188,7 @@ export class ScriptedStorage<T> implements Storage<T> {
   recover(): number {
     if (this.dead) return NEVER as never;
     if (this.leases === 'on-open') return 0;
-    const lapsed = this.state.leasedByDead();
+    const lapsed = this.state.leasedByDead(this.leaseTimeout);
     for (const row of lapsed) row.holder = undefined;
     return lapsed.length;
   }
@@ -186,6 +197,13 @@ export class ScriptedStorage<T> implements Storage<T> {
     if (this.dead) return NEVER as never;
     let n = 0;
     for (const row of this.state.rows.values()) if (row.holder && row.holder !== this) n++;
+    return n;
+  }
+
+  /** Records this instance holds leased. */
+  get leased(): number {
+    let n = 0;
+    for (const row of this.state.rows.values()) if (row.holder === this) n++;
     return n;
   }
 
