@@ -7,6 +7,7 @@ import {
   BufferFullError,
   BufIOClosedError,
   CrashLoopError,
+  UnreadableRecordError,
   DeadLetterError,
   DrainTimeoutError,
   InvalidOptionsError,
@@ -30,7 +31,13 @@ import {
 import { Queue } from './queue.js';
 import { RetrySchedule } from './retry-schedule.js';
 import { retryDelay } from './retry.js';
-import type { AppendOptions, RecordId, Storage, StoredRecord } from './storage.js';
+import type {
+  AppendOptions,
+  RecordId,
+  Storage,
+  StoredRecord,
+  UnreadableRecord,
+} from './storage.js';
 import { type Waiter, Waiters } from './waiters.js';
 import { CallContext, perRecordOutcomes, type Worker, type WorkFunction } from './worker.js';
 import { exitGuard } from './exit-guard.js';
@@ -53,6 +60,11 @@ export interface BufIOStats {
   readonly deadLettered: number;
   /** Records merged into a waiting record with the same key (`coalesce`). */
   readonly coalesced: number;
+  /**
+   * Stored records the storage could not read back (damaged bytes, a payload the serializer
+   * refuses): set aside by the storage and reported as `UnreadableRecordError`, never processed.
+   */
+  readonly unreadable: number;
   /** Worker calls made. */
   readonly batches: number;
   /** Records waiting in storage, retries included, as far as this process knows. */
@@ -181,6 +193,11 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private pushHooks: Instrumentation<T>[] = [];
   private workHooks: Instrumentation<T>[] = [];
 
+  /** Given to every reserve: records the storage set aside because it could not read them. */
+  private readonly onUnreadable = (records: readonly UnreadableRecord[]): void => {
+    this.reportUnreadable(records);
+  };
+
   /** Idempotency-key scope for a storage that names none: unique, but new in every process. */
   private readonly idScope = `local:${randomUUID()}`;
 
@@ -192,6 +209,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     dropped: 0,
     deadLettered: 0,
     coalesced: 0,
+    unreadable: 0,
     batches: 0,
     batchRecords: 0,
     workMs: 0,
@@ -397,6 +415,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       dropped: c.dropped,
       deadLettered: c.deadLettered,
       coalesced: c.coalesced,
+      unreadable: c.unreadable,
       batches: c.batches,
       buffered: this.ready + this.retries.delayed,
       capacity: this.options.maxBufferedRecords,
@@ -643,7 +662,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   ): Promise<void> {
     const excess = this.buffered() + records.length - this.options.maxBufferedRecords;
     const appendedBefore = this.appended;
-    const victims = await this.storage.reserve(excess, { now: this.now() });
+    const victims = await this.storage.reserve(excess, {
+      now: this.now(),
+      onUnreadable: this.onUnreadable,
+    });
     if (victims.length > 0) {
       this.noteTaken(victims, excess, appendedBefore);
       await this.storage.ack(victims);
@@ -698,6 +720,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
           now: this.now(),
           maxBytes: this.options.maxBatchBytes,
           laneShare: this.options.priority?.share,
+          onUnreadable: this.onUnreadable,
         });
       } catch (error) {
         this.reserving = false;
@@ -1167,6 +1190,19 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     }, this.storageBackoff).unref();
   }
 
+  /** Unreadable records are never processed, so they are counted and reported, never dropped silently. */
+  private reportUnreadable(records: readonly UnreadableRecord[]): void {
+    if (records.length === 0) return;
+    this.counters.unreadable += records.length;
+    const error = new UnreadableRecordError(this.name, records);
+    try {
+      this.options.onError?.(error, []);
+    } catch (hookError) {
+      this.report(hookError);
+    }
+    this.emit('error', error);
+  }
+
   private report(error: unknown): void {
     this.emit('error', toError(error));
   }
@@ -1271,7 +1307,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   /** What a non-durable storage still holds when the drain ends goes to the dead-letter path. */
   private async handOverRemaining(error: Error): Promise<void> {
     for (;;) {
-      const rest = await this.storage.reserve(this.options.batchSize, { now: Infinity });
+      const rest = await this.storage.reserve(this.options.batchSize, {
+        now: Infinity,
+        onUnreadable: this.onUnreadable,
+      });
       if (rest.length === 0) break;
       await this.deadLetter(rest, error);
     }

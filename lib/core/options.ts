@@ -88,7 +88,11 @@ export interface BufIOOptions<T, U = unknown> {
   onFull?: OnFullPolicy;
   /** Receives records that failed their last attempt. Default: none (the `deadLettered` event). */
   deadLetter?: DeadLetterHandler<T>;
-  /** Called on every failed attempt, with the records that failed. */
+  /**
+   * Called on every failed attempt, with the records that failed; also with an
+   * `UnreadableRecordError` and no records when the storage met stored records it could not read
+   * back (they are in the error's `records`, and set aside by the storage).
+   */
   onError?: (error: Error, records: T[]) => void;
   /** Where the flush timer lives (see `FlushTimers`). */
   timers?: FlushTimers;
