@@ -926,7 +926,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
           }),
         ]);
       }
-      return { ok: true, value: result instanceof Promise ? await result : result };
+      // Any thenable, not only a Promise: query builders (knex, Drizzle, Prisma) run when awaited.
+      return { ok: true, value: isThenable(result) ? await result : result };
     } catch (error) {
       return { ok: false, error: toError(error) };
     } finally {
@@ -1362,6 +1363,15 @@ function reportOf(outcome: CallOutcome, batchLength: number): WorkReport {
     failed: perRecord ? value.filter((v) => v instanceof Error).length : 0,
     error: undefined,
   };
+}
+
+/** Whether a value has a callable `then`: `await` runs it, once. */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 function groupBy<V, K>(items: readonly V[], keyOf: (item: V) => K): Map<K, V[]> {
