@@ -12,6 +12,7 @@ import {
   DrainTimeoutError,
   InvalidOptionsError,
   InvalidRecordError,
+  isError,
   NoWorkerError,
   RecordDroppedError,
   StorageError,
@@ -41,6 +42,7 @@ import type {
 import { type Waiter, Waiters } from './waiters.js';
 import { CallContext, perRecordOutcomes, type Worker, type WorkFunction } from './worker.js';
 import { exitGuard } from './exit-guard.js';
+import { handled, rejected } from './handled.js';
 
 /** Counters and timings of a buffer, from `stats()`. */
 export interface BufIOStats {
@@ -60,6 +62,12 @@ export interface BufIOStats {
   readonly deadLettered: number;
   /** Records merged into a waiting record with the same key (`coalesce`). */
   readonly coalesced: number;
+  /**
+   * Records whose `push` was refused (rejected): after `stop()`, when full with `onFull: 'error'`,
+   * invalid, or when the storage failed to store them. Counted (and emitted as `refused`) whether
+   * or not the caller awaited the push.
+   */
+  readonly refused: number;
   /**
    * Stored records the storage could not read back (damaged bytes, a payload the serializer
    * refuses): set aside by the storage and reported as `UnreadableRecordError`, never processed.
@@ -209,6 +217,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     dropped: 0,
     deadLettered: 0,
     coalesced: 0,
+    refused: 0,
     unreadable: 0,
     batches: 0,
     batchRecords: 0,
@@ -311,15 +320,17 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
    *
    * Resolves once the storage holds them (at once for `MemoryStorage`). When the buffer is full,
    * `onFull` decides: wait for room, drop, or reject with `BufferFullError`. Safe to call without
-   * `await` on a buffer with room: the normal path never rejects. An array is always a list of
-   * records; to push a record that is itself an array, wrap it: `push([record])`.
+   * `await`: a refused push rejects for a caller who awaits it, and is in every case counted
+   * (`stats().refused`) and emitted as a `refused` event, never an unhandled rejection. An array
+   * is always a list of records; to push a record that is itself an array, wrap it:
+   * `push([record])`.
    *
    * @throws BufIOClosedError (as a rejection) after `stop()`.
    * @throws InvalidRecordError (as a rejection) for `undefined` or an empty array.
    */
   push(records: T | readonly T[], options?: PushOptions): Promise<void> {
     if (this.lifecycle === 'stopping' || this.lifecycle === 'stopped') {
-      return Promise.reject(new BufIOClosedError(this.name));
+      return this.refuse(records, new BufIOClosedError(this.name));
     }
     try {
       if (
@@ -338,9 +349,9 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       }
       const list = Array.isArray(records) ? (records as readonly T[]) : [records as T];
       this.checkRecords(list);
-      return this.accept(list, undefined, this.laneOf(options));
+      return this.watchRefusal(list, this.accept(list, undefined, this.laneOf(options)));
     } catch (error) {
-      return Promise.reject(error);
+      return this.refuse(records, error);
     }
   }
 
@@ -353,19 +364,28 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
    */
   pushAndWait(record: T, options?: PushOptions): Promise<U | undefined> {
     if (this.storage.shared) {
-      return Promise.reject(
+      return this.refuse(
+        [record],
         new UnsupportedError(
           `pushAndWait is not available on buffer "${this.name}": its storage is shared, so another process may process the record`,
         ),
       );
     }
     if (this.lifecycle === 'stopping' || this.lifecycle === 'stopped') {
-      return Promise.reject(new BufIOClosedError(this.name));
+      return this.refuse([record], new BufIOClosedError(this.name));
     }
-    return new Promise<U | undefined>((resolve, reject) => {
-      this.checkRecords([record]);
-      this.accept([record], { resolve, reject }, this.laneOf(options)).catch(reject);
-    });
+    // Also rejects when the record is dead-lettered or dropped: handled, like every promise here.
+    return handled(
+      new Promise<U | undefined>((resolve, reject) => {
+        try {
+          this.checkRecords([record]);
+          const accepted = this.accept([record], { resolve, reject }, this.laneOf(options));
+          this.watchRefusal([record], accepted).catch(reject);
+        } catch (error) {
+          this.refuse([record], error).catch(reject);
+        }
+      }),
+    );
   }
 
   /**
@@ -376,7 +396,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
    * @throws NoWorkerError (as a rejection) when no worker is attached.
    */
   flush(): Promise<void> {
-    if (!this.worker) return Promise.reject(new NoWorkerError(this.name));
+    if (!this.worker) return rejected(new NoWorkerError(this.name));
     if (this.lifecycle === 'stopped') return RESOLVED;
     const target = this.taken + this.ready;
     this.forceUntil = Math.max(this.forceUntil, target);
@@ -396,8 +416,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
    */
   stop(options: StopOptions = {}): Promise<DrainSummary> {
     const check = new OptionChecker(`buffer "${this.name}"`);
-    this.stopping ??= this.drain(
-      check.number('timeout', options.timeout, DEFAULT_STOP_TIMEOUT, 0, MAX_TIMER_DELAY),
+    this.stopping ??= handled(
+      this.drain(
+        check.number('timeout', options.timeout, DEFAULT_STOP_TIMEOUT, 0, MAX_TIMER_DELAY),
+      ),
     );
     return this.stopping;
   }
@@ -415,6 +437,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       dropped: c.dropped,
       deadLettered: c.deadLettered,
       coalesced: c.coalesced,
+      refused: c.refused,
       unreadable: c.unreadable,
       batches: c.batches,
       buffered: this.ready + this.retries.delayed,
@@ -436,6 +459,25 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     return new UnsupportedError(
       `buffer "${this.name}": option "${option}" needs a storage that supports it, and ${storage} does not (MemoryStorage does)`,
     );
+  }
+
+  /** A push refused at once: counted, told, and rejected without risk of an unhandled rejection. */
+  private refuse(records: T | readonly T[], error: unknown): Promise<never> {
+    this.noteRefused(Array.isArray(records) ? (records as readonly T[]) : [records as T], error);
+    return rejected(error);
+  }
+
+  /** Counts and tells a push that `accepted` turns out to refuse; returns `accepted`, handled. */
+  private watchRefusal(records: readonly T[], accepted: Promise<void>): Promise<void> {
+    // The normal path of an in-memory storage pays nothing.
+    if (accepted === RESOLVED) return accepted;
+    accepted.then(undefined, (error: unknown) => this.noteRefused(records, error));
+    return accepted;
+  }
+
+  private noteRefused(records: readonly T[], error: unknown): void {
+    this.counters.refused += records.length;
+    this.emit('refused', { records, error: toError(error) });
   }
 
   private checkRecords(records: readonly T[]): void {
@@ -1360,7 +1402,7 @@ function reportOf(outcome: CallOutcome, batchLength: number): WorkReport {
   const value = outcome.value;
   const perRecord = Array.isArray(value) && value.length === batchLength;
   return {
-    failed: perRecord ? value.filter((v) => v instanceof Error).length : 0,
+    failed: perRecord ? value.filter(isError).length : 0,
     error: undefined,
   };
 }

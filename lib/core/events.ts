@@ -35,6 +35,12 @@ export interface BufIOEvents<T, U = unknown> {
   retrying: { readonly records: readonly T[]; readonly attempt: number; readonly delay: number };
   /** Records removed by a dropping `onFull` policy, never processed. */
   dropped: { readonly records: readonly T[]; readonly policy: OnFullPolicy };
+  /**
+   * A `push` (or `pushAndWait`) was refused: after `stop()`, when full with `onFull: 'error'`,
+   * invalid, or when the storage failed. Emitted whether or not the caller awaited the push, so a
+   * fire-and-forget push is never refused silently.
+   */
+  refused: { readonly records: readonly T[]; readonly error: Error };
   /** Records that failed their last attempt (or could not be drained), after `deadLetter` ran. */
   deadLettered: { readonly records: readonly T[]; readonly error: Error };
   /** `stop()` finished draining. */

@@ -1,3 +1,4 @@
+import { isError } from './errors.js';
 import type { RecordId } from './storage.js';
 
 /** What the engine tells a worker about the call it is making. */
@@ -60,7 +61,7 @@ export function perRecordOutcomes<U>(
 ): RecordOutcome<U>[] | undefined {
   if (!Array.isArray(result) || result.length !== batchLength) return undefined;
   return result.map((value: unknown) =>
-    value instanceof Error ? { ok: false, error: value } : { ok: true, value: value as U },
+    isError(value) ? { ok: false, error: value } : { ok: true, value: value as U },
   );
 }
 
