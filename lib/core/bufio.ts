@@ -20,7 +20,8 @@ import {
   WorkTimeoutError,
   toError,
 } from './errors.js';
-import { type BufIOEvents, type DrainSummary, TypedEmitter } from './events.js';
+import { type BufIOEventMap, type DrainSummary, SafeEmitter } from './events.js';
+import { isThenable } from './thenable.js';
 import type { Instrumentation, WorkCall, WorkReport } from './instrumentation.js';
 import {
   type BufIOOptions,
@@ -142,7 +143,7 @@ const MAX_TIMER_DELAY = 2_147_483_647;
  * await bufio.push(event);
  * await bufio.stop();
  */
-export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
+export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   /** The buffer's name, from the options. */
   readonly name: string;
   /** Where records wait. */
@@ -477,7 +478,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
 
   private noteRefused(records: readonly T[], error: unknown): void {
     this.counters.refused += records.length;
-    this.emit('refused', { records, error: toError(error) });
+    this.tell('refused', { records, error: toError(error) });
   }
 
   private checkRecords(records: readonly T[]): void {
@@ -693,7 +694,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     const policy = this.options.onFull;
     this.counters.dropped += records.length;
     for (const waiter of waiters) waiter.reject(new RecordDroppedError(this.name, policy));
-    this.emit('dropped', { records, policy });
+    this.tell('dropped', { records, policy });
   }
 
   /** Makes room by dropping the oldest visible records; what still does not fit is dropped too. */
@@ -1022,7 +1023,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     this.counters.processed += entries.length;
     this.bisector?.forget(entries);
     this.waiters.resolve(entries, results);
-    if (this.listens('flushed')) this.emit('flushed', { records, results, durationMs });
+    if (this.listens('flushed')) this.tell('flushed', { records, results, durationMs });
   }
 
   /**
@@ -1044,7 +1045,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       } catch (hookError) {
         this.report(hookError);
       }
-      this.emit('failed', { records, error, attempt });
+      this.tell('failed', { records, error, attempt });
     }
     const giveUp = this.lifecycle === 'stopped' && !this.storage.durable;
     const maxAttempts = this.options.retry.maxAttempts;
@@ -1073,7 +1074,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       }
       this.counters.retried += group.length;
       this.retries.add(at, group.length);
-      this.emit('retrying', { records: group.map((e) => e.record), attempt: attempts + 2, delay });
+      this.tell('retrying', { records: group.map((e) => e.record), attempt: attempts + 2, delay });
     }
   }
 
@@ -1095,7 +1096,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         this.report(new DeadLetterError(records, handlerError));
       }
     }
-    this.emit('deadLettered', { records, error });
+    this.tell('deadLettered', { records, error });
     this.waiters.reject(entries, error);
     this.bisector?.forget(entries);
     try {
@@ -1243,11 +1244,11 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     } catch (hookError) {
       this.report(hookError);
     }
-    this.emit('error', error);
+    this.tell('error', error);
   }
 
   private report(error: unknown): void {
-    this.emit('error', toError(error));
+    this.tell('error', toError(error));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1314,7 +1315,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       timedOut: !finished,
       durationMs: Date.now() - startedAt,
     };
-    this.emit('drained', summary);
+    this.tell('drained', summary);
     return summary;
   }
 
@@ -1405,15 +1406,6 @@ function reportOf(outcome: CallOutcome, batchLength: number): WorkReport {
     failed: perRecord ? value.filter(isError).length : 0,
     error: undefined,
   };
-}
-
-/** Whether a value has a callable `then`: `await` runs it, once. */
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    value !== null &&
-    (typeof value === 'object' || typeof value === 'function') &&
-    typeof (value as { then?: unknown }).then === 'function'
-  );
 }
 
 function groupBy<V, K>(items: readonly V[], keyOf: (item: V) => K): Map<K, V[]> {
