@@ -1,3 +1,4 @@
+import { types } from 'node:util';
 import type { UnreadableRecord } from './storage.js';
 
 /**
@@ -255,9 +256,17 @@ export class DeadLetterError<T = unknown> extends BufIOError {
   }
 }
 
+/**
+ * Whether a value is an `Error`, from this realm or another: a native driver or a `vm` context
+ * (Jest's) may throw errors whose class is another realm's `Error`.
+ */
+export function isError(value: unknown): value is Error {
+  return value instanceof Error || types.isNativeError(value);
+}
+
 /** Turns anything thrown into an `Error`, keeping the original as `cause`. */
 export function toError(value: unknown): Error {
-  if (value instanceof Error) return value;
+  if (isError(value)) return value;
   return new WorkerError(`worker failed with a non-Error value: ${describeValue(value)}`, {
     cause: value,
   });
