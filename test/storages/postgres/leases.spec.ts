@@ -109,7 +109,8 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
   });
 
   it('keeps attempts and deliveries of a batch mixing retries and fresh records through a lapse', async () => {
-    const holder = await open({ leaseTimeout: 150 });
+    // Renewed every 20 s: nothing renews the lease between its lapse below and the recovery.
+    const holder = await open({ leaseTimeout: 60_000 });
     const table = tableOf(holder);
     await holder.append(recs(0, 2));
     await holder.release(await holder.reserve(2, { now: Date.now() }), 0);
