@@ -58,14 +58,22 @@ export interface Contender {
 
 export type Group = 'FileStorage' | 'RedisStorage' | 'PostgresStorage';
 
+/** Changes to how `throughBufIO` runs: other engine settings, a step before `stop()`. */
+export interface ThroughBufIOOptions {
+  readonly engine?: { readonly batchSize?: number };
+  /** Runs once every record is processed, before `stop()` closes the storage. */
+  readonly beforeStop?: () => Promise<unknown>;
+}
+
 /**
  * BufIO over a storage: `PRODUCERS` loops each `await push()` the next record; the clock stops
  * when the worker has seen every record pushed. Checks that none was lost or processed twice.
  */
-async function throughBufIO(
+export async function throughBufIO(
   storage: Storage<BenchRecord>,
   records: readonly BenchRecord[],
   deadline: number,
+  options: ThroughBufIOOptions = {},
 ): Promise<RunResult> {
   let processed = 0;
   let pushed = Infinity;
@@ -73,6 +81,7 @@ async function throughBufIO(
   const errors: string[] = [];
   const bufio = new BufIO<BenchRecord>({
     ...ENGINE,
+    ...options.engine,
     storage,
     maxBufferedRecords: 1_000_000,
     worker: (batch) => {
@@ -94,6 +103,7 @@ async function throughBufIO(
   if (processed >= pushed) allProcessed.resolve();
   await allProcessed.promise;
   const seconds = (now() - t0) / 1000;
+  await options.beforeStop?.();
   await bufio.stop();
   if (processed !== pushed) {
     throw new Error(`the worker saw ${processed} records, ${pushed} were pushed`);

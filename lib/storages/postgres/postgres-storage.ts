@@ -22,6 +22,7 @@ import {
   resolvePostgresOptions,
 } from './postgres-storage-options.js';
 import { PostgresSession } from './postgres-session.js';
+import { ScanFloor } from './scan-floor.js';
 import { statementsFor, STRIPES, type Statements } from './statements.js';
 import { describeDriverError, isUnavailable, storageFailure } from './storage-failure.js';
 
@@ -50,6 +51,8 @@ interface ReservedRow {
   /** Null for a fresh record (0 attempts, 1 delivery); set for one delivered before. */
   readonly attempts: number | null;
   readonly deliveries: number | null;
+  /** For a record delivered before: when it was due. */
+  readonly visible_at: string | null;
 }
 
 /** What an INSERT returns: a contiguous range of ids, or every id. */
@@ -121,6 +124,9 @@ export class PostgresStorage<T> implements Storage<T> {
   private readonly token: string;
   private readonly session: PostgresSession;
   private readonly book = new LeaseBook(randomInt(MAX_INT));
+  /** Where reserves start their scans of fresh records and of due retries. */
+  private readonly freshFloor = new ScanFloor();
+  private readonly retryFloor = new ScanFloor();
   /** Leases (by seq) this instance holds: renewed while held. */
   private readonly renewal: LeaseRenewal;
   private stripe = randomInt(STRIPES);
@@ -279,6 +285,8 @@ export class PostgresStorage<T> implements Storage<T> {
     await this.prepareToLease();
     const seq = this.book.take();
     const clock = Date.now();
+    const fresh = this.freshFloor.current(clock);
+    const retries = this.retryFloor.current(clock);
     const values: unknown[] = [
       Math.min(Math.floor(limit), MAX_INT),
       toMs(options.now),
@@ -287,15 +295,26 @@ export class PostgresStorage<T> implements Storage<T> {
       this.holder,
       clock + this.options.leaseTimeout,
       this.nextStripe(),
+      String(fresh.id),
+      String(retries.visibleAt),
+      String(retries.id),
     ];
     if (options.maxBytes !== undefined) values.push(Math.max(0, Math.floor(options.maxBytes)));
     const text = options.maxBytes === undefined ? this.sql.reserve : this.sql.reserveWithin;
-    const rows = (await this.query<ReservedRow>('reserve', text, values)).rows;
+    let rows: ReservedRow[];
+    try {
+      rows = (await this.query<ReservedRow>('reserve', text, values)).rows;
+    } catch (error) {
+      // It may have locked records and let them go: look from the head next time.
+      this.resetFloors();
+      throw error;
+    }
     if (rows.length === 0) return [];
     // RETURNING has no order: due retries first, then fresh records, each in id order.
     rows.sort(
       (a, b) => Number(b.attempts !== null) - Number(a.attempts !== null) || compareIds(a.id, b.id),
     );
+    this.advanceFloors(rows, clock);
     this.book.open(
       seq,
       rows.map((row) => row.id),
@@ -369,6 +388,8 @@ export class PostgresStorage<T> implements Storage<T> {
   async recover(): Promise<number> {
     this.assertOpen('recover');
     await this.ensureTable();
+    // Records a failed reserve or a slow write left behind a scan's bound: this often.
+    this.resetFloors();
     const result = await this.query<{ n: number }>('recover', this.sql.recover, [
       Date.now(),
       this.holderKey,
@@ -414,8 +435,13 @@ export class PostgresStorage<T> implements Storage<T> {
     this.renewal.stop();
     const held = this.book.clear();
     try {
-      if (held > 0)
-        await this.query('close', this.sql.giveBack, [this.holderKey, this.nextStripe()]);
+      if (held > 0) {
+        await this.query('close', this.sql.giveBack, [
+          this.holderKey,
+          this.nextStripe(),
+          Date.now(),
+        ]);
+      }
     } catch (error) {
       // The leases lapse on their own; say why they were not returned now.
       this.report(error as Error);
@@ -551,6 +577,22 @@ export class PostgresStorage<T> implements Storage<T> {
     );
     await this.scoped;
     await this.session.ready();
+  }
+
+  /** The scans took `rows` (sorted: retries, then fresh records): start past them next time. */
+  private advanceFloors(rows: readonly ReservedRow[], clock: number): void {
+    const last = rows[rows.length - 1] as ReservedRow;
+    if (last.attempts === null) this.freshFloor.took({ visibleAt: 0n, id: BigInt(last.id) }, clock);
+    // Retries come in id order, not due order: the floor keeps the highest key it is given.
+    for (const row of rows) {
+      if (row.visible_at === null) break;
+      this.retryFloor.took({ visibleAt: BigInt(row.visible_at), id: BigInt(row.id) }, clock);
+    }
+  }
+
+  private resetFloors(): void {
+    this.freshFloor.reset();
+    this.retryFloor.reset();
   }
 
   private nextStripe(): number {

@@ -56,12 +56,17 @@ export interface Statements {
    */
   readonly insert: string;
   /**
-   * $1 limit, $2 now (visibility), $3 holder_key, $4 seq, $5 holder, $6 until, $7 stripe.
-   * Returns `id, payload, attempts, deliveries`: due retries first, then fresh records (with
-   * NULL attempts and deliveries: 0 and 1), each part unordered.
+   * $1 limit, $2 now (visibility), $3 holder_key, $4 seq, $5 holder, $6 until, $7 stripe; where
+   * the scans start (see ScanFloor): $8 the id fresh records are taken above, $9 and $10 the
+   * `(visible_at, id)` retries are taken above. Returns `id, payload, attempts, deliveries,
+   * visible_at`: due retries first, then fresh records (with NULL attempts, deliveries and
+   * visible_at: 0 attempts, 1 delivery), each part unordered.
    */
   readonly reserve: string;
-  /** `reserve`, keeping the prefix within $8 bytes (the first record always). */
+  /**
+   * `reserve`, keeping the prefix within $11 bytes (the first record always), retries in due
+   * order, then fresh records in id order.
+   */
   readonly reserveWithin: string;
   /** $1 holder_key, $2 seq, $3 how many records this settles: ends a lease settled by it. */
   readonly ackAll: string;
@@ -78,10 +83,13 @@ export interface Statements {
   readonly renew: string;
   /**
    * $1 now, $2 own holder_key, $3 stripe, $4 channel, $5 token: leases that lapsed, or whose
-   * holder is gone (its presence lock is free), go back to `T_retry`. Returns `n` records.
+   * holder is gone (its presence lock is free), go back to `T_retry`, due now (not at 0: scans
+   * of due retries start past the keys taken, see ScanFloor). Returns `n` records.
    */
   readonly recover: string;
-  /** $1 holder_key, $2 stripe: this holder's leases go back, their deliveries uncounted. */
+  /**
+   * $1 holder_key, $2 stripe, $3 now: this holder's leases go back, their deliveries uncounted.
+   */
   readonly giveBack: string;
   /** Returns `n`: records waiting, from the counters. */
   readonly size: string;
@@ -137,12 +145,12 @@ counted AS (
   UPDATE ${meta} SET waiting = waiting - (SELECT records FROM leased)
   WHERE stripe = $7::int AND EXISTS (SELECT 1 FROM leased)
 )
-SELECT id::text AS id, payload, attempts, deliveries FROM retried
-UNION ALL SELECT id::text, payload, NULL, NULL FROM fresh`;
+SELECT id::text AS id, payload, attempts, deliveries, visible_at::text AS visible_at FROM retried
+UNION ALL SELECT id::text, payload, NULL, NULL, NULL FROM fresh`;
   const retriedWhere = (ctids: string): string => `
 retried AS (
   DELETE FROM ${retry} WHERE ctid = ANY (ARRAY(${ctids}))
-  RETURNING id, payload, attempts, deliveries + 1 AS deliveries
+  RETURNING id, payload, attempts, deliveries + 1 AS deliveries, visible_at
 )`;
   const freshWhere = (ctids: string): string => `
 fresh AS (
@@ -154,7 +162,8 @@ fresh AS (
   // a second index descent nor a join (which could scan the table) is needed.
   const dueRetries = (columns: string): string => `
 due AS (
-  SELECT ${columns} FROM ${retry} WHERE visible_at <= $2::bigint
+  SELECT ${columns} FROM ${retry}
+  WHERE visible_at <= $2::bigint AND (visible_at, id) > ($9::bigint, $10::bigint)
   ORDER BY visible_at, id LIMIT $1::int FOR UPDATE SKIP LOCKED
 )`;
   const freshLimit = `greatest($1::int - (SELECT count(*) FROM due), 0)`;
@@ -188,7 +197,13 @@ counted AS (
   WHERE stripe = ${stripe}::int AND EXISTS (SELECT 1 FROM ${rows})
 )`;
   // Leases that ended without ack or release: their open records go back, to be delivered again.
-  const endLeases = (which: string, deliveries: string, stripe: string, notify: string): string => `
+  const endLeases = (
+    which: string,
+    deliveries: string,
+    visibleAt: string,
+    stripe: string,
+    notify: string,
+  ): string => `
 WITH ended AS (
   DELETE FROM ${leases} l USING (
     SELECT holder_key, seq FROM ${leases} WHERE ${which} FOR UPDATE SKIP LOCKED
@@ -198,7 +213,7 @@ WITH ended AS (
 ),
 back AS (
   INSERT INTO ${retry} (id, payload, attempts, deliveries, visible_at)
-  SELECT u.id, u.payload, coalesce(u.attempts, 0), ${deliveries}, 0
+  SELECT u.id, u.payload, coalesce(u.attempts, 0), ${deliveries}, ${visibleAt}::bigint
   FROM ended, unnest(ended.ids, ended.payloads, ended.attempts, ended.deliveries)
     AS u(id, payload, attempts, deliveries)
   WHERE ended.settled IS NULL OR u.id <> ALL (ended.settled)
@@ -240,27 +255,27 @@ FROM appended`,
     reserve: `
 WITH ${dueRetries('ctid')},
 ${retriedWhere('SELECT ctid FROM due')},
-${freshWhere(`SELECT ctid FROM ${t} ORDER BY id LIMIT ${freshLimit} FOR UPDATE SKIP LOCKED`)},
+${freshWhere(`SELECT ctid FROM ${t} WHERE id > $8::bigint ORDER BY id LIMIT ${freshLimit} FOR UPDATE SKIP LOCKED`)},
 ${takenAndLeased}`,
 
     // The window keeps the prefix that fits (the first row always); rows locked but not chosen
     // are neither deleted nor leased: their row locks end with the statement.
     reserveWithin: `
-WITH ${dueRetries('ctid, id, octet_length(payload) AS bytes')},
+WITH ${dueRetries('ctid, id, visible_at, octet_length(payload) AS bytes')},
 waiting AS (
-  SELECT ctid, id, octet_length(payload) AS bytes FROM ${t}
+  SELECT ctid, id, octet_length(payload) AS bytes FROM ${t} WHERE id > $8::bigint
   ORDER BY id LIMIT ${freshLimit} FOR UPDATE SKIP LOCKED
 ),
 chosen AS (
   SELECT retry, id, ctid FROM (
     SELECT retry, id, ctid, row_number() OVER w AS n, sum(bytes) OVER w AS running
     FROM (
-      SELECT true AS retry, id, ctid, bytes FROM due
-      UNION ALL SELECT false, id, ctid, bytes FROM waiting
+      SELECT true AS retry, visible_at, id, ctid, bytes FROM due
+      UNION ALL SELECT false, NULL, id, ctid, bytes FROM waiting
     ) candidates
-    WINDOW w AS (ORDER BY retry DESC, id ROWS UNBOUNDED PRECEDING)
+    WINDOW w AS (ORDER BY retry DESC, visible_at, id ROWS UNBOUNDED PRECEDING)
   ) ranked
-  WHERE n = 1 OR running <= $8::bigint
+  WHERE n = 1 OR running <= $11::bigint
 ),
 ${retriedWhere('SELECT ctid FROM chosen WHERE retry')},
 ${freshWhere('SELECT ctid FROM chosen WHERE NOT retry')},
@@ -307,6 +322,7 @@ SELECT count(*)::int AS n FROM moved`,
     recover: endLeases(
       'until <= $1::bigint OR (holder_key > 0 AND holder_key <> $2::bigint AND pg_try_advisory_xact_lock(holder_key))',
       'coalesce(u.deliveries, 1)',
+      '$1',
       '$3',
       'pg_notify($4::text, $5::text)',
     ),
@@ -315,6 +331,7 @@ SELECT count(*)::int AS n FROM moved`,
     giveBack: endLeases(
       'holder_key = $1::bigint',
       'greatest(coalesce(u.deliveries, 1) - 1, coalesce(u.attempts, 0))',
+      '$3',
       '$2',
       '1',
     ),

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, expect, it } from '@jest/globals';
+import { expect, it } from '@jest/globals';
 import pg from 'pg';
 import { StorageUnavailableError, type StoredRecord } from '../../../lib/index.js';
 import {
@@ -7,14 +7,7 @@ import {
 } from '../../../lib/storages/postgres/index.js';
 import { describeWith } from '../../support/services.js';
 import { sleep, waitFor } from '../../support/wait.js';
-import {
-  adminPool,
-  countRecords,
-  countRows,
-  dropTables,
-  POSTGRES_URL,
-  uniqueTable,
-} from './support.js';
+import { countRecords, countRows, dropTables, POSTGRES_URL, postgresSpec } from './support.js';
 import { TcpProxy, targetOf, throughProxy } from './tcp-proxy.js';
 
 const describePostgres = await describeWith('postgres');
@@ -28,40 +21,11 @@ const recs = (from: number, to: number): Rec[] =>
 const numbers = (batch: readonly StoredRecord<Rec>[]): number[] => batch.map((e) => e.record.n);
 
 describePostgres('PostgresStorage leases, counters and ids', () => {
-  let admin: pg.Pool;
-  const tables = new Set<string>();
-  let cleanup: (() => Promise<void>)[] = [];
-
-  beforeAll(() => {
-    admin = adminPool();
-  });
-
-  afterEach(async () => {
-    for (const step of cleanup.reverse()) await step();
-    cleanup = [];
-  });
-
-  afterAll(async () => {
-    await dropTables(admin, tables);
-    await admin.end();
-  });
-
-  async function open(
+  const spec = postgresSpec('lease');
+  const open = (
     options: Partial<PostgresStorageOptions<Rec>> = {},
-    table = uniqueTable('lease'),
-  ): Promise<PostgresStorage<Rec>> {
-    tables.add(table);
-    const storage = new PostgresStorage<Rec>({
-      connectionString: POSTGRES_URL,
-      table,
-      poolConfig: { max: 3 },
-      onError: () => undefined,
-      ...options,
-    });
-    await storage.migrate();
-    cleanup.push(() => storage.close());
-    return storage;
-  }
+    table?: string,
+  ): Promise<PostgresStorage<Rec>> => spec.storage<Rec>(options, table);
 
   const tableOf = (storage: PostgresStorage<Rec>): string => storage.table.slice(1, -1);
 
@@ -69,10 +33,10 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
     const storage = await open();
     const table = tableOf(storage);
     await storage.append(recs(0, 50));
-    const before = await admin.query<{ xmin: string }>(`SELECT xmin::text FROM "${table}"`);
+    const before = await spec.admin.query<{ xmin: string }>(`SELECT xmin::text FROM "${table}"`);
     const batch = await storage.reserve(30, { now: Date.now() });
     expect(numbers(batch)).toEqual(recs(0, 30).map((r) => r.n));
-    const leases = await admin.query<{ records: number; ids: string[] }>(
+    const leases = await spec.admin.query<{ records: number; ids: string[] }>(
       `SELECT records, ids::text[] AS ids FROM "${table}_leases"`,
     );
     expect(leases.rows).toHaveLength(1);
@@ -81,11 +45,11 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
       batch.map((e) => e.id),
     );
     // The records left behind were not touched: same row versions as before the reserve.
-    const after = await admin.query<{ xmin: string }>(`SELECT xmin::text FROM "${table}"`);
+    const after = await spec.admin.query<{ xmin: string }>(`SELECT xmin::text FROM "${table}"`);
     expect(after.rows).toEqual(before.rows.slice(30));
     await storage.ack(batch);
-    expect(await countRows(admin, `${table}_leases`)).toBe(0);
-    expect(await countRecords(admin, table)).toBe(20);
+    expect(await countRows(spec.admin, `${table}_leases`)).toBe(0);
+    expect(await countRecords(spec.admin, table)).toBe(20);
   });
 
   it('settles one batch from several calls at once: acks and releases of parts, in any order', async () => {
@@ -101,7 +65,7 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
       storage.ack(part(6, 9)),
       storage.release(part(9, 12), later),
     ]);
-    expect(await countRows(admin, `${table}_leases`)).toBe(0);
+    expect(await countRows(spec.admin, `${table}_leases`)).toBe(0);
     expect(await storage.size()).toBe(6);
     const retried = await storage.reserve(20, { now: Infinity });
     expect(numbers(retried)).toEqual([3, 4, 5, 9, 10, 11]);
@@ -123,7 +87,7 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
       [3, 0, 1],
     ]);
     // The holder stalls: no renewal, the lease lapses and another instance recovers it.
-    await admin.query(`UPDATE "${table}_leases" SET until = 0`);
+    await spec.admin.query(`UPDATE "${table}_leases" SET until = 0`);
     const other = await open({}, table);
     expect(await other.recover()).toBe(4);
     const back = await other.reserve(10, { now: Date.now() });
@@ -138,7 +102,7 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
   it('stops renewing a lease once a statement on it failed: the records come back after it lapses', async () => {
     const proxy = new TcpProxy(targetOf(POSTGRES_URL));
     await proxy.start();
-    cleanup.push(() => proxy.close());
+    spec.cleanup(() => proxy.close());
     const holder = await open({ leaseTimeout: 300 });
     const table = tableOf(holder);
     const cut = new PostgresStorage<Rec>({
@@ -148,7 +112,7 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
       poolConfig: { max: 2, connectionTimeoutMillis: 500 },
       onError: () => undefined,
     });
-    cleanup.push(() => cut.close());
+    spec.cleanup(() => cut.close());
     await holder.append(recs(0, 4));
     const batch = await cut.reserve(4, { now: Date.now() });
     await proxy.cut();
@@ -161,11 +125,11 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
       ON l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
       AND ((l.classid::bigint << 32) | l.objid::bigint) = s.holder_key`;
     await waitFor('the session to hold its presence again', async () => {
-      return ((await admin.query(presence)).rowCount ?? 0) > 0;
+      return ((await spec.admin.query(presence)).rowCount ?? 0) > 0;
     });
     // The other half is still in the instance's hands, but its lease is no longer renewed.
     await sleep(900);
-    expect((await admin.query(presence)).rowCount).toBe(1);
+    expect((await spec.admin.query(presence)).rowCount).toBe(1);
     expect(await holder.recover()).toBe(4);
     const back = await holder.reserve(10, { now: Date.now() });
     expect(back.map((e) => [e.record.n, e.attempts, e.deliveries])).toEqual([
@@ -176,7 +140,29 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
     ]);
     // Its late ack of records another instance holds now changes nothing.
     await cut.ack(batch.slice(2));
-    expect(await countRows(admin, `${table}_leases`)).toBe(1);
+    expect(await countRows(spec.admin, `${table}_leases`)).toBe(1);
+  });
+
+  it('delivers a record whose INSERT committed behind the scan, once recover() resets the bound', async () => {
+    const storage = await open();
+    const table = tableOf(storage);
+    // Another instance's INSERT has taken an id but not committed yet.
+    const late = await spec.admin.connect();
+    spec.cleanup(async () => late.release());
+    await late.query('BEGIN');
+    await late.query(`INSERT INTO "${table}" (payload) VALUES ('{"n":-1}')`);
+    await late.query(`UPDATE "${table}_meta" SET waiting = waiting + 1 WHERE stripe = 0`);
+    await storage.append(recs(0, 3));
+    await storage.ack(await storage.reserve(10, { now: Date.now() }));
+    await sleep(1100); // the ids taken settle into the scan's bound
+    await storage.append(recs(3, 4));
+    await storage.ack(await storage.reserve(10, { now: Date.now() }));
+    await late.query('COMMIT');
+    // Behind the bound: not seen by this instance's scans until its next recovery.
+    expect(await storage.reserve(10, { now: Date.now() })).toEqual([]);
+    expect(await storage.size()).toBe(1);
+    await storage.recover();
+    expect(numbers(await storage.reserve(10, { now: Date.now() }))).toEqual([-1]);
   });
 
   it('counts waiting records in counters, not by reading the table', async () => {
@@ -185,16 +171,16 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
     await storage.append(recs(0, 10));
     expect(await storage.size()).toBe(10);
     // Rows inserted behind its back are not counted; a counter moved by hand is.
-    await admin.query(`INSERT INTO "${table}" (payload) VALUES ('{"n":99}')`);
+    await spec.admin.query(`INSERT INTO "${table}" (payload) VALUES ('{"n":99}')`);
     expect(await storage.size()).toBe(10);
-    await admin.query(`UPDATE "${table}_meta" SET waiting = waiting + 5 WHERE stripe = 7`);
+    await spec.admin.query(`UPDATE "${table}_meta" SET waiting = waiting + 5 WHERE stripe = 7`);
     expect(await storage.size()).toBe(15);
-    await admin.query(`UPDATE "${table}_meta" SET waiting = waiting - 100 WHERE stripe = 3`);
+    await spec.admin.query(`UPDATE "${table}_meta" SET waiting = waiting - 100 WHERE stripe = 3`);
     expect(await storage.size()).toBe(0);
   });
 
   it('names its store in idempotency keys: the same for every instance, new for a new table', async () => {
-    const table = uniqueTable('scope');
+    const table = spec.table();
     const first = await open({}, table);
     expect(first.idScope).toBeUndefined();
     const ids = await first.append(recs(0, 2));
@@ -207,7 +193,7 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
     await first.close();
     await second.close();
     // Dropped and made again: ids start over, so the scope must not.
-    await dropTables(admin, [table]);
+    await dropTables(spec.admin, [table]);
     const again = await open({}, table);
     expect(await again.append(recs(0, 1))).toEqual([ids[0]]);
     await again.reserve(1, { now: Date.now() });
@@ -223,10 +209,9 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
   });
 
   it('without a way to open its session (a pool that hides its settings), its leases only lapse', async () => {
-    const table = uniqueTable('nopresence');
-    tables.add(table);
+    const table = spec.table();
     const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
-    cleanup.push(() => pool.end());
+    spec.cleanup(() => pool.end());
     // A pool that does not show how to connect (not pg's own): no session can be opened.
     const opaque = {
       query: pool.query.bind(pool),
@@ -235,11 +220,11 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
       off: pool.off.bind(pool),
     } as unknown as pg.Pool;
     const storage = new PostgresStorage<Rec>({ pool: opaque, table, leaseTimeout: 200 });
-    cleanup.push(() => storage.close());
+    spec.cleanup(() => storage.close());
     await storage.migrate();
     await storage.append(recs(0, 2));
     await storage.reserve(2, { now: Date.now() });
-    const keys = await admin.query<{ key: string }>(
+    const keys = await spec.admin.query<{ key: string }>(
       `SELECT holder_key::text AS key FROM "${table}_leases"`,
     );
     // A negative key: no presence lock stands for it, so others wait for the lapse.

@@ -1,9 +1,8 @@
-import { afterAll, beforeAll, expect, it } from '@jest/globals';
-import type pg from 'pg';
-import { PostgresStorage } from '../../../lib/storages/postgres/index.js';
+import { afterAll, expect, it } from '@jest/globals';
+import type { PostgresStorage } from '../../../lib/storages/postgres/index.js';
 import { killFixtures, startFixture } from '../../support/child-process.js';
 import { describeWith } from '../../support/services.js';
-import { adminPool, dropTables, POSTGRES_URL, uniqueTable } from './support.js';
+import { POSTGRES_URL, postgresSpec } from './support.js';
 
 const describePostgres = await describeWith('postgres');
 
@@ -12,33 +11,15 @@ interface Rec {
 }
 
 describePostgres('PostgresStorage when a lease holder dies', () => {
-  let admin: pg.Pool;
-  const tables: string[] = [];
-  const storages: PostgresStorage<Rec>[] = [];
+  const spec = postgresSpec('takeover');
 
-  beforeAll(() => {
-    admin = adminPool();
-  });
-
-  afterAll(async () => {
+  afterAll(() => {
     killFixtures();
-    for (const storage of storages) await storage.close();
-    await dropTables(admin, tables);
-    await admin.end();
   });
 
-  async function open(table: string): Promise<PostgresStorage<Rec>> {
-    // A lease that would take a minute to lapse: only proof of death can explain a takeover.
-    const storage = new PostgresStorage<Rec>({
-      connectionString: POSTGRES_URL,
-      table,
-      leaseTimeout: 60_000,
-      poolConfig: { max: 2 },
-    });
-    storages.push(storage);
-    await storage.migrate();
-    return storage;
-  }
+  // A lease that would take a minute to lapse: only proof of death can explain a takeover.
+  const open = (table: string): Promise<PostgresStorage<Rec>> =>
+    spec.storage<Rec>({ leaseTimeout: 60_000 }, table);
 
   function holder(table: string) {
     return startFixture('postgres/lease-holder', {
@@ -47,8 +28,7 @@ describePostgres('PostgresStorage when a lease holder dies', () => {
   }
 
   it('takes the leases of a process killed with SIGKILL back at once, counting the delivery', async () => {
-    const table = uniqueTable('takeover');
-    tables.push(table);
+    const table = spec.table();
     const survivor = await open(table);
     const ids = await survivor.append(Array.from({ length: 5 }, (_, n) => ({ n })));
     const child = holder(table);
@@ -83,8 +63,7 @@ describePostgres('PostgresStorage when a lease holder dies', () => {
   }, 20_000);
 
   it('lets a process restarted on the same table take its predecessor’s leases at its first recover()', async () => {
-    const table = uniqueTable('restart');
-    tables.push(table);
+    const table = spec.table();
     const seed = await open(table);
     await seed.append(Array.from({ length: 3 }, (_, n) => ({ n })));
     const first = holder(table);

@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, expect, it } from '@jest/globals';
-import type pg from 'pg';
+import { expect, it } from '@jest/globals';
 import { PostgresStorage } from '../../../lib/storages/postgres/index.js';
 import { describeWith } from '../../support/services.js';
-import { adminPool, countRows, dropTables, POSTGRES_URL, uniqueTable } from './support.js';
+import { countRows, POSTGRES_URL, postgresSpec } from './support.js';
 
 const describePostgres = await describeWith('postgres');
 
@@ -25,39 +24,22 @@ interface Rec {
 }
 
 describePostgres('PostgresStorage.migrate() on a table made by BufIO 0.2', () => {
-  let admin: pg.Pool;
-  const tables: string[] = [];
-  const storages: PostgresStorage<Rec>[] = [];
+  const spec = postgresSpec('v020');
 
-  beforeAll(() => {
-    admin = adminPool();
-  });
-
-  afterAll(async () => {
-    for (const storage of storages) await storage.close();
-    await dropTables(admin, tables);
-    await admin.end();
-  });
-
+  /** A storage over `table`, not migrated yet: the test decides when. */
   function open(table: string): PostgresStorage<Rec> {
-    const storage = new PostgresStorage<Rec>({
-      connectionString: POSTGRES_URL,
-      table,
-      poolConfig: { max: 2 },
-      onError: () => undefined,
-    });
-    storages.push(storage);
+    const storage = new PostgresStorage<Rec>({ connectionString: POSTGRES_URL, table });
+    spec.cleanup(() => storage.close());
     return storage;
   }
 
   it('converts it in place, keeping every record with its id, attempts and retry time', async () => {
-    const table = uniqueTable('v020');
-    tables.push(table);
-    await admin.query(ddl020(table));
+    const table = spec.table();
+    await spec.admin.query(ddl020(table));
     const now = Date.now();
     // What 0.2 leaves in its table: fresh records, records released for a retry (due and not
     // yet due), records leased by a running 0.2 process, and one it set aside.
-    await admin.query(
+    await spec.admin.query(
       `INSERT INTO "${table}" (payload, attempts, visible_at, lease_holder, lease_until)
        SELECT '{"n":' || n || '}', attempts, visible_at, holder, until FROM (VALUES
          (1, 0, 0, NULL, NULL), (2, 0, 0, NULL, NULL), (3, 0, 0, NULL, NULL),
@@ -72,19 +54,19 @@ describePostgres('PostgresStorage.migrate() on a table made by BufIO 0.2', () =>
     await Promise.all([a.migrate(), b.migrate()]);
     await a.migrate();
 
-    const columns = await admin.query<{ column_name: string }>(
+    const columns = await spec.admin.query<{ column_name: string }>(
       'SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position',
       [table],
     );
     expect(columns.rows.map((r) => r.column_name)).toEqual(['id', 'payload']);
-    const indexes = await admin.query<{ indexname: string }>(
+    const indexes = await spec.admin.query<{ indexname: string }>(
       'SELECT indexname FROM pg_indexes WHERE tablename = $1',
       [table],
     );
     expect(indexes.rows.map((r) => r.indexname)).toEqual([`${table}_pkey`]);
-    expect(await countRows(admin, table)).toBe(3);
-    expect(await countRows(admin, `${table}_retry`)).toBe(4);
-    const setAside = await admin.query(`SELECT id::int, payload FROM "${table}_unreadable"`);
+    expect(await countRows(spec.admin, table)).toBe(3);
+    expect(await countRows(spec.admin, `${table}_retry`)).toBe(4);
+    const setAside = await spec.admin.query(`SELECT id::int, payload FROM "${table}_unreadable"`);
     expect(setAside.rows).toEqual([{ id: 8, payload: '{"n":8}' }]);
 
     expect(await a.size()).toBe(7);
@@ -109,17 +91,16 @@ describePostgres('PostgresStorage.migrate() on a table made by BufIO 0.2', () =>
   });
 
   it('converts an empty 0.2 table, and a converted table is left as it is', async () => {
-    const table = uniqueTable('v020e');
-    tables.push(table);
-    await admin.query(ddl020(table));
+    const table = spec.table();
+    await spec.admin.query(ddl020(table));
     const storage = open(table);
     await storage.migrate();
     expect(await storage.size()).toBe(0);
     await storage.append([{ n: 1 }, { n: 2 }]);
-    const scope = await admin.query(`SELECT DISTINCT scope FROM "${table}_meta"`);
+    const scope = await spec.admin.query(`SELECT DISTINCT scope FROM "${table}_meta"`);
     await storage.migrate();
     expect(await storage.size()).toBe(2);
-    expect((await admin.query(`SELECT DISTINCT scope FROM "${table}_meta"`)).rows).toEqual(
+    expect((await spec.admin.query(`SELECT DISTINCT scope FROM "${table}_meta"`)).rows).toEqual(
       scope.rows,
     );
   });

@@ -1,9 +1,8 @@
-import { afterAll, afterEach, beforeAll, expect, it } from '@jest/globals';
-import type pg from 'pg';
-import { PostgresStorage } from '../../../lib/storages/postgres/index.js';
+import { expect, it } from '@jest/globals';
+import type { PostgresStorage } from '../../../lib/storages/postgres/index.js';
 import { describeWith } from '../../support/services.js';
 import { sleep, waitFor } from '../../support/wait.js';
-import { adminPool, dropTables, POSTGRES_URL, RUN_ID, uniqueTable } from './support.js';
+import { postgresSpec, RUN_ID } from './support.js';
 
 const describePostgres = await describeWith('postgres');
 
@@ -14,51 +13,26 @@ interface Rec {
 let appCount = 0;
 
 describePostgres('PostgresStorage.watch', () => {
-  let admin: pg.Pool;
-  const tables: string[] = [];
-  let opened: PostgresStorage<Rec>[] = [];
+  const spec = postgresSpec('watch');
 
-  beforeAll(() => {
-    admin = adminPool();
-  });
-
-  afterEach(async () => {
-    for (const storage of opened) await storage.close();
-    opened = [];
-  });
-
-  afterAll(async () => {
-    await dropTables(admin, tables);
-    await admin.end();
-  });
-
+  /** Two instances on a new table; the watcher's connections are named `app`. */
   async function pair(): Promise<{
     watcher: PostgresStorage<Rec>;
     other: PostgresStorage<Rec>;
     app: string;
   }> {
-    const table = uniqueTable('watch');
-    tables.push(table);
+    const table = spec.table();
     const app = `bufio-watch-${RUN_ID}-${++appCount}`;
-    const make = (name: string): PostgresStorage<Rec> => {
-      const storage = new PostgresStorage<Rec>({
-        connectionString: POSTGRES_URL,
-        table,
-        poolConfig: { application_name: name, max: 2 },
-        onError: () => undefined,
-      });
-      opened.push(storage);
-      return storage;
-    };
-    const watcher = make(app);
-    const other = make(`${app}-other`);
-    await watcher.migrate();
+    const make = (name: string): Promise<PostgresStorage<Rec>> =>
+      spec.storage<Rec>({ poolConfig: { application_name: name, max: 2 } }, table);
+    const watcher = await make(app);
+    const other = await make(`${app}-other`);
     return { watcher, other, app };
   }
 
   /** Backends of `app` that are LISTENing: the session connection, once it is set up. */
   async function listening(app: string): Promise<number> {
-    const result = await admin.query(
+    const result = await spec.admin.query(
       `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'`,
       [app],
     );
@@ -91,7 +65,7 @@ describePostgres('PostgresStorage.watch', () => {
     let calls = 0;
     watcher.watch(() => calls++);
     await waitFor('the session to listen', async () => (await listening(app)) === 1);
-    await admin.query(
+    await spec.admin.query(
       'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
       [app],
     );
@@ -107,12 +81,12 @@ describePostgres('PostgresStorage.watch', () => {
     let calls = 0;
     watcher.watch(() => calls++);
     await waitFor('the session to listen', async () => (await listening(app)) === 1);
-    const backends = await admin.query<{ state_change: Date }>(
+    const backends = await spec.admin.query<{ state_change: Date }>(
       'SELECT state_change FROM pg_stat_activity WHERE application_name = $1',
       [app],
     );
     await sleep(500);
-    const after = await admin.query<{ state_change: Date }>(
+    const after = await spec.admin.query<{ state_change: Date }>(
       'SELECT state_change FROM pg_stat_activity WHERE application_name = $1',
       [app],
     );
