@@ -4,6 +4,8 @@ import { storageFailure } from './storage-failure.js';
 /** Backoff between attempts to open the session again after it was lost. */
 const FIRST_RECONNECT_DELAY = 100;
 const MAX_RECONNECT_DELAY = 5_000;
+/** How often a new session tries for a presence lock an earlier one still holds. */
+const LOCK_RETRY_DELAY = 1_000;
 
 /** What a session needs to know. */
 export interface PostgresSessionOptions {
@@ -102,20 +104,17 @@ export class PostgresSession {
       await client.connect();
       // Like the engine's timers, an idle session must not keep the process alive.
       (client.connection.stream as Partial<{ unref(): void }>).unref?.();
-      const locked = await client.query<{ ok: boolean }>(
-        'SELECT pg_try_advisory_lock($1::bigint) AS ok',
-        [this.options.key],
-      );
-      // Only an earlier session of this instance, not yet noticed gone by the server, can hold it.
-      if (locked.rows[0]?.ok !== true) {
-        throw new Error('the presence lock is still held by an earlier session of this instance');
-      }
+      const locked = await this.lock(client);
       if (this.closed) {
         await client.end();
         return;
       }
       this.client = client;
       this.retryDelay = FIRST_RECONNECT_DELAY;
+      // Only an earlier session of this instance can hold the lock: one the server has not yet
+      // noticed gone (a network failure). It still stands for this instance; take it over once
+      // the server lets it go, so that the instance never looks gone meanwhile.
+      if (!locked) this.lockLater(client);
       if (this.failing) {
         this.failing = false;
         // Appends may have been missed while the session was down.
@@ -127,6 +126,33 @@ export class PostgresSession {
       await client.end().catch(() => undefined);
       throw storageFailure('session connect', this.options.table, error);
     }
+  }
+
+  private async lock(client: pg.Client): Promise<boolean> {
+    const result = await client.query<{ ok: boolean }>(
+      'SELECT pg_try_advisory_lock($1::bigint) AS ok',
+      [this.options.key],
+    );
+    return result.rows[0]?.ok === true;
+  }
+
+  private lockLater(client: pg.Client): void {
+    const timer = setInterval(() => {
+      if (this.client !== client) {
+        clearInterval(timer);
+        return;
+      }
+      this.lock(client).then(
+        (locked) => {
+          if (locked) clearInterval(timer);
+        },
+        (error: unknown) => {
+          clearInterval(timer);
+          this.lost(client, error);
+        },
+      );
+    }, LOCK_RETRY_DELAY);
+    timer.unref();
   }
 
   private async listen(client: pg.Client): Promise<void> {

@@ -165,6 +165,42 @@ describePostgres('PostgresStorage leases, counters and ids', () => {
     expect(numbers(await storage.reserve(10, { now: Date.now() }))).toEqual([-1]);
   });
 
+  it('keeps leasing while an earlier session still holds its presence lock, and takes the lock once it is free', async () => {
+    const app = `bufio-presence-${Date.now().toString(36)}`;
+    const storage = await open({ poolConfig: { application_name: app, max: 2 } });
+    const table = tableOf(storage);
+    await storage.append(recs(0, 4));
+    await storage.reserve(1, { now: Date.now() });
+    const key = (
+      await spec.admin.query<{ key: string }>(
+        `SELECT holder_key::text AS key FROM "${table}_leases"`,
+      )
+    ).rows[0]?.key as string;
+    const holderOf = `SELECT a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+        AND ((l.classid::bigint << 32) | l.objid::bigint) = $1::bigint`;
+    const holder = async (): Promise<string | undefined> =>
+      (await spec.admin.query<{ app: string }>(holderOf, [key])).rows[0]?.app;
+    expect(await holder()).toBe(app);
+    // The session's backend goes away, and another connection (standing for an earlier session
+    // the server has not noticed gone) gets the lock before the session comes back.
+    const earlier = await spec.admin.connect();
+    spec.cleanup(async () => earlier.release(true));
+    const waiting = earlier.query('SELECT pg_advisory_lock($1::bigint)', [key]);
+    await spec.admin.query(
+      `SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE a.application_name = $2 AND l.locktype = 'advisory' AND l.granted
+         AND ((l.classid::bigint << 32) | l.objid::bigint) = $1::bigint`,
+      [key, app],
+    );
+    await waiting;
+    expect(await holder()).not.toBe(app);
+    // Leasing goes on meanwhile: the instance is alive, and the lock still says so.
+    expect(numbers(await storage.reserve(1, { now: Date.now() }))).toEqual([1]);
+    await earlier.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
+    await waitFor('the session to take its lock', async () => (await holder()) === app, 5000);
+  });
+
   it('counts waiting records in counters, not by reading the table', async () => {
     const storage = await open();
     const table = tableOf(storage);
