@@ -9,9 +9,9 @@ import { adminPool, countRecords, dropTables, POSTGRES_URL, uniqueTable } from '
 const describePostgres = await describeWith('postgres');
 
 const EVENTS = 500;
-const LEASE_MS = 10_000;
+const LEASE_MS = 20_000;
 /** Well under LEASE_MS: records back this soon cannot have waited for their leases to lapse. */
-const AT_ONCE_MS = 5000;
+const AT_ONCE_MS = 10_000;
 
 /**
  * A NestJS app on PostgresStorage killed (SIGKILL) or stalled (SIGSTOP) in the middle of its
@@ -112,7 +112,11 @@ describePostgres('A NestJS app on PostgresStorage killed mid-batch and restarted
     const first = await start(names, { flushMs: 2000, workMs: 60_000 });
     const answered = await post(first.port);
     expect(answered).toHaveLength(EVENTS);
-    await waitFor('every event to be in a worker call', () => held(first.app).size === EVENTS);
+    await waitFor(
+      'every event to be in a worker call',
+      () => held(first.app).size === EVENTS,
+      30_000,
+    );
     first.app.process.kill('SIGKILL');
     const killedAt = Date.now();
     expect(await first.app.exited).toEqual({ code: null, signal: 'SIGKILL' });
@@ -141,13 +145,17 @@ describePostgres('A NestJS app on PostgresStorage killed mid-batch and restarted
     console.log(
       `nest takeover: ${EVENTS} events written ${tookMs} ms after the SIGKILL (restart included)`,
     );
-  }, 60_000);
+  }, 120_000);
 
   it('drains an app while a stalled one holds the events: the summary counts them as leased elsewhere', async () => {
     const names = await setup();
     const stalled = await start(names, { flushMs: 2000, workMs: 60_000 });
     const answered = await post(stalled.port);
-    await waitFor('every event to be in a worker call', () => held(stalled.app).size === EVENTS);
+    await waitFor(
+      'every event to be in a worker call',
+      () => held(stalled.app).size === EVENTS,
+      30_000,
+    );
     // Stalled, not dead: its connections stay open, so its leases stand until they lapse.
     stalled.app.process.kill('SIGSTOP');
     const other = await start(names, { flushMs: 60_000, workMs: 0 });
@@ -187,5 +195,5 @@ describePostgres('A NestJS app on PostgresStorage killed mid-batch and restarted
       inFlight: 0,
     });
     expect([...(await written(names.done))].sort((a, b) => a - b)).toEqual(answered);
-  }, 60_000);
+  }, 120_000);
 });

@@ -90,6 +90,21 @@ describePostgres('PostgresStorage.migrate() on a table made by BufIO 0.2', () =>
     expect(a.idScope).toMatch(/^pg:[0-9a-f-]{36}:\d+$/);
   });
 
+  it('says what is missing, and to run migrate(), until a 0.2 table is converted', async () => {
+    const table = spec.table();
+    await spec.admin.query(ddl020(table));
+    const storage = open(table);
+    await expect(storage.append([{ n: 1 }])).rejects.toMatchObject({
+      code: 'BUFIO_STORAGE_FAILED',
+      message: expect.stringContaining(
+        `table "${table}_meta" does not exist; create it with migrate()`,
+      ),
+    });
+    expect(await countRows(spec.admin, table)).toBe(0);
+    await storage.migrate();
+    await expect(storage.append([{ n: 1 }])).resolves.toHaveLength(1);
+  });
+
   it('converts an empty 0.2 table, and a converted table is left as it is', async () => {
     const table = spec.table();
     await spec.admin.query(ddl020(table));
