@@ -1,46 +1,29 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { BufIOError, StorageError } from '../../core/errors.js';
 import type { RecordId } from '../../core/storage.js';
-import type { Durability } from './file-storage-options.js';
+import { syncDirectory, syncFile } from './file-io.js';
 import {
-  closeFd,
-  datasync,
-  fileSize,
-  isErrno,
-  openFd,
-  syncDirectory,
-  syncFile,
-  truncateFd,
-  unlinkIfPresent,
-  writeFully,
-  writeFullySync,
-} from './file-io.js';
-import {
-  FRAME_HEAD_BYTES,
-  HEADER_BYTES,
   ackFrameBytes,
   appendFrameBytes,
   carryFrameBytes,
   idRanges,
-  frameTag,
+  leaseFrameBytes,
   releaseFrameBytes,
-  segmentHeader,
-  segmentName,
-  spareName,
   writeAckFrame,
   writeAppendFrame,
   writeCarryFrame,
+  writeLeaseFrame,
   writeReleaseFrame,
 } from './journal-format.js';
 import type { LiveIndex } from './live-index.js';
 import type { LiveRecord } from './live-record.js';
+import { isRefusal } from './safe-files.js';
+import type { SegmentFiles } from './segment-files.js';
 import type { Segment, SegmentTable } from './segment-table.js';
 
-interface AppendOp<T> {
+interface AppendOp {
   readonly kind: 'append';
-  readonly records: LiveRecord<T>[];
-  readonly payloads: readonly string[];
+  readonly records: LiveRecord[];
   readonly ids: readonly RecordId[];
   readonly bytes: number;
   resolve(ids: readonly RecordId[]): void;
@@ -50,8 +33,8 @@ interface AppendOp<T> {
 interface AckOp {
   readonly kind: 'ack';
   readonly ranges: number[];
-  /** The segments these acknowledgements make records of dead, each once. */
-  readonly segments: Segment[];
+  /** The segments these acknowledgements make records of dead, with how many each. */
+  readonly segments: Map<Segment, number>;
   readonly bytes: number;
 }
 
@@ -62,31 +45,21 @@ interface ReleaseOp {
   readonly bytes: number;
 }
 
-interface CarryOp<T> {
+interface CarryOp {
   readonly kind: 'carry';
-  readonly records: LiveRecord<T>[];
-  readonly payloads: Buffer[];
+  readonly records: LiveRecord[];
   readonly bytes: number;
 }
 
-type Op<T> = AppendOp<T> | AckOp | ReleaseOp | CarryOp<T>;
-
-export interface JournalWriterOptions {
-  readonly directory: string;
-  readonly durability: Durability;
-  readonly segmentBytes: number;
-  /** Sequence number of the next segment to create. */
-  readonly nextSequence: number;
-  /** Spare files found at open, by name. */
-  readonly spares: readonly string[];
+interface LeaseOp {
+  readonly kind: 'lease';
+  readonly triples: number[];
+  readonly bytes: number;
+  resolve(): void;
+  reject(error: Error): void;
 }
 
-/**
- * A burst up to this size is written with a synchronous call: copying it into the page cache takes
- * microseconds, less than a round trip through libuv's thread pool, and that round trip would add
- * to the latency of every append in the burst. Larger bursts are written off the event loop.
- */
-const SYNC_WRITE_BYTES = 64 * 1024;
+type Op = AppendOp | AckOp | ReleaseOp | CarryOp | LeaseOp;
 
 /**
  * A burst takes queued frames up to this many bytes (or one operation, whatever its size), so that
@@ -97,57 +70,35 @@ const MAX_BURST_BYTES = 4 * 1024 * 1024;
 /** A segment whose live records are at most this fraction of what it held is copied forward. */
 const SPARSE_FRACTION = 0.25;
 
-/**
- * With durability `'fsync'`, a burst that grows the segment's file writes this many bytes of
- * zeros after its frames (in the same write, synced by the same `fdatasync`), so that the next
- * bursts overwrite space that is already allocated: a sync that does not change the file's size
- * skips the file system's metadata commit and takes about half as long (ext4).
- */
-const PREALLOCATE_BYTES = 1024 * 1024;
+/** After the disk refused a burst, what is still queued (acks, releases) is tried again so soon. */
+const REFUSAL_RETRY_MS = 100;
 
 /**
- * With durability `'fsync'`, up to this many dead segment files are kept (renamed `spare-*.log`)
- * to serve as later segments, their space allocated already, rather than deleted.
+ * Decides what the journal writes and when, with group commit: every frame queued while a write
+ * (and its sync) is under way goes into the next write, one buffer and one system call for the
+ * whole burst, followed by one `fdatasync` when the burst holds appends and durability is
+ * `'fsync'`. `SegmentFiles` decides where the bytes land.
+ *
+ * It also keeps the directory small: it retires the oldest segments once every record in them is
+ * acknowledged and the acknowledgement is on disk, and copies the last few live records of an
+ * otherwise dead oldest segment forward (a CARRY frame), so that one record waiting for a retry
+ * does not pin every segment after it.
+ *
+ * A burst the disk refuses (full, or access refused: `StorageFullError`, `StorageAccessError`) is
+ * cut back off the file: its appends and leases reject, its acknowledgements and releases stay
+ * queued, and the journal goes on; the next burst tries again. Any other I/O error stops the
+ * journal for good (the storage then rejects every call), since what reached the disk is no
+ * longer known.
  */
-const MAX_SPARES = 2;
-
-/**
- * Writes the journal with group commit: every frame queued while a write (and its sync) is under
- * way goes into the next write, one buffer and one system call for the whole burst, followed by
- * one `fdatasync` when the burst holds appends and durability is `'fsync'`.
- *
- * It also keeps the directory small: it starts a new segment once the current one is full,
- * retires the oldest segments once every record in them is acknowledged and the acknowledgement
- * is on disk, and copies the last few live records of an otherwise dead oldest segment forward
- * (a CARRY frame), so that one record waiting for a retry does not pin every segment after it.
- *
- * With durability `'fsync'`, frames go into space written before (see `PREALLOCATE_BYTES`): a
- * retired segment's file is kept as a spare, up to `MAX_SPARES`, and becomes the next segment
- * (its header rewritten and synced before any frame goes in); a new file is grown by zeros ahead
- * of its frames. Reading tells the frames of a segment from what was there before by their tag
- * (see `journal-format.ts`).
- *
- * Everything runs in one loop, one step at a time; an I/O error stops the journal for good (the
- * storage then rejects every call), since what reached the disk is no longer known.
- */
-export class JournalWriter<T> {
-  private pending: Op<T>[] = [];
+export class JournalWriter {
+  private pending: Op[] = [];
   private pendingBytes = 0;
   private running = false;
   private scheduled = false;
+  private retryTimer: NodeJS.Timeout | undefined;
   private idleWaiters: (() => void)[] = [];
   private failed: Error | undefined;
   private abandoned = false;
-
-  private head: Segment | undefined;
-  private fd: number | undefined;
-  /** Where the head's next frame goes. */
-  private headBytes = 0;
-  /** How much of the head's file exists (frames, then zeros or an earlier life's frames). */
-  private headAllocated = 0;
-  private headTag = 0;
-  private nextSequence: number;
-  private readonly spares: string[] = [];
 
   // Bursts are numbered as they take frames from the queue; frames are written in that order.
   private startedBurst = 0;
@@ -155,12 +106,12 @@ export class JournalWriter<T> {
   private syncedBurst = 0;
 
   constructor(
-    private readonly options: JournalWriterOptions,
+    private readonly directory: string,
+    private readonly fsync: boolean,
+    private readonly files: SegmentFiles,
     private readonly segments: SegmentTable,
-    private readonly index: LiveIndex<T>,
-  ) {
-    this.nextSequence = options.nextSequence;
-  }
+    private readonly index: LiveIndex,
+  ) {}
 
   /** The error that stopped the journal, if one did. */
   get failure(): Error | undefined {
@@ -169,33 +120,27 @@ export class JournalWriter<T> {
 
   /** Queues records for the next burst; resolves with their ids once they are on disk. */
   append(
-    records: LiveRecord<T>[],
-    payloads: readonly string[],
+    records: LiveRecord[],
     ids: readonly RecordId[],
     payloadBytes: number,
   ): Promise<readonly RecordId[]> {
     if (this.failed) return Promise.reject(this.failed);
     const bytes = payloadBytes + appendFrameBytes(0) * records.length;
     return new Promise((resolve, reject) => {
-      this.enqueue({ kind: 'append', records, payloads, ids, bytes, resolve, reject });
+      this.enqueue({ kind: 'append', records, ids, bytes, resolve, reject });
     });
   }
 
-  /** Journals acknowledged records; they count as dead from now on. */
-  ack(records: readonly LiveRecord<T>[]): void {
+  /** Journals acknowledged (or set aside) records; they count as dead from now on. */
+  ack(records: readonly LiveRecord[]): void {
     if (records.length === 0) return;
     const ids = new Array<number>(records.length);
-    const segments: Segment[] = [];
-    let last: Segment | undefined;
+    const segments = new Map<Segment, number>();
     for (let i = 0; i < records.length; i++) {
-      const record = records[i] as LiveRecord<T>;
-      const segment = this.segments.recordAcked(record.segment);
+      const record = records[i] as LiveRecord;
       // Until the frame is written, the segment must stay (see `collect`).
-      if (segment && segment !== last && !segments.includes(segment)) {
-        segment.unwrittenAcks++;
-        segments.push(segment);
-      }
-      last = segment;
+      const segment = this.segments.ackQueued(record.segment);
+      if (segment) segments.set(segment, (segments.get(segment) ?? 0) + 1);
       ids[i] = record.id;
     }
     const ranges = idRanges(ids);
@@ -203,11 +148,11 @@ export class JournalWriter<T> {
   }
 
   /** Journals released records' new attempt counts and when they become visible. */
-  release(records: readonly LiveRecord<T>[], visibleAt: number): void {
+  release(records: readonly LiveRecord[], visibleAt: number): void {
     if (records.length === 0) return;
     const pairs = new Array<number>(records.length * 2);
     for (let i = 0; i < records.length; i++) {
-      const record = records[i] as LiveRecord<T>;
+      const record = records[i] as LiveRecord;
       pairs[2 * i] = record.id;
       pairs[2 * i + 1] = record.attempts;
     }
@@ -215,20 +160,32 @@ export class JournalWriter<T> {
   }
 
   /**
-   * Takes the spares found at open (removing those beyond `MAX_SPARES`, or all of them without
-   * fsync) and retires segments left dead by an earlier process. Their records were acknowledged
-   * in later segments, which that process may not have synced: sync those first.
+   * Journals a lease mark: (first id, count, deliveries) triples. Written at once when the head
+   * segment is free (returns true: the frame is in the kernel's hands), else with the next burst
+   * (returns a promise of that). A crash after either cannot lose it; a power loss can, unless a
+   * later sync covered it.
+   *
+   * @throws the typed error of a refused write; nothing was written.
+   */
+  lease(triples: number[]): true | Promise<void> {
+    if (this.failed) throw this.failed;
+    if (this.abandoned) throw abandonedError();
+    const bytes = leaseFrameBytes(triples.length / 3);
+    if (this.files.writeNow(bytes, (buf, tag) => writeLeaseFrame(buf, 0, tag, triples))) {
+      return true;
+    }
+    return new Promise((resolve, reject) => {
+      this.enqueue({ kind: 'lease', triples, bytes, resolve, reject });
+    });
+  }
+
+  /**
+   * Takes the spares found at open and retires segments left dead by an earlier process. Their
+   * records were acknowledged in later segments, which that process may not have synced: sync
+   * those first.
    */
   async tidyRecovered(): Promise<void> {
-    const dir = this.options.directory;
-    let changed = false;
-    for (const name of this.options.spares) {
-      if (this.keepsSpares && this.spares.length < MAX_SPARES) this.spares.push(name);
-      else {
-        await unlinkIfPresent(path.join(dir, name));
-        changed = true;
-      }
-    }
+    let changed = await this.files.adoptSpares();
     const dead: Segment[] = [];
     for (const segment of this.segments.values()) {
       if (segment.live > 0) break;
@@ -236,13 +193,15 @@ export class JournalWriter<T> {
     }
     let i = 0;
     for (const segment of this.segments.values()) {
-      if (dead.length > 0 && i++ >= dead.length) await syncFile(path.join(dir, segment.name));
+      if (dead.length > 0 && i++ >= dead.length) {
+        await syncFile(path.join(this.directory, segment.name));
+      }
     }
     for (const segment of dead) {
-      await this.retire(segment);
+      await this.files.retire(segment, this.segments);
       changed = true;
     }
-    if (changed) await syncDirectory(dir);
+    if (changed) await syncDirectory(this.directory);
   }
 
   /**
@@ -250,18 +209,25 @@ export class JournalWriter<T> {
    * segment that keeps live records is cut to its frames: nothing will be written after them.
    */
   async close(): Promise<void> {
+    clearTimeout(this.retryTimer);
     await this.idle();
-    if (this.failed || this.abandoned) {
-      await this.closeHead().catch(() => undefined);
+    // Writes the disk refused get one more try.
+    if (this.pending.length > 0 && !this.failed && !this.abandoned) await this.run();
+    if (this.failed || this.abandoned || this.pending.length > 0) {
+      await this.files.closeHead().catch(() => undefined);
+      if (this.failed) return;
+      if (this.pending.length > 0) {
+        throw new StorageError(
+          `FileStorage in "${this.directory}" closed with ${this.pending.length} journal write(s) the disk refused; they are lost (records may be delivered again)`,
+        );
+      }
       return;
     }
     try {
       if (this.writtenBurst > this.syncedBurst) await this.sync();
       await this.collect(true);
-      if (this.fd !== undefined && this.headAllocated > this.headBytes) {
-        await truncateFd(this.fd, this.headBytes);
-      }
-      await this.closeHead();
+      await this.files.trimHead();
+      await this.files.closeHead();
     } catch (error) {
       throw this.fail(error);
     }
@@ -273,15 +239,19 @@ export class JournalWriter<T> {
    */
   async abandon(): Promise<void> {
     this.abandoned = true;
-    const error = new StorageError('FileStorage was abandoned without close (a simulated crash)');
-    this.rejectPending(error);
+    clearTimeout(this.retryTimer);
+    this.rejectPending(abandonedError());
     await this.idle();
-    await this.closeHead().catch(() => undefined);
+    await this.files.closeHead().catch(() => undefined);
   }
 
-  private enqueue(op: Op<T>): void {
+  private enqueue(op: Op): void {
     this.pending.push(op);
     this.pendingBytes += op.bytes;
+    this.schedule();
+  }
+
+  private schedule(): void {
     if (!this.running && !this.scheduled) {
       this.scheduled = true;
       // Let every append of this turn of the event loop join the burst.
@@ -299,9 +269,15 @@ export class JournalWriter<T> {
     if (this.running) return;
     this.running = true;
     try {
-      while (this.pending.length > 0 && !this.failed && !this.abandoned) {
-        await this.burst();
-        if (!this.failed && !this.abandoned) await this.collect(false);
+      let refused = false;
+      while (this.pending.length > 0 && !this.failed && !this.abandoned && !refused) {
+        refused = !(await this.burst());
+        if (!refused && !this.failed && !this.abandoned) await this.collect(false);
+      }
+      if (refused && this.pending.length > 0 && !this.failed && !this.abandoned) {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => this.schedule(), REFUSAL_RETRY_MS);
+        this.retryTimer.unref();
       }
     } catch (error) {
       this.fail(error);
@@ -313,73 +289,129 @@ export class JournalWriter<T> {
     }
   }
 
-  private async burst(): Promise<void> {
+  /** Writes one burst; false when the disk refused it (see the class comment). */
+  private async burst(): Promise<boolean> {
     const { ops, bytes } = this.takeBurst();
     const burst = ++this.startedBurst;
+    const files = this.files;
+    let position = -1;
+    files.busy = true;
     try {
-      if (
-        this.fd === undefined ||
-        (this.headBytes > HEADER_BYTES && this.headBytes + bytes > this.options.segmentBytes)
-      ) {
-        await this.rotate();
+      if (files.needsRotation(bytes)) {
+        // Older segments are always on disk: a sync of the current one covers everything.
+        if (files.isOpen && this.writtenBurst > this.syncedBurst) await this.sync();
+        await files.rotate(this.segments);
       }
-      const fd = this.fd as number;
-      const head = this.head as Segment;
-      const position = this.headBytes;
-      const fileEnd = this.preallocatedEnd(position, bytes);
+      position = files.headBytes;
+      const fileEnd = files.preallocatedEnd(position, bytes, MAX_BURST_BYTES);
       const buf = Buffer.allocUnsafe(fileEnd - position);
+      const placed: number[] = [];
       let used = 0;
       let appends = false;
       for (const op of ops) {
-        switch (op.kind) {
-          case 'append':
-            appends = true;
-            used = this.encodeAppend(op, buf, used, position, head);
-            break;
-          case 'ack':
-            used = writeAckFrame(buf, used, this.headTag, op.ranges);
-            for (const segment of op.segments) {
-              segment.unwrittenAcks--;
-              if (burst > segment.deadAfterBurst) segment.deadAfterBurst = burst;
-            }
-            break;
-          case 'release':
-            used = writeReleaseFrame(buf, used, this.headTag, op.visibleAt, op.pairs);
-            break;
-          case 'carry':
-            used = this.encodeCarry(op, buf, used, position, head, burst);
-            break;
-        }
+        if (op.kind === 'append') appends = true;
+        used = this.encode(op, buf, used, position, placed);
       }
       // Zeros after the frames (a carried record acknowledged meanwhile leaves a gap too).
       const length = position + bytes < fileEnd ? buf.length : used;
       if (length > used) buf.fill(0, used, length);
-      try {
-        if (length <= SYNC_WRITE_BYTES) writeFullySync(fd, buf, length, position);
-        else await writeFully(fd, buf, length, position);
-        this.headBytes = position + used;
-        if (position + length > this.headAllocated) this.headAllocated = position + length;
-        this.writtenBurst = burst;
-        if (appends && this.options.durability === 'fsync' && !this.abandoned) await this.sync();
-      } catch (error) {
-        // Leave no half-written frame, nor records whose append is about to reject, in the file.
-        await truncateFd(fd, position).catch(() => undefined);
-        throw error;
+      await files.write(buf, length, used, position);
+      files.busy = false;
+      this.writtenBurst = burst;
+      for (const op of ops) if (op.kind === 'lease') op.resolve();
+      if (appends && this.fsync && !this.abandoned) {
+        try {
+          await this.sync();
+        } catch (error) {
+          await files.cutBack(position);
+          throw error;
+        }
       }
-      if (this.abandoned) throw new StorageError('FileStorage was abandoned without close');
-      for (const op of ops) {
-        if (op.kind !== 'append') continue;
-        this.index.addFresh(op.records);
-        op.resolve(op.ids);
-      }
+      if (this.abandoned) throw abandonedError();
+      this.applyWritten(ops, burst, placed);
+      return true;
     } catch (error) {
+      files.busy = false;
+      if (isRefusal(error) && !this.abandoned) {
+        this.requeueRefused(ops, error as Error);
+        return false;
+      }
       const failure = this.abandoned ? toBufIOError(error) : this.fail(error);
-      for (const op of ops) if (op.kind === 'append') op.reject(failure);
+      for (const op of ops) if (op.kind === 'append' || op.kind === 'lease') op.reject(failure);
+      return true;
     }
   }
 
+  /** Encodes one operation at `at`; appends and carries note where their payloads go. */
+  private encode(op: Op, buf: Buffer, at: number, position: number, placed: number[]): number {
+    const tag = this.files.headTag;
+    switch (op.kind) {
+      case 'append':
+        for (const record of op.records) {
+          const start = writeAppendFrame(buf, at, tag, record.id, record.text, record.bytes);
+          placed.push(position + start);
+          at = start + record.bytes;
+        }
+        return at;
+      case 'carry':
+        for (const record of op.records) {
+          if (record.acked) {
+            placed.push(-1);
+            continue;
+          }
+          const start = writeCarryFrame(buf, at, tag, record, record.text, record.bytes);
+          placed.push(position + start);
+          at = start + record.bytes;
+        }
+        return at;
+      case 'ack':
+        return writeAckFrame(buf, at, tag, op.ranges);
+      case 'release':
+        return writeReleaseFrame(buf, at, tag, op.visibleAt, op.pairs);
+      case 'lease':
+        return writeLeaseFrame(buf, at, tag, op.triples);
+    }
+  }
+
+  /** What a burst on disk changes: where records are, which segments are dead, waiting appends. */
+  private applyWritten(ops: readonly Op[], burst: number, placed: readonly number[]): void {
+    const head = this.files.head as Segment;
+    let p = 0;
+    for (const op of ops) {
+      if (op.kind === 'ack') {
+        for (const [segment, count] of op.segments) this.segments.ackWritten(segment, count, burst);
+      } else if (op.kind === 'append' || op.kind === 'carry') {
+        for (const record of op.records) {
+          const offset = placed[p++] as number;
+          if (offset < 0) continue;
+          if (op.kind === 'carry') this.segments.recordCarried(record.segment, burst);
+          record.segment = head.sequence;
+          record.offset = offset;
+          head.live++;
+          head.written++;
+        }
+        if (op.kind === 'append') {
+          this.index.addFresh(op.records);
+          op.resolve(op.ids);
+        }
+      }
+    }
+  }
+
+  /** A refused burst: appends and leases fail with `error`, the rest waits for the next try. */
+  private requeueRefused(ops: readonly Op[], error: Error): void {
+    const kept: Op[] = [];
+    for (const op of ops) {
+      if (op.kind === 'append' || op.kind === 'lease') op.reject(error);
+      else kept.push(op);
+    }
+    this.pending = kept.concat(this.pending);
+    this.pendingBytes = 0;
+    for (const op of this.pending) this.pendingBytes += op.bytes;
+  }
+
   /** Takes the queued frames, up to `MAX_BURST_BYTES` (at least one operation). */
-  private takeBurst(): { ops: Op<T>[]; bytes: number } {
+  private takeBurst(): { ops: Op[]; bytes: number } {
     const pending = this.pending;
     if (this.pendingBytes <= MAX_BURST_BYTES || pending.length === 1) {
       const taken = { ops: pending, bytes: this.pendingBytes };
@@ -389,11 +421,8 @@ export class JournalWriter<T> {
     }
     let n = 0;
     let bytes = 0;
-    while (
-      n < pending.length &&
-      (n === 0 || bytes + (pending[n] as Op<T>).bytes <= MAX_BURST_BYTES)
-    ) {
-      bytes += (pending[n] as Op<T>).bytes;
+    while (n < pending.length && (n === 0 || bytes + (pending[n] as Op).bytes <= MAX_BURST_BYTES)) {
+      bytes += (pending[n] as Op).bytes;
       n++;
     }
     this.pending = pending.slice(n);
@@ -401,168 +430,10 @@ export class JournalWriter<T> {
     return { ops: pending.slice(0, n), bytes };
   }
 
-  private encodeAppend(
-    op: AppendOp<T>,
-    buf: Buffer,
-    at: number,
-    position: number,
-    head: Segment,
-  ): number {
-    const { records, payloads } = op;
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i] as LiveRecord<T>;
-      const start = writeAppendFrame(
-        buf,
-        at,
-        this.headTag,
-        record.id,
-        payloads[i] as string,
-        record.bytes,
-      );
-      record.segment = head.sequence;
-      record.offset = position + start;
-      at = start + record.bytes;
-    }
-    head.live += records.length;
-    head.written += records.length;
-    return at;
-  }
-
-  private encodeCarry(
-    op: CarryOp<T>,
-    buf: Buffer,
-    at: number,
-    position: number,
-    head: Segment,
-    burst: number,
-  ): number {
-    for (let i = 0; i < op.records.length; i++) {
-      const record = op.records[i] as LiveRecord<T>;
-      if (record.acked) continue;
-      const start = writeCarryFrame(
-        buf,
-        at,
-        this.headTag,
-        record.id,
-        record.attempts,
-        record.visibleAt,
-        op.payloads[i] as Buffer,
-        record.bytes,
-      );
-      this.segments.recordCarried(record.segment, burst);
-      record.segment = head.sequence;
-      record.offset = position + start;
-      head.live++;
-      head.written++;
-      at = start + record.bytes;
-    }
-    return at;
-  }
-
   private async sync(): Promise<void> {
-    if (this.fd === undefined) return;
     const target = this.writtenBurst;
-    await datasync(this.fd);
+    await this.files.sync();
     if (target > this.syncedBurst) this.syncedBurst = target;
-  }
-
-  /** Closes the current segment (on disk first) and starts the next one, in a spare if any. */
-  private async rotate(): Promise<void> {
-    if (this.fd !== undefined) {
-      // Older segments are always on disk: a sync of the current segment then covers everything.
-      if (this.writtenBurst > this.syncedBurst) await this.sync();
-      await this.closeHead();
-    }
-    const dir = this.options.directory;
-    const sequence = this.nextSequence++;
-    const file = path.join(dir, segmentName(sequence));
-    const header = segmentHeader(sequence);
-    const spare = this.spares.shift();
-    let fd: number;
-    if (spare === undefined) {
-      fd = await openFd(file, 'wx', 0o600);
-      this.fd = fd;
-      await writeFully(fd, header, HEADER_BYTES, 0);
-      this.headAllocated = HEADER_BYTES;
-    } else {
-      fd = await openFd(path.join(dir, spare), 'r+');
-      this.fd = fd;
-      this.headAllocated = await this.rewriteSpare(fd, header);
-      await fs.promises.rename(path.join(dir, spare), file);
-    }
-    this.head = this.segments.add(sequence);
-    this.headTag = frameTag(sequence);
-    this.headBytes = HEADER_BYTES;
-    if (this.options.durability === 'fsync') {
-      if (spare === undefined) await datasync(fd);
-      await syncDirectory(dir);
-    }
-  }
-
-  /**
-   * Makes a spare's old contents unreadable as the new segment before it is named as one: the new
-   * header (whose sequence, above all the file's old ones, gives its frames a tag none of the old
-   * frames has), and zeros over its last bytes, so that a frame head cut short by the end of the
-   * file is never made of old bytes (see `readSegment`). Synced. Returns the file's size.
-   */
-  private async rewriteSpare(fd: number, header: Buffer): Promise<number> {
-    const size = Math.max(await fileSize(fd), HEADER_BYTES);
-    await writeFully(fd, header, HEADER_BYTES, 0);
-    const tail = Math.max(HEADER_BYTES, size - FRAME_HEAD_BYTES);
-    if (size > tail) await writeFully(fd, Buffer.alloc(size - tail), size - tail, tail);
-    await datasync(fd);
-    return size;
-  }
-
-  /**
-   * Where the file written by a burst of `bytes` frames at `position` ends: with fsync, a burst
-   * that grows the file grows it by `PREALLOCATE_BYTES` of zeros too (up to the segment's size,
-   * and keeping the write within `MAX_BURST_BYTES`).
-   */
-  private preallocatedEnd(position: number, bytes: number): number {
-    const end = position + bytes;
-    if (!this.keepsSpares || end <= this.headAllocated) return end;
-    const limit = Math.min(
-      this.options.segmentBytes,
-      end + PREALLOCATE_BYTES,
-      position + Math.max(bytes, MAX_BURST_BYTES),
-    );
-    return Math.max(end, limit);
-  }
-
-  /** Preallocated space and spares pay only where syncs are waited for. */
-  private get keepsSpares(): boolean {
-    return this.options.durability === 'fsync';
-  }
-
-  /** Removes a dead segment's file, or keeps it as a spare if it is about a segment's size. */
-  private async retire(segment: Segment): Promise<void> {
-    const dir = this.options.directory;
-    const file = path.join(dir, segment.name);
-    this.segments.delete(segment.sequence);
-    if (this.keepsSpares && this.spares.length < MAX_SPARES) {
-      const size = await fs.promises.stat(file).then(
-        (stat) => stat.size,
-        (error: unknown) => {
-          if (isErrno(error, 'ENOENT')) return 0;
-          throw error;
-        },
-      );
-      if (size >= this.options.segmentBytes / 2) {
-        const spare = spareName(segment.sequence);
-        await fs.promises.rename(file, path.join(dir, spare));
-        this.spares.push(spare);
-        return;
-      }
-    }
-    await unlinkIfPresent(file);
-  }
-
-  private async closeHead(): Promise<void> {
-    const fd = this.fd;
-    this.fd = undefined;
-    this.head = undefined;
-    if (fd !== undefined) await closeFd(fd);
   }
 
   /**
@@ -571,42 +442,39 @@ export class JournalWriter<T> {
    * the acknowledgements of records in earlier ones, so it must outlive them.
    */
   private async collect(final: boolean): Promise<void> {
-    const dir = this.options.directory;
-    let deleted = false;
+    let retired = false;
     for (const segment of this.segments.values()) {
-      const isHead = segment === this.head;
+      const isHead = segment === this.files.head;
       if (isHead && !final) break;
       if (segment.live > 0) {
-        if (!final) await this.maybeCarry(segment);
+        if (!final) this.maybeCarry(segment);
         break;
       }
       if (segment.unwrittenAcks > 0 || segment.deadAfterBurst > this.writtenBurst) break;
       if (segment.deadAfterBurst > this.syncedBurst) await this.sync();
-      if (isHead) await this.closeHead();
-      await this.retire(segment);
-      deleted = true;
+      await this.files.retire(segment, this.segments);
+      retired = true;
     }
-    if (deleted && this.options.durability === 'fsync') await syncDirectory(dir);
+    if (retired && this.fsync) await syncDirectory(this.directory);
   }
 
   /** Copies the few live records of a mostly dead oldest segment forward, so it can go. */
-  private async maybeCarry(segment: Segment): Promise<void> {
+  private maybeCarry(segment: Segment): void {
     if (segment.carried || segment.live > segment.written * SPARSE_FRACTION) return;
     const records = this.index.stragglers(segment.sequence);
     if (records === undefined) return;
     segment.carried = true;
     if (records.length === 0) return;
-    const payloads = await readPayloads(path.join(this.options.directory, segment.name), records);
     let bytes = 0;
     for (const record of records) bytes += carryFrameBytes(record.bytes);
-    this.enqueue({ kind: 'carry', records, payloads, bytes });
+    this.enqueue({ kind: 'carry', records, bytes });
   }
 
   private rejectPending(error: Error): void {
     const ops = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    for (const op of ops) if (op.kind === 'append') op.reject(error);
+    for (const op of ops) if (op.kind === 'append' || op.kind === 'lease') op.reject(error);
   }
 
   private fail(error: unknown): Error {
@@ -616,7 +484,7 @@ export class JournalWriter<T> {
         error instanceof BufIOError
           ? error
           : new StorageError(
-              `FileStorage journal in "${this.options.directory}" failed and accepts nothing more: ${reason}`,
+              `FileStorage journal in "${this.directory}" failed and accepts nothing more: ${reason}`,
               { cause: error },
             );
     }
@@ -625,31 +493,12 @@ export class JournalWriter<T> {
   }
 }
 
+function abandonedError(): StorageError {
+  return new StorageError('FileStorage was abandoned without close (a simulated crash)');
+}
+
 function toBufIOError(error: unknown): Error {
   return error instanceof BufIOError
     ? error
     : new StorageError('FileStorage was abandoned without close', { cause: error });
-}
-
-async function readPayloads(
-  file: string,
-  records: readonly LiveRecord<unknown>[],
-): Promise<Buffer[]> {
-  const handle = await fs.promises.open(file, 'r');
-  try {
-    const payloads: Buffer[] = [];
-    for (const record of records) {
-      const payload = Buffer.allocUnsafe(record.bytes);
-      const { bytesRead } = await handle.read(payload, 0, record.bytes, record.offset);
-      if (bytesRead !== record.bytes) {
-        throw new StorageError(
-          `FileStorage could not read record ${record.id} back from ${path.basename(file)}`,
-        );
-      }
-      payloads.push(payload);
-    }
-    return payloads;
-  } finally {
-    await handle.close();
-  }
 }
