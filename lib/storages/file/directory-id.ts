@@ -10,7 +10,7 @@ import {
   writeFully,
 } from './file-io.js';
 import { DIRECTORY_ID_BYTES } from './journal-format.js';
-import { openSafely, readSafely } from './safe-files.js';
+import { openSafely, readSafely, UntrustedFileError } from './safe-files.js';
 import fs from 'node:fs/promises';
 
 /*
@@ -56,6 +56,8 @@ export async function readIdentity(
     data = await readSafely(path.join(directory, ID_FILE));
   } catch (error) {
     if (isErrno(error, 'ENOENT')) return 'missing';
+    // A link or a stranger's file under the name: not our id file.
+    if (error instanceof UntrustedFileError) return 'damaged';
     throw error;
   }
   if (

@@ -397,7 +397,9 @@ export class FileStorage<T> implements Storage<T> {
       await this.writer?.close();
     } finally {
       this.state = 'closed';
-      await this.lock?.release();
+      await this.lock?.release().catch((error: unknown) => {
+        throw classifyFileError(error, this.realDirectory, 'release the lock of');
+      });
     }
   }
 }

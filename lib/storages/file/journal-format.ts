@@ -147,17 +147,19 @@ export function decodeHeader(data: Buffer): HeaderRead {
     return { kind: 'damaged' };
   }
   const version = data[MAGIC.length] as number;
-  if (version === LEGACY_VERSION && data[7] === 0) {
-    return { kind: 'legacy', sequence: readU64(data, 8) };
-  }
   if (version !== FORMAT_VERSION) {
-    // Another version, or a format-3 header whose version byte was damaged: its checksum tells.
-    if (data.length < HEADER_BYTES) return { kind: 'other-version', version };
-    const copy = Buffer.from(data.subarray(0, 48));
-    copy[MAGIC.length] = FORMAT_VERSION;
-    return crc32(copy) === data.readUInt32LE(48)
-      ? { kind: 'damaged' }
-      : { kind: 'other-version', version };
+    // A format-3 header whose version byte was damaged still passes its checksum with a 3 there.
+    if (data.length >= HEADER_BYTES) {
+      const copy = Buffer.from(data.subarray(0, 48));
+      copy[MAGIC.length] = FORMAT_VERSION;
+      if (crc32(copy) === data.readUInt32LE(48)) return { kind: 'damaged' };
+    }
+    if (version === LEGACY_VERSION && data[7] === 0) {
+      return { kind: 'legacy', sequence: readU64(data, 8) };
+    }
+    // Too short to be a whole header of any version: damage, not a stranger's format.
+    if (data.length < HEADER_BYTES) return { kind: 'damaged' };
+    return { kind: 'other-version', version };
   }
   if (data.length < HEADER_BYTES || data.readUInt32LE(48) !== crc32(data, 0, 48)) {
     return { kind: 'damaged' };

@@ -1,4 +1,6 @@
 import {
+  FRAME_HEAD_BYTES,
+  FRAME_PAD,
   replayFrame,
   type CarriedState,
   type FrameVisitor,
@@ -91,11 +93,15 @@ export class JournalReplay {
       }
       return this.written;
     }
+    // A frame found in any copy counts; a PAD (damage covered in one copy) yields to a frame.
     const byOffset = new Map<number, [ReplaySource, number]>();
     for (const source of sources) {
       for (let i = 0; i < source.scan.frames.length; i += 2) {
         const at = source.scan.frames[i] as number;
-        if (!byOffset.has(at)) byOffset.set(at, [source, source.scan.frames[i + 1] as number]);
+        const found = byOffset.get(at);
+        if (found === undefined || (isPad(found[0].data, at) && !isPad(source.data, at))) {
+          byOffset.set(at, [source, source.scan.frames[i + 1] as number]);
+        }
       }
     }
     for (const at of [...byOffset.keys()].sort((a, b) => a - b)) {
@@ -152,4 +158,8 @@ export class JournalReplay {
   private seen(id: number): void {
     if (id > this.maxId) this.maxId = id;
   }
+}
+
+function isPad(data: Buffer, at: number): boolean {
+  return data[at + FRAME_HEAD_BYTES] === FRAME_PAD;
 }

@@ -283,6 +283,8 @@ export class JournalWriter {
       this.fail(error);
     } finally {
       this.running = false;
+      // Appends queued while the disk refused the burst get their answer now, not after a delay.
+      if (this.pending.some((op) => op.kind === 'append' || op.kind === 'lease')) this.schedule();
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const resolve of waiters) resolve();

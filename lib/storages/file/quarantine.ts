@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { closeFd, datasync, syncDirectory, writeFully } from './file-io.js';
-import { openSafely } from './safe-files.js';
+import { openSafely, UntrustedFileError } from './safe-files.js';
 
 /** The file, in the journal directory, that keeps bytes the storage could not use. */
 export const QUARANTINE_FILE = 'quarantine.log';
@@ -37,7 +37,7 @@ export class Quarantine {
   /** Appends the entries; returns where each one is, as `"<file> at offset <n>"`. */
   async keep(entries: readonly QuarantineEntry[]): Promise<string[]> {
     if (entries.length === 0) return [];
-    const { fd, size } = await openSafely(this.file, 'append');
+    const { fd, size } = await this.openFile();
     const locations: string[] = [];
     try {
       const parts: Buffer[] = [];
@@ -65,6 +65,17 @@ export class Quarantine {
     }
     for (const entry of entries) this.bytesKept += entry.bytes.length;
     return locations;
+  }
+
+  /** Opens the quarantine file; something planted under its name is moved aside first. */
+  private async openFile(): Promise<{ fd: number; size: number }> {
+    try {
+      return await openSafely(this.file, 'append');
+    } catch (error) {
+      if (!(error instanceof UntrustedFileError)) throw error;
+      await fs.rename(this.file, `${this.file}.untrusted-${Date.now()}`);
+      return openSafely(this.file, 'append');
+    }
   }
 
   /** Renames a whole file out of the journal's names; returns its new path. */

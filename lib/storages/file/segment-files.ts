@@ -216,6 +216,8 @@ export class SegmentFiles {
         await this.writeAt(fd, buf, length, position);
       } catch (error) {
         if (!(isErrno(error, 'ENOSPC') || isErrno(error, 'EDQUOT')) || length === used) throw error;
+        // The zeros written so far took the space: give it back, then the frames alone.
+        await this.cutBack(position);
         await this.writeAt(fd, buf, used, position);
         length = used;
       }

@@ -427,7 +427,7 @@ describe('FileStorage', () => {
       directory = await tempDir('storage');
       const file = path.join(directory, 'journal-000000000001.log');
       // Version 1: 8-byte header, frames without a tag.
-      const bytes = Buffer.concat([Buffer.from('BUFIOJ\x01\x00', 'latin1'), Buffer.alloc(20, 7)]);
+      const bytes = Buffer.concat([Buffer.from('BUFIOJ\x01\x00', 'latin1'), Buffer.alloc(60, 7)]);
       fs.writeFileSync(file, bytes);
       const storage = new FileStorage<Rec>({ directory });
       await expect(storage.open()).rejects.toMatchObject({

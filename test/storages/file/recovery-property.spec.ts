@@ -93,6 +93,8 @@ const planArb: fc.Arbitrary<Plan> = fc.record({
 });
 
 const T0 = 1_700_000_000_000;
+/** Runs of the property; raise it with `BUFIO_PROPERTY_RUNS` for a deeper search. */
+const RUNS = Number(process.env.BUFIO_PROPERTY_RUNS ?? 60);
 const directories: string[] = [];
 
 afterAll(async () => {
@@ -264,9 +266,9 @@ describe('FileStorage recovery, as a property', () => {
         expect(second.records).toEqual(expected);
         await removeDir(directory);
       }),
-      { numRuns: Number(process.env.BUFIO_PROPERTY_RUNS ?? 60) },
+      { numRuns: RUNS },
     );
-  }, 120_000);
+  }, Math.max(120_000, RUNS * 400));
 
   it('a missing middle segment is reported by name; what the others hold is kept', async () => {
     const directory = await tempDir('property');
