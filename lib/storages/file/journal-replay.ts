@@ -1,11 +1,11 @@
+import { type SegmentKind } from './journal-format.js';
 import {
   FRAME_HEAD_BYTES,
   FRAME_PAD,
   replayFrame,
   type CarriedState,
   type FrameVisitor,
-  type SegmentKind,
-} from './journal-format.js';
+} from './journal-frames.js';
 import type { LiveRecord } from './live-record.js';
 import type { SegmentScan } from './segment-reader.js';
 import type { SegmentTable } from './segment-table.js';

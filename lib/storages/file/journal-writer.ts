@@ -9,57 +9,14 @@ import {
   idRanges,
   leaseFrameBytes,
   releaseFrameBytes,
-  writeAckFrame,
-  writeAppendFrame,
-  writeCarryFrame,
   writeLeaseFrame,
-  writeReleaseFrame,
-} from './journal-format.js';
+} from './journal-frames.js';
+import { encodeOp, OpQueue, type Op } from './journal-ops.js';
 import type { LiveIndex } from './live-index.js';
 import type { LiveRecord } from './live-record.js';
 import { isRefusal } from './safe-files.js';
 import type { SegmentFiles } from './segment-files.js';
 import type { Segment, SegmentTable } from './segment-table.js';
-
-interface AppendOp {
-  readonly kind: 'append';
-  readonly records: LiveRecord[];
-  readonly ids: readonly RecordId[];
-  readonly bytes: number;
-  resolve(ids: readonly RecordId[]): void;
-  reject(error: Error): void;
-}
-
-interface AckOp {
-  readonly kind: 'ack';
-  readonly ranges: number[];
-  /** The segments these acknowledgements make records of dead, with how many each. */
-  readonly segments: Map<Segment, number>;
-  readonly bytes: number;
-}
-
-interface ReleaseOp {
-  readonly kind: 'release';
-  readonly visibleAt: number;
-  readonly pairs: number[];
-  readonly bytes: number;
-}
-
-interface CarryOp {
-  readonly kind: 'carry';
-  readonly records: LiveRecord[];
-  readonly bytes: number;
-}
-
-interface LeaseOp {
-  readonly kind: 'lease';
-  readonly triples: number[];
-  readonly bytes: number;
-  resolve(): void;
-  reject(error: Error): void;
-}
-
-type Op = AppendOp | AckOp | ReleaseOp | CarryOp | LeaseOp;
 
 /**
  * A burst takes queued frames up to this many bytes (or one operation, whatever its size), so that
@@ -91,8 +48,7 @@ const REFUSAL_RETRY_MS = 100;
  * longer known.
  */
 export class JournalWriter {
-  private pending: Op[] = [];
-  private pendingBytes = 0;
+  private readonly pending = new OpQueue();
   private running = false;
   private scheduled = false;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -240,14 +196,13 @@ export class JournalWriter {
   async abandon(): Promise<void> {
     this.abandoned = true;
     clearTimeout(this.retryTimer);
-    this.rejectPending(abandonedError());
+    this.pending.rejectAll(abandonedError());
     await this.idle();
     await this.files.closeHead().catch(() => undefined);
   }
 
   private enqueue(op: Op): void {
     this.pending.push(op);
-    this.pendingBytes += op.bytes;
     this.schedule();
   }
 
@@ -284,7 +239,7 @@ export class JournalWriter {
     } finally {
       this.running = false;
       // Appends queued while the disk refused the burst get their answer now, not after a delay.
-      if (this.pending.some((op) => op.kind === 'append' || op.kind === 'lease')) this.schedule();
+      if (this.pending.hasWaiters()) this.schedule();
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const resolve of waiters) resolve();
@@ -293,7 +248,7 @@ export class JournalWriter {
 
   /** Writes one burst; false when the disk refused it (see the class comment). */
   private async burst(): Promise<boolean> {
-    const { ops, bytes } = this.takeBurst();
+    const { ops, bytes } = this.pending.take(MAX_BURST_BYTES);
     const burst = ++this.startedBurst;
     const files = this.files;
     let position = -1;
@@ -312,7 +267,7 @@ export class JournalWriter {
       let appends = false;
       for (const op of ops) {
         if (op.kind === 'append') appends = true;
-        used = this.encode(op, buf, used, position, placed);
+        used = encodeOp(op, buf, used, position, files.headTag, placed);
       }
       // Zeros after the frames (a carried record acknowledged meanwhile leaves a gap too).
       const length = position + bytes < fileEnd ? buf.length : used;
@@ -335,43 +290,12 @@ export class JournalWriter {
     } catch (error) {
       files.busy = false;
       if (isRefusal(error) && !this.abandoned) {
-        this.requeueRefused(ops, error as Error);
+        this.pending.requeue(ops, error as Error);
         return false;
       }
       const failure = this.abandoned ? toBufIOError(error) : this.fail(error);
       for (const op of ops) if (op.kind === 'append' || op.kind === 'lease') op.reject(failure);
       return true;
-    }
-  }
-
-  /** Encodes one operation at `at`; appends and carries note where their payloads go. */
-  private encode(op: Op, buf: Buffer, at: number, position: number, placed: number[]): number {
-    const tag = this.files.headTag;
-    switch (op.kind) {
-      case 'append':
-        for (const record of op.records) {
-          const start = writeAppendFrame(buf, at, tag, record.id, record.text, record.bytes);
-          placed.push(position + start);
-          at = start + record.bytes;
-        }
-        return at;
-      case 'carry':
-        for (const record of op.records) {
-          if (record.acked) {
-            placed.push(-1);
-            continue;
-          }
-          const start = writeCarryFrame(buf, at, tag, record, record.text, record.bytes);
-          placed.push(position + start);
-          at = start + record.bytes;
-        }
-        return at;
-      case 'ack':
-        return writeAckFrame(buf, at, tag, op.ranges);
-      case 'release':
-        return writeReleaseFrame(buf, at, tag, op.visibleAt, op.pairs);
-      case 'lease':
-        return writeLeaseFrame(buf, at, tag, op.triples);
     }
   }
 
@@ -398,38 +322,6 @@ export class JournalWriter {
         }
       }
     }
-  }
-
-  /** A refused burst: appends and leases fail with `error`, the rest waits for the next try. */
-  private requeueRefused(ops: readonly Op[], error: Error): void {
-    const kept: Op[] = [];
-    for (const op of ops) {
-      if (op.kind === 'append' || op.kind === 'lease') op.reject(error);
-      else kept.push(op);
-    }
-    this.pending = kept.concat(this.pending);
-    this.pendingBytes = 0;
-    for (const op of this.pending) this.pendingBytes += op.bytes;
-  }
-
-  /** Takes the queued frames, up to `MAX_BURST_BYTES` (at least one operation). */
-  private takeBurst(): { ops: Op[]; bytes: number } {
-    const pending = this.pending;
-    if (this.pendingBytes <= MAX_BURST_BYTES || pending.length === 1) {
-      const taken = { ops: pending, bytes: this.pendingBytes };
-      this.pending = [];
-      this.pendingBytes = 0;
-      return taken;
-    }
-    let n = 0;
-    let bytes = 0;
-    while (n < pending.length && (n === 0 || bytes + (pending[n] as Op).bytes <= MAX_BURST_BYTES)) {
-      bytes += (pending[n] as Op).bytes;
-      n++;
-    }
-    this.pending = pending.slice(n);
-    this.pendingBytes -= bytes;
-    return { ops: pending.slice(0, n), bytes };
   }
 
   private async sync(): Promise<void> {
@@ -472,13 +364,6 @@ export class JournalWriter {
     this.enqueue({ kind: 'carry', records, bytes });
   }
 
-  private rejectPending(error: Error): void {
-    const ops = this.pending;
-    this.pending = [];
-    this.pendingBytes = 0;
-    for (const op of ops) if (op.kind === 'append' || op.kind === 'lease') op.reject(error);
-  }
-
   private fail(error: unknown): Error {
     if (!this.failed) {
       const reason = error instanceof Error ? error.message : String(error);
@@ -490,7 +375,7 @@ export class JournalWriter {
               { cause: error },
             );
     }
-    this.rejectPending(this.failed);
+    this.pending.rejectAll(this.failed);
     return this.failed;
   }
 }

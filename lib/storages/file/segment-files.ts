@@ -11,14 +11,8 @@ import {
   writeFully,
   writeFullySync,
 } from './file-io.js';
-import {
-  FRAME_HEAD_BYTES,
-  HEADER_BYTES,
-  encodeHeader,
-  frameTag,
-  segmentName,
-  spareName,
-} from './journal-format.js';
+import { HEADER_BYTES, encodeHeader, frameTag, segmentName, spareName } from './journal-format.js';
+import { FRAME_HEAD_BYTES } from './journal-frames.js';
 import { classifyFileError, openSafely, UntrustedFileError } from './safe-files.js';
 import type { Segment, SegmentTable } from './segment-table.js';
 

@@ -1,4 +1,5 @@
-import { FRAME_HEAD_BYTES, frameChecksum, frameEndAt, type SegmentKind } from './journal-format.js';
+import { type SegmentKind } from './journal-format.js';
+import { FRAME_HEAD_BYTES, frameChecksum, frameEndAt } from './journal-frames.js';
 
 /** Writes tear at page boundaries; 4 KiB divides every page size Linux and macOS use. */
 const PAGE_BYTES = 4096;

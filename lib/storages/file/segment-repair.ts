@@ -2,13 +2,12 @@ import path from 'node:path';
 import type { DirectoryIdentity } from './directory-id.js';
 import { closeFd, datasync, truncateFd, writeFully } from './file-io.js';
 import {
-  FRAME_HEAD_BYTES,
   LEGACY_HEADER_BYTES,
   LEGACY_VERSION,
   encodeHeader,
-  padFrame,
   type SegmentKind,
 } from './journal-format.js';
+import { FRAME_HEAD_BYTES, padFrame } from './journal-frames.js';
 import type { Quarantine, QuarantineEntry } from './quarantine.js';
 import type { JournalDamage } from './recovery-report.js';
 import { openSafely } from './safe-files.js';

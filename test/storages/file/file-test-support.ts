@@ -5,10 +5,9 @@ import { readIdentity } from '../../../lib/storages/file/directory-id.js';
 import {
   currentKind,
   parseSegmentName,
-  replayFrame,
-  type FrameVisitor,
   type SegmentKind,
 } from '../../../lib/storages/file/journal-format.js';
+import { replayFrame, type FrameVisitor } from '../../../lib/storages/file/journal-frames.js';
 import { scanSegment } from '../../../lib/storages/file/segment-reader.js';
 
 /** A fresh directory under the system's temp directory; remove it with `removeDir`. */

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FileStorage, type RecoveryReport } from '../../../lib/storages/file/index.js';
+import { FileStorage } from '../../../lib/storages/file/index.js';
 import { removeDir, segmentFiles, tempDir } from './file-test-support.js';
 
 /*
@@ -43,7 +43,7 @@ describe('FileStorage: journals of BufIO 0.2.0 (format 2)', () => {
     const legacy = await segmentFiles(directory);
     expect(legacy.length).toBeGreaterThan(2);
     const storage = await FileStorage.open<Rec>({ directory, segmentBytes: 1024 });
-    expect(storage.recovery).toMatchObject<Partial<RecoveryReport>>({
+    expect(storage.recovery).toMatchObject({
       identity: 'created',
       legacySegments: legacy.length,
       records: 60,

@@ -8,12 +8,11 @@ import { readIdentity, type DirectoryIdentity } from '../../../lib/storages/file
 import { FileStorage, type RecoveryReport } from '../../../lib/storages/file/index.js';
 import {
   HEADER_BYTES,
-  appendFrameBytes,
   encodeHeader,
   frameTag,
   segmentName,
-  writeAppendFrame,
 } from '../../../lib/storages/file/journal-format.js';
+import { appendFrameBytes, writeAppendFrame } from '../../../lib/storages/file/journal-frames.js';
 import { removeDir, segmentFiles, spareFiles, tempDir } from './file-test-support.js';
 
 /*

@@ -1,17 +1,19 @@
 import { describe, expect, it } from '@jest/globals';
 import { crc32 } from '../../../lib/storages/file/crc32.js';
 import {
-  FRAME_HEAD_BYTES,
   HEADER_BYTES,
-  appendFrameBytes,
   currentKind,
   decodeHeader,
   encodeHeader,
   frameTag,
-  replayFrame,
-  writeAppendFrame,
   type SegmentKind,
 } from '../../../lib/storages/file/journal-format.js';
+import {
+  FRAME_HEAD_BYTES,
+  appendFrameBytes,
+  replayFrame,
+  writeAppendFrame,
+} from '../../../lib/storages/file/journal-frames.js';
 import { scanSegment, type SegmentScan } from '../../../lib/storages/file/segment-reader.js';
 import { ignoreFrames } from './file-test-support.js';
 

@@ -10,9 +10,9 @@ import {
   currentKind,
   decodeHeader,
   parseSegmentName,
-  replayFrame,
   segmentName,
 } from '../../../lib/storages/file/journal-format.js';
+import { replayFrame } from '../../../lib/storages/file/journal-frames.js';
 import { scanSegment } from '../../../lib/storages/file/segment-reader.js';
 import { ignoreFrames, removeDir, segmentFiles, tempDir } from './file-test-support.js';
 
@@ -248,27 +248,31 @@ async function recovered(
 }
 
 describe('FileStorage recovery, as a property', () => {
-  it('keeps exactly the records whose frames are intact, invents none, and never throws', async () => {
-    await fc.assert(
-      fc.asyncProperty(planArb, async (plan) => {
-        const directory = await tempDir('property');
-        directories.push(directory);
-        await writeJournal(directory, plan);
-        const written = await framesIn(directory);
-        await damage(directory, plan.damage);
-        const expected = await expectedRecords(directory, written);
+  it(
+    'keeps exactly the records whose frames are intact, invents none, and never throws',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(planArb, async (plan) => {
+          const directory = await tempDir('property');
+          directories.push(directory);
+          await writeJournal(directory, plan);
+          const written = await framesIn(directory);
+          await damage(directory, plan.damage);
+          const expected = await expectedRecords(directory, written);
 
-        const first = await recovered(directory);
-        expect(first.records).toEqual(expected);
-        expect(first.report.records).toBe(expected.size);
-        // What recovery repaired keeps them: a second open finds the same records.
-        const second = await recovered(directory);
-        expect(second.records).toEqual(expected);
-        await removeDir(directory);
-      }),
-      { numRuns: RUNS },
-    );
-  }, Math.max(120_000, RUNS * 400));
+          const first = await recovered(directory);
+          expect(first.records).toEqual(expected);
+          expect(first.report.records).toBe(expected.size);
+          // What recovery repaired keeps them: a second open finds the same records.
+          const second = await recovered(directory);
+          expect(second.records).toEqual(expected);
+          await removeDir(directory);
+        }),
+        { numRuns: RUNS },
+      );
+    },
+    Math.max(120_000, RUNS * 400),
+  );
 
   it('a missing middle segment is reported by name; what the others hold is kept', async () => {
     const directory = await tempDir('property');

@@ -6,7 +6,8 @@ import { crc32 } from '../../../lib/storages/file/crc32.js';
 import { abandonStorage } from '../../../lib/storages/file/file-storage.js';
 import { FileStorage, type RecoveryReport } from '../../../lib/storages/file/index.js';
 import { readIdentity, type DirectoryIdentity } from '../../../lib/storages/file/directory-id.js';
-import { FRAME_HEAD_BYTES, frameTag } from '../../../lib/storages/file/journal-format.js';
+import { frameTag } from '../../../lib/storages/file/journal-format.js';
+import { FRAME_HEAD_BYTES } from '../../../lib/storages/file/journal-frames.js';
 import {
   appendedIn,
   frameOffsets,
