@@ -93,3 +93,17 @@ export async function appendedIn(file: string): Promise<unknown[]> {
   }
   return records;
 }
+
+/** The record most FileStorage tests store. */
+export interface Rec {
+  readonly n: number;
+  readonly text: string;
+}
+
+export const rec = (n: number): Rec => ({ n, text: `record ${n}` });
+
+/** A fixed engine clock for `reserve`. */
+export const T0 = 1_700_000_000_000;
+
+export const range = (from: number, to: number): number[] =>
+  Array.from({ length: to - from }, (_, i) => from + i);

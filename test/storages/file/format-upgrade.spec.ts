@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileStorage } from '../../../lib/storages/file/index.js';
-import { removeDir, segmentFiles, tempDir } from './file-test-support.js';
+import { T0, range, removeDir, segmentFiles, tempDir, type Rec } from './file-test-support.js';
 
 /*
  * Journals written by BufIO 0.2.0 (format 2): `fixtures/format-2` was written by that version
@@ -12,15 +12,7 @@ import { removeDir, segmentFiles, tempDir } from './file-test-support.js';
  * are and replaced as they empty. A format-2 segment that turns up later is not replayed.
  */
 
-interface Rec {
-  readonly n: number;
-  readonly text: string;
-}
-
 const FIXTURE = fileURLToPath(new URL('./fixtures/format-2', import.meta.url));
-const T0 = 1_700_000_000_000;
-const range = (from: number, to: number): number[] =>
-  Array.from({ length: to - from }, (_, i) => from + i);
 
 let directory = '';
 afterEach(async () => {

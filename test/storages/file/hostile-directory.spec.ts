@@ -13,22 +13,21 @@ import {
   segmentName,
 } from '../../../lib/storages/file/journal-format.js';
 import { appendFrameBytes, writeAppendFrame } from '../../../lib/storages/file/journal-frames.js';
-import { removeDir, segmentFiles, spareFiles, tempDir } from './file-test-support.js';
+import {
+  T0,
+  range,
+  rec,
+  removeDir,
+  segmentFiles,
+  spareFiles,
+  tempDir,
+  type Rec,
+} from './file-test-support.js';
 
 /*
  * A directory others could write into: FileStorage refuses it unless told otherwise, never
  * follows a link planted under any name it uses, and never replays a segment it did not write.
  */
-
-interface Rec {
-  readonly n: number;
-  readonly text: string;
-}
-
-const rec = (n: number): Rec => ({ n, text: `record ${n}` });
-const T0 = 1_700_000_000_000;
-const range = (from: number, to: number): number[] =>
-  Array.from({ length: to - from }, (_, i) => from + i);
 
 let root = '';
 const opened: FileStorage<Rec>[] = [];
