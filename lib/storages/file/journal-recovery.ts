@@ -123,8 +123,14 @@ export async function recoverJournal(directory: string): Promise<RecoveredJourna
   let framesSkipped = 0;
   let idFloor = identity.idFloor;
   let lastSequence = 0;
-  for (const sequence of [...members.keys()].sort((a, b) => a - b)) {
+  const sequences = [...members.keys()].sort((a, b) => a - b);
+  const newest = sequences[sequences.length - 1];
+  for (const sequence of sequences) {
     const group = members.get(sequence) as Member[];
+    if (sequence === newest && group.length === 1 && isTornCreation(group[0] as Member)) {
+      damage.push(...(await dropTornSegment(directory, group[0] as Member, quarantine)));
+      continue;
+    }
     // The file named after the sequence is the segment; others are copies of it.
     group.sort((a, b) => rank(a) - rank(b));
     const primary = group[0] as Member;
@@ -288,4 +294,34 @@ async function classify(
   const moved = await quarantine.moveFile(file.name, file.data.length);
   ignored.push({ file: file.name, reason: 'foreign', detail, quarantined: moved });
   return undefined;
+}
+
+/** The newest segment, killed while its header was being written: no frame can be in it. */
+function isTornCreation(member: Member): boolean {
+  return member.file.header.kind === 'damaged' && member.file.data.length < member.kind.headerBytes;
+}
+
+/** Removes a segment torn at its creation; its bytes, if any, go to quarantine first. */
+async function dropTornSegment(
+  directory: string,
+  member: Member,
+  quarantine: Quarantine,
+): Promise<JournalDamage[]> {
+  const { name, data } = member.file;
+  const damage: JournalDamage[] = [];
+  if (data.length > 0) {
+    const [quarantined] = await quarantine.keep([
+      { source: name, offset: 0, reason: 'incomplete', bytes: data },
+    ]);
+    damage.push({
+      segment: name,
+      offset: 0,
+      bytes: data.length,
+      reason: 'incomplete',
+      repair: 'cut',
+      quarantined: quarantined as string,
+    });
+  }
+  await fs.unlink(path.join(directory, name));
+  return damage;
 }

@@ -208,7 +208,7 @@ describe('FileStorage recovery', () => {
     ]);
   });
 
-  it('a segment torn before its header was complete is reported, its header written anew', async () => {
+  it('a newest segment torn before its header was complete is kept in quarantine, removed and reported', async () => {
     directory = await tempDir('recovery');
     await writeRecords(4);
     const torn = 'journal-000000000099.log';
@@ -216,16 +216,39 @@ describe('FileStorage recovery', () => {
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 4));
     expect(cutsOf(report)).toEqual([{ segment: torn, offset: 0, bytes: 3, reason: 'incomplete' }]);
-    expect(report.damage[0]?.repair).toBe('header-rewritten');
-    // The bytes are in quarantine, and the segment reads cleanly from now on.
+    expect(report.damage[0]?.repair).toBe('cut');
+    expect(await segmentFiles(directory)).not.toContain(torn);
     const kept = await fs.readFile(path.join(directory, 'quarantine.log'), 'latin1');
     expect(kept).toMatch(
       /^BUFIO-QUARANTINE \{"source":"journal-000000000099.log","offset":0,"bytes":3,"reason":"incomplete",.*\}\nBUF\n$/,
     );
+  });
+
+  it('an empty newest segment (killed right after creating it) is removed without a report', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(4);
+    await fs.writeFile(path.join(directory, 'journal-000000000099.log'), '', { mode: 0o600 });
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 4));
+    expect(report.damage).toEqual([]);
+    expect(await segmentFiles(directory)).not.toContain('journal-000000000099.log');
+  });
+
+  it('a segment in the middle whose header is damaged keeps its frames, and its header is written anew', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(60, 1024);
+    const names = await segmentFiles(directory);
+    const middle = path.join(directory, names[1] as string);
+    const data = await fs.readFile(middle);
+    data[10] = (data[10] as number) ^ 0x55;
+    await fs.writeFile(middle, data);
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 60));
+    expect(report.damage.map((d) => [d.segment, d.offset, d.reason, d.repair])).toEqual([
+      [names[1], 0, 'header', 'header-rewritten'],
+    ]);
     for (const storage of open.splice(0)) await storage.close();
-    const again = await reopen();
-    expect(again.report.damage).toEqual([]);
-    expect(again.numbers).toEqual(range(0, 4));
+    expect((await reopen()).report.damage).toEqual([]);
   });
 
   it('records appended after a cut survive the next open, with no cut reported again', async () => {
