@@ -33,8 +33,9 @@ export interface FileStorageOptions<T> extends DurableStorageOptions<T> {
    */
   segmentBytes?: number;
   /**
-   * Called once the journal has been read at open, with what was replayed and what was cut off.
-   * Without it, a cut is reported to `onError`.
+   * Called once the journal has been read at open, with what was recovered, what was damaged
+   * (and where its bytes were kept), which segments are missing and which files were ignored.
+   * Without it, anything amiss is reported to `onError`.
    */
   onRecovery?: (report: RecoveryReport) => void;
   /**
