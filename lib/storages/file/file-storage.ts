@@ -10,7 +10,12 @@ import type {
   StoredRecord,
 } from '../../core/storage.js';
 import { idText, writeIdentity, type DirectoryIdentity } from './directory-id.js';
-import { encodeRecords, type EncodeOptions } from '../serializer.js';
+import {
+  encodeRecords,
+  jsonSerializer,
+  type EncodeOptions,
+  type Serializer,
+} from '../serializer.js';
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
 import { DirectoryLock } from './directory-lock.js';
 import {
@@ -68,7 +73,7 @@ type State = 'created' | 'open' | 'closing' | 'closed';
  * sync cheaper: a new segment is grown by zeros ahead of its records, and up to two segments whose
  * records are all acknowledged are kept as spare files (`spare-*.log`) and reused.
  *
- * Waiting records are kept in memory as serialized text, so `reserve` never reads the disk;
+ * Waiting records are kept in memory (see `LiveRecord`), so `reserve` never reads the disk;
  * memory follows the number of records waiting, which the buffer's `maxBufferedRecords` bounds.
  *
  * A lock file keeps a second process, or a second instance in this process, out of the directory
@@ -173,8 +178,8 @@ export class FileStorage<T> implements Storage<T> {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.state === 'open') return this.appendOpen(texts);
-    return this.open().then(() => this.appendOpen(texts));
+    if (this.state === 'open') return this.appendOpen(records, texts);
+    return this.open().then(() => this.appendOpen(records, texts));
   }
 
   /**
@@ -320,7 +325,7 @@ export class FileStorage<T> implements Storage<T> {
     }
   }
 
-  private appendOpen(texts: string[]): Promise<readonly RecordId[]> {
+  private appendOpen(records: readonly T[], texts: string[]): Promise<readonly RecordId[]> {
     // A close may have begun while this append waited for the open.
     if (this.state !== 'open') return Promise.reject(this.closedError());
     const writer = this.writer as JournalWriter;
@@ -328,6 +333,8 @@ export class FileStorage<T> implements Storage<T> {
     if (n === 0) return Promise.resolve([]);
     const live = new Array<LiveRecord>(n);
     const ids = new Array<RecordId>(n);
+    // JSON gives back an equal record: hand the worker the one pushed (see `LiveRecord`).
+    const keepValue = this.options.serializer === (jsonSerializer as Serializer<unknown>);
     let total = 0;
     for (let i = 0; i < n; i++) {
       const text = texts[i] as string;
@@ -337,7 +344,8 @@ export class FileStorage<T> implements Storage<T> {
       ids[i] = id;
       live[i] = {
         id,
-        text,
+        value: keepValue ? records[i] : undefined,
+        text: keepValue ? undefined : text,
         bytes,
         attempts: 0,
         deliveries: 0,
@@ -347,7 +355,7 @@ export class FileStorage<T> implements Storage<T> {
         acked: false,
       };
     }
-    return writer.append(live, ids, total);
+    return writer.append(live, texts, ids, total);
   }
 
   private reserveOpen(

@@ -5,6 +5,7 @@ import {
   writeCarryFrame,
   writeLeaseFrame,
   writeReleaseFrame,
+  type Payload,
 } from './journal-frames.js';
 import type { LiveRecord } from './live-record.js';
 import type { Segment } from './segment-table.js';
@@ -14,6 +15,8 @@ import type { Segment } from './segment-table.js';
 export interface AppendOp {
   readonly kind: 'append';
   readonly records: LiveRecord[];
+  /** The records' serialized texts, in order. */
+  readonly payloads: readonly string[];
   readonly ids: readonly RecordId[];
   readonly bytes: number;
   resolve(ids: readonly RecordId[]): void;
@@ -38,6 +41,8 @@ export interface ReleaseOp {
 export interface CarryOp {
   readonly kind: 'carry';
   readonly records: LiveRecord[];
+  /** The records' payloads: their text, or their bytes read back from their segment. */
+  readonly payloads: readonly Payload[];
   readonly bytes: number;
 }
 
@@ -129,19 +134,23 @@ export function encodeOp(
 ): number {
   switch (op.kind) {
     case 'append':
-      for (const record of op.records) {
-        const start = writeAppendFrame(buf, at, tag, record.id, record.text, record.bytes);
+      for (let i = 0; i < op.records.length; i++) {
+        const record = op.records[i] as LiveRecord;
+        const payload = op.payloads[i] as string;
+        const start = writeAppendFrame(buf, at, tag, record.id, payload, record.bytes);
         placed.push(position + start);
         at = start + record.bytes;
       }
       return at;
     case 'carry':
-      for (const record of op.records) {
+      for (let i = 0; i < op.records.length; i++) {
+        const record = op.records[i] as LiveRecord;
         if (record.acked) {
           placed.push(-1);
           continue;
         }
-        const start = writeCarryFrame(buf, at, tag, record, record.text, record.bytes);
+        const payload = op.payloads[i] as Payload;
+        const start = writeCarryFrame(buf, at, tag, record, payload, record.bytes);
         placed.push(position + start);
         at = start + record.bytes;
       }

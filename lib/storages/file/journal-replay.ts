@@ -122,6 +122,7 @@ export class JournalReplay {
       if (segment) segment.live++;
       records[i] = {
         id,
+        value: undefined,
         text: replayed.data.toString('utf8', replayed.offset, replayed.offset + replayed.bytes),
         bytes: replayed.bytes,
         attempts: replayed.attempts,

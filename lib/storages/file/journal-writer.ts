@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { BufIOError, StorageError } from '../../core/errors.js';
 import type { RecordId } from '../../core/storage.js';
-import { syncDirectory, syncFile } from './file-io.js';
+import { closeFd, readAt, syncDirectory, syncFile } from './file-io.js';
 import {
   ackFrameBytes,
   appendFrameBytes,
@@ -10,11 +10,12 @@ import {
   leaseFrameBytes,
   releaseFrameBytes,
   writeLeaseFrame,
+  type Payload,
 } from './journal-frames.js';
 import { encodeOp, OpQueue, type Op } from './journal-ops.js';
 import type { LiveIndex } from './live-index.js';
 import type { LiveRecord } from './live-record.js';
-import { isRefusal } from './safe-files.js';
+import { isRefusal, openSafely } from './safe-files.js';
 import type { SegmentFiles } from './segment-files.js';
 import type { Segment, SegmentTable } from './segment-table.js';
 
@@ -77,13 +78,14 @@ export class JournalWriter {
   /** Queues records for the next burst; resolves with their ids once they are on disk. */
   append(
     records: LiveRecord[],
+    payloads: readonly string[],
     ids: readonly RecordId[],
     payloadBytes: number,
   ): Promise<readonly RecordId[]> {
     if (this.failed) return Promise.reject(this.failed);
     const bytes = payloadBytes + appendFrameBytes(0) * records.length;
     return new Promise((resolve, reject) => {
-      this.enqueue({ kind: 'append', records, ids, bytes, resolve, reject });
+      this.enqueue({ kind: 'append', records, payloads, ids, bytes, resolve, reject });
     });
   }
 
@@ -341,7 +343,7 @@ export class JournalWriter {
       const isHead = segment === this.files.head;
       if (isHead && !final) break;
       if (segment.live > 0) {
-        if (!final) this.maybeCarry(segment);
+        if (!final) await this.maybeCarry(segment);
         break;
       }
       if (segment.unwrittenAcks > 0 || segment.deadAfterBurst > this.writtenBurst) break;
@@ -353,15 +355,16 @@ export class JournalWriter {
   }
 
   /** Copies the few live records of a mostly dead oldest segment forward, so it can go. */
-  private maybeCarry(segment: Segment): void {
+  private async maybeCarry(segment: Segment): Promise<void> {
     if (segment.carried || segment.live > segment.written * SPARSE_FRACTION) return;
     const records = this.index.stragglers(segment.sequence);
     if (records === undefined) return;
     segment.carried = true;
     if (records.length === 0) return;
+    const payloads = await readPayloads(path.join(this.directory, segment.name), records);
     let bytes = 0;
     for (const record of records) bytes += carryFrameBytes(record.bytes);
-    this.enqueue({ kind: 'carry', records, bytes });
+    this.enqueue({ kind: 'carry', records, payloads, bytes });
   }
 
   private fail(error: unknown): Error {
@@ -388,4 +391,32 @@ function toBufIOError(error: unknown): Error {
   return error instanceof BufIOError
     ? error
     : new StorageError('FileStorage was abandoned without close', { cause: error });
+}
+
+/** The payloads of records: their text where it is held, else their bytes read back. */
+async function readPayloads(file: string, records: readonly LiveRecord[]): Promise<Payload[]> {
+  if (records.every((record) => record.text !== undefined)) {
+    return records.map((record) => record.text as string);
+  }
+  const { fd } = await openSafely(file, 'read');
+  try {
+    const payloads: Payload[] = [];
+    for (const record of records) {
+      if (record.text !== undefined) {
+        payloads.push(record.text);
+        continue;
+      }
+      const payload = Buffer.allocUnsafe(record.bytes);
+      const read = await readAt(fd, payload, record.offset);
+      if (read !== record.bytes) {
+        throw new StorageError(
+          `FileStorage could not read record ${record.id} back from ${path.basename(file)}`,
+        );
+      }
+      payloads.push(payload);
+    }
+    return payloads;
+  } finally {
+    await closeFd(fd);
+  }
 }

@@ -37,7 +37,8 @@ export class RecordReader<T> {
     for (const record of picked) {
       let value: T;
       try {
-        value = serializer.deserialize(record.text);
+        value =
+          record.text === undefined ? (record.value as T) : serializer.deserialize(record.text);
       } catch (cause) {
         (unreadable ??= []).push({ record, cause });
         continue;
@@ -105,7 +106,7 @@ export class RecordReader<T> {
           offset: record.offset,
           reason: 'unreadable',
           id: record.id,
-          bytes: Buffer.from(record.text, 'utf8'),
+          bytes: Buffer.from(record.text ?? '', 'utf8'),
         })),
       );
     } catch (error) {
@@ -116,7 +117,7 @@ export class RecordReader<T> {
     writer.ack(index.take(records));
     const reported: UnreadableRecord[] = found.map(({ record, cause }, i) => ({
       id: record.id,
-      payload: record.text,
+      payload: record.text ?? '',
       location: locations[i] as string,
       cause,
     }));

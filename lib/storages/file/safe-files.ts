@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { StorageAccessError, StorageFullError, UnsafeDirectoryError } from '../../core/errors.js';
-import { closeFd, isErrno } from './file-io.js';
+import { closeFd, isErrno, readAt } from './file-io.js';
 
 /*
  * Every file FileStorage opens in its directory is opened through here: never through a symbolic
@@ -86,16 +86,7 @@ export async function readSafely(file: string, sharedOk = false): Promise<Buffer
   const { fd, size } = await openSafely(file, 'read', sharedOk);
   try {
     const data = Buffer.allocUnsafe(size);
-    let done = 0;
-    while (done < size) {
-      const read = await new Promise<number>((resolve, reject) => {
-        fs.read(fd, data, done, size - done, done, (error, n) =>
-          error ? reject(error) : resolve(n),
-        );
-      });
-      if (read === 0) break;
-      done += read;
-    }
+    const done = await readAt(fd, data, 0);
     return done === size ? data : data.subarray(0, done);
   } finally {
     await closeFd(fd);
