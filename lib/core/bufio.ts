@@ -129,6 +129,15 @@ const RESOLVED = Promise.resolve();
 const DEFAULT_STOP_TIMEOUT = 30_000;
 const STORAGE_RETRY_DELAY = 100;
 const MAX_TIMER_DELAY = 2_147_483_647;
+/**
+ * How long batches may follow one another without the event loop getting a turn, in ms. Batches
+ * that complete in microtasks (a worker failing at once while a downstream is down, an in-memory
+ * storage) would otherwise starve timers, I/O and pushes for as long as records are left.
+ */
+const TURN_BUDGET_MS = 5;
+// Taken at load, so that a test's fake timers do not stop the engine from yielding for real.
+const nextTurn = setImmediate;
+const monotonicNow = performance.now.bind(performance);
 
 /**
  * A write-behind buffer: `push` records fast, a worker processes them in batches.
@@ -187,6 +196,17 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   private forceUntil = 0;
   private batchSeq = 0;
   private readonly runningBatches = new Set<number>();
+  /** When the first batch since the event loop's last turn was dispatched; -1 if none was. */
+  private turnStartedAt = -1;
+  private yieldPending = false;
+  private readonly endTurn = (): void => {
+    this.turnStartedAt = -1;
+  };
+  private readonly resumeAfterYield = (): void => {
+    this.yieldPending = false;
+    this.turnStartedAt = -1;
+    this.pump();
+  };
   private flushWaiters: FlushWaiter[] = [];
   private readonly idleWaiters: (() => void)[] = [];
   private readonly retryWakeups: (() => void)[] = [];
@@ -754,6 +774,10 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       this.active < this.slots() &&
       this.wantsBatch()
     ) {
+      if (this.turnStartedAt >= 0 && monotonicNow() - this.turnStartedAt > TURN_BUDGET_MS) {
+        this.yieldToEventLoop();
+        return;
+      }
       const limit = this.crashGuard ? this.crashGuard.reserveLimit() : this.options.batchSize;
       const appendedBefore = this.appended;
       let reserved;
@@ -859,7 +883,18 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     }
   }
 
+  /** The next batches go after a turn of the event loop (see `TURN_BUDGET_MS`). */
+  private yieldToEventLoop(): void {
+    if (this.yieldPending) return;
+    this.yieldPending = true;
+    nextTurn(this.resumeAfterYield);
+  }
+
   private dispatch(batch: StoredRecord<T>[], looped: StoredRecord<T>[], whole: boolean): void {
+    if (this.turnStartedAt < 0) {
+      this.turnStartedAt = monotonicNow();
+      nextTurn(this.endTurn);
+    }
     const seq = ++this.batchSeq;
     this.runningBatches.add(seq);
     this.active++;
@@ -1074,7 +1109,13 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       }
       this.counters.retried += group.length;
       this.retries.add(at, group.length);
-      this.tell('retrying', { records: group.map((e) => e.record), attempt: attempts + 2, delay });
+      if (this.listens('retrying')) {
+        this.tell('retrying', {
+          records: group.map((e) => e.record),
+          attempt: attempts + 2,
+          delay,
+        });
+      }
     }
   }
 
