@@ -135,9 +135,6 @@ const MAX_TIMER_DELAY = 2_147_483_647;
  * storage) would otherwise starve timers, I/O and pushes for as long as records are left.
  */
 const TURN_BUDGET_MS = 5;
-// Taken at load, so that a test's fake timers do not stop the engine from yielding for real.
-const nextTurn = setImmediate;
-const monotonicNow = performance.now.bind(performance);
 
 /**
  * A write-behind buffer: `push` records fast, a worker processes them in batches.
@@ -198,12 +195,15 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   private readonly runningBatches = new Set<number>();
   /** When the first batch since the event loop's last turn was dispatched; -1 if none was. */
   private turnStartedAt = -1;
-  private yieldPending = false;
+  /** Resets `turnStartedAt` at the event loop's next turn. */
+  private turnTimer: NodeJS.Immediate | undefined;
+  private yieldTimer: NodeJS.Immediate | undefined;
   private readonly endTurn = (): void => {
+    this.turnTimer = undefined;
     this.turnStartedAt = -1;
   };
   private readonly resumeAfterYield = (): void => {
-    this.yieldPending = false;
+    this.yieldTimer = undefined;
     this.turnStartedAt = -1;
     this.pump();
   };
@@ -774,7 +774,8 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       this.active < this.slots() &&
       this.wantsBatch()
     ) {
-      if (this.turnStartedAt >= 0 && monotonicNow() - this.turnStartedAt > TURN_BUDGET_MS) {
+      // Date.now and setImmediate as they are at the call: a test's fake timers control both.
+      if (this.turnStartedAt >= 0 && Date.now() - this.turnStartedAt > TURN_BUDGET_MS) {
         this.yieldToEventLoop();
         return;
       }
@@ -885,15 +886,21 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
 
   /** The next batches go after a turn of the event loop (see `TURN_BUDGET_MS`). */
   private yieldToEventLoop(): void {
-    if (this.yieldPending) return;
-    this.yieldPending = true;
-    nextTurn(this.resumeAfterYield);
+    this.yieldTimer ??= setImmediate(this.resumeAfterYield);
+  }
+
+  /** At the end of a drain: no batch follows, so no turn is left to watch. */
+  private forgetTurns(): void {
+    if (this.turnTimer) clearImmediate(this.turnTimer);
+    if (this.yieldTimer) clearImmediate(this.yieldTimer);
+    this.turnTimer = this.yieldTimer = undefined;
+    this.turnStartedAt = -1;
   }
 
   private dispatch(batch: StoredRecord<T>[], looped: StoredRecord<T>[], whole: boolean): void {
     if (this.turnStartedAt < 0) {
-      this.turnStartedAt = monotonicNow();
-      nextTurn(this.endTurn);
+      this.turnStartedAt = Date.now();
+      this.turnTimer = setImmediate(this.endTurn);
     }
     const seq = ++this.batchSeq;
     this.runningBatches.add(seq);
@@ -1330,6 +1337,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     clearTimeout(timer);
     this.lifecycle = 'stopped';
     exitGuard.delete(this);
+    this.forgetTurns();
 
     const closed = new BufIOClosedError(this.name);
     while (this.blocked.length > 0) (this.blocked.shift() as BlockedPush<T>).reject(closed);

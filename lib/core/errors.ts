@@ -261,7 +261,22 @@ export class DeadLetterError<T = unknown> extends BufIOError {
  * (Jest's) may throw errors whose class is another realm's `Error`.
  */
 export function isError(value: unknown): value is Error {
-  return value instanceof Error || types.isNativeError(value);
+  if (value instanceof Error || types.isNativeError(value)) return true;
+  if (value === null || typeof value !== 'object') return false;
+  // An error class of another realm whose instances are not native errors (built with
+  // Error.call(this), as better-sqlite3's SqliteError is): its chain reaches an Error.prototype.
+  for (
+    let proto: unknown = Object.getPrototypeOf(value);
+    proto;
+    proto = Object.getPrototypeOf(proto)
+  ) {
+    const ctor = Object.hasOwn(proto, 'constructor')
+      ? (proto as { constructor: unknown }).constructor
+      : undefined;
+    if (typeof ctor === 'function' && ctor.name === 'Error' && ctor.prototype === proto)
+      return true;
+  }
+  return false;
 }
 
 /** Turns anything thrown into an `Error`, keeping the original as `cause`. */
