@@ -832,15 +832,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       this.crashGuard?.inspect(batch);
     } else if (this.crashGuard) {
       const looped = this.crashGuard.inspect(batch);
+      const rest = looped.length === 0 ? batch : batch.filter((entry) => !looped.includes(entry));
       // A careful batch is one call: its parts must not wait, leased, for another part's call.
-      const whole = this.crashGuard.isCareful;
-      if (looped.length === 0) this.dispatch(batch, [], whole);
-      else
-        this.dispatch(
-          batch.filter((entry) => !looped.includes(entry)),
-          looped,
-          whole,
-        );
+      this.dispatch(rest, looped, this.crashGuard.isCareful);
     } else {
       this.dispatch(batch, [], false);
     }

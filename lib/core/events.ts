@@ -9,7 +9,10 @@ export interface DrainSummary {
   readonly processed: number;
   /** Records dead-lettered while draining, those handed over at the timeout included. */
   readonly deadLettered: number;
-  /** Records left in a durable storage, to be processed after a restart. */
+  /**
+   * Records left in a durable storage (waiting, or waiting for a retry), as its `size()` counts
+   * them after the drain: processed after a restart, or by another instance of a shared storage.
+   */
   readonly remaining: number;
   /**
    * Records of a shared storage leased by other holders when the drain ended (other instances, or
