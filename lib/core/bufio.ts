@@ -4,6 +4,7 @@ import { Arrivals } from './arrivals.js';
 import { Bisector } from './bisect.js';
 import { CrashGuard, crashesOf } from './crash-guard.js';
 import {
+  asError,
   BufferFullError,
   BufIOClosedError,
   CrashLoopError,
@@ -26,6 +27,7 @@ import type { Instrumentation, WorkCall, WorkReport } from './instrumentation.js
 import {
   type BufIOOptions,
   laneIndex,
+  MAX_TIMER_DELAY,
   OptionChecker,
   type ResolvedOptions,
   resolveOptions,
@@ -128,7 +130,6 @@ type CallOutcome = { ok: true; value: unknown } | { ok: false; error: Error };
 const RESOLVED = Promise.resolve();
 const DEFAULT_STOP_TIMEOUT = 30_000;
 const STORAGE_RETRY_DELAY = 100;
-const MAX_TIMER_DELAY = 2_147_483_647;
 /**
  * How long batches may follow one another without the event loop getting a turn, in ms. Batches
  * that complete in microtasks (a worker failing at once while a downstream is down, an in-memory
@@ -498,7 +499,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
 
   private noteRefused(records: readonly T[], error: unknown): void {
     this.counters.refused += records.length;
-    this.tell('refused', { records, error: toError(error) });
+    this.tell('refused', { records, error: asError(error) });
   }
 
   private checkRecords(records: readonly T[]): void {
@@ -1290,7 +1291,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   }
 
   private report(error: unknown): void {
-    this.tell('error', toError(error));
+    this.tell('error', asError(error));
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { toError } from './errors.js';
+import { asError } from './errors.js';
 import { isThenable } from './thenable.js';
 import type { OnFullPolicy } from './options.js';
 
@@ -72,7 +72,7 @@ export class SafeEmitter<E extends Record<keyof E, unknown[]>> extends EventEmit
   protected tell<K extends keyof E & string>(event: K, ...args: E[K]): void {
     const listeners = this.rawListeners(event as never) as unknown as Listener[];
     if (listeners.length === 0) {
-      if (event === 'error') process.emitWarning(toError(args[0]));
+      if (event === 'error') process.emitWarning(asError(args[0]));
       return;
     }
     // rawListeners is a copy: a listener removing itself (once) does not skip the next one.
@@ -95,10 +95,10 @@ export class SafeEmitter<E extends Record<keyof E, unknown[]>> extends EventEmit
 
   private listenerFailed(event: string, error: unknown): void {
     if (event === 'error') {
-      process.emitWarning(toError(error));
+      process.emitWarning(asError(error));
       return;
     }
-    (this.tell as unknown as (event: string, error: Error) => void)('error', toError(error));
+    (this.tell as unknown as (event: string, error: Error) => void)('error', asError(error));
   }
 }
 
