@@ -1,29 +1,23 @@
-import { randomUUID } from 'node:crypto';
 import { MemoryStorage } from '../storages/memory-storage.js';
 import { Arrivals } from './arrivals.js';
+import { BatchRunner } from './batch-runner.js';
 import { Bisector } from './bisect.js';
-import { CrashGuard, crashesOf } from './crash-guard.js';
+import { CrashGuard } from './crash-guard.js';
 import {
   asError,
   BufferFullError,
   BufIOClosedError,
-  CrashLoopError,
   UnreadableRecordError,
-  DeadLetterError,
   DrainTimeoutError,
   InvalidOptionsError,
   InvalidRecordError,
-  isError,
   NoWorkerError,
   RecordDroppedError,
   StorageError,
   UnsupportedError,
-  WorkTimeoutError,
-  toError,
 } from './errors.js';
-import { type BufIOEventMap, type DrainSummary, SafeEmitter } from './events.js';
-import { isThenable } from './thenable.js';
-import type { Instrumentation, WorkCall, WorkReport } from './instrumentation.js';
+import { type BufIOEventMap, type DrainSummary, type EventSink, SafeEmitter } from './events.js';
+import type { Instrumentation } from './instrumentation.js';
 import {
   type BufIOOptions,
   laneIndex,
@@ -34,7 +28,7 @@ import {
 } from './options.js';
 import { Queue } from './queue.js';
 import { RetrySchedule } from './retry-schedule.js';
-import { retryDelay } from './retry.js';
+import { Counters, type BufIOStats } from './stats.js';
 import type {
   AppendOptions,
   RecordId,
@@ -43,57 +37,11 @@ import type {
   UnreadableRecord,
 } from './storage.js';
 import { type Waiter, Waiters } from './waiters.js';
-import { CallContext, perRecordOutcomes, type Worker, type WorkFunction } from './worker.js';
+import type { Worker, WorkFunction } from './worker.js';
 import { exitGuard } from './exit-guard.js';
 import { handled, rejected } from './handled.js';
 
-/** Counters and timings of a buffer, from `stats()`. */
-export interface BufIOStats {
-  readonly name: string;
-  readonly state: BufIOState;
-  /** Records accepted by `push` (coalesced ones included). */
-  readonly pushed: number;
-  /** Records the worker processed. */
-  readonly processed: number;
-  /** Failed attempts, counted per record. */
-  readonly failed: number;
-  /** Records released for another attempt. */
-  readonly retried: number;
-  /** Records removed by a dropping `onFull` policy. */
-  readonly dropped: number;
-  /** Records that failed their last attempt or could not be drained. */
-  readonly deadLettered: number;
-  /** Records merged into a waiting record with the same key (`coalesce`). */
-  readonly coalesced: number;
-  /**
-   * Records whose `push` was refused (rejected): after `stop()`, when full with `onFull: 'error'`,
-   * invalid, or when the storage failed to store them. Counted (and emitted as `refused`) whether
-   * or not the caller awaited the push.
-   */
-  readonly refused: number;
-  /**
-   * Stored records the storage could not read back (damaged bytes, a payload the serializer
-   * refuses): set aside by the storage and reported as `UnreadableRecordError`, never processed.
-   */
-  readonly unreadable: number;
-  /** Worker calls made. */
-  readonly batches: number;
-  /** Records waiting in storage, retries included, as far as this process knows. */
-  readonly buffered: number;
-  /** `maxBufferedRecords`: how many may wait. */
-  readonly capacity: number;
-  /** Records in worker calls now running. */
-  readonly inFlight: number;
-  /** `push` calls waiting for room (`onFull: 'block'`). */
-  readonly blockedPushes: number;
-  /** When the last worker call finished (epoch ms), or null. */
-  readonly lastFlushAt: number | null;
-  /** Mean number of records per worker call. */
-  readonly meanBatchSize: number;
-  /** Mean and longest worker call, in ms. */
-  readonly meanWorkMs: number;
-  readonly maxWorkMs: number;
-}
+export type { BufIOStats } from './stats.js';
 
 /** `created` → `running` (after `start`) → `stopping` (during `stop`) → `stopped`. */
 export type BufIOState = 'created' | 'running' | 'stopping' | 'stopped';
@@ -125,8 +73,6 @@ interface FlushWaiter {
   resolve(): void;
 }
 
-type CallOutcome = { ok: true; value: unknown } | { ok: false; error: Error };
-
 const RESOLVED = Promise.resolve();
 const DEFAULT_STOP_TIMEOUT = 30_000;
 const STORAGE_RETRY_DELAY = 100;
@@ -157,7 +103,6 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   readonly storage: Storage<T>;
 
   private readonly options: ResolvedOptions<T, U>;
-  private worker: Worker<T, U> | undefined;
   private lifecycle: BufIOState = 'created';
   private stopping: Promise<DrainSummary> | undefined;
   /** Recovery of what an earlier process left in a durable storage; a drain waits for it. */
@@ -217,35 +162,20 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   private readonly waiters = new Waiters<U>();
   /** With `coalesce`: the id of the waiting record of each key. */
   private readonly waitingKeys: Map<string, RecordId> | undefined;
-  private readonly bisector: Bisector | undefined;
   /** For storages whose records outlive a process: dead-letters records that crash it. */
   private readonly crashGuard: CrashGuard | undefined;
   private pushHooks: Instrumentation<T>[] = [];
-  private workHooks: Instrumentation<T>[] = [];
+  private readonly counters = new Counters();
+  private readonly events: EventSink<T, U> = {
+    tell: (event, payload) => this.tell(event, ...([payload] as BufIOEventMap<T, U>[typeof event])),
+    listens: (event) => this.listens(event),
+    report: (error) => this.report(error),
+  };
+  private readonly runner: BatchRunner<T, U>;
 
   /** Given to every reserve: records the storage set aside because it could not read them. */
   private readonly onUnreadable = (records: readonly UnreadableRecord[]): void => {
     this.reportUnreadable(records);
-  };
-
-  /** Idempotency-key scope for a storage that names none: unique, but new in every process. */
-  private readonly idScope = `local:${randomUUID()}`;
-
-  private readonly counters = {
-    pushed: 0,
-    processed: 0,
-    failed: 0,
-    retried: 0,
-    dropped: 0,
-    deadLettered: 0,
-    coalesced: 0,
-    refused: 0,
-    unreadable: 0,
-    batches: 0,
-    batchRecords: 0,
-    workMs: 0,
-    maxWorkMs: 0,
-    lastFlushAt: null as number | null,
   };
 
   /**
@@ -258,14 +188,25 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     this.options = resolveOptions(options);
     this.name = this.options.name;
     this.storage = this.options.storage ?? new MemoryStorage<T>();
-    this.worker = this.options.worker;
     const { features } = this.storage;
     if (this.options.coalesce && !(features?.coalesce && this.storage.coalesce)) {
       throw this.unsupported('coalesce');
     }
     if (this.options.priority && !features?.priority) throw this.unsupported('priority');
     this.waitingKeys = this.options.coalesce ? new Map() : undefined;
-    this.bisector = this.options.bisectOnError ? new Bisector() : undefined;
+    this.runner = new BatchRunner<T, U>(
+      {
+        name: this.name,
+        storage: this.storage,
+        options: this.options,
+        counters: this.counters,
+        waiters: this.waiters,
+        events: this.events,
+        givesUp: () => this.lifecycle === 'stopped' && !this.storage.durable,
+        retryScheduled: (at, count) => this.retries.add(at, count),
+      },
+      this.options.bisectOnError ? new Bisector() : undefined,
+    );
     const { batchSize, concurrency, retry } = this.options;
     this.crashGuard =
       this.storage.durable || this.storage.shared
@@ -296,7 +237,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
         `buffer "${this.name}"`,
       );
     }
-    this.worker = new OptionChecker(`buffer "${this.name}"`).worker<T, U>('worker', worker);
+    this.runner.setWorker(
+      new OptionChecker(`buffer "${this.name}"`).worker<T, U>('worker', worker),
+    );
   }
 
   /**
@@ -305,13 +248,15 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
    * applications rarely need to.
    */
   use(instrumentation: Instrumentation<T>): () => void {
-    // Kept in two lists, so that a push pays nothing for instrumentation that only wraps calls.
-    if (instrumentation.onPush) this.pushHooks.push(instrumentation);
-    if (instrumentation.aroundWork) this.workHooks.push(instrumentation);
+    // Kept apart, so that a push pays nothing for instrumentation that only wraps calls.
+    if (instrumentation.onPush) this.pushHooks = [...this.pushHooks, instrumentation];
+    const removeWorkHook = instrumentation.aroundWork
+      ? this.runner.use(instrumentation)
+      : undefined;
     // New arrays, so that a loop already running over the old ones is unaffected.
     return () => {
       this.pushHooks = this.pushHooks.filter((hook) => hook !== instrumentation);
-      this.workHooks = this.workHooks.filter((hook) => hook !== instrumentation);
+      removeWorkHook?.();
     };
   }
 
@@ -324,7 +269,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   start(): void {
     if (this.lifecycle === 'running') return;
     if (this.lifecycle !== 'created') throw new BufIOClosedError(this.name);
-    if (!this.worker) throw new NoWorkerError(this.name);
+    if (!this.runner.hasWorker) throw new NoWorkerError(this.name);
     this.lifecycle = 'running';
     exitGuard.add(this, () => this.finishBeforeExit());
     this.arrivals.enable(true);
@@ -418,7 +363,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
    * @throws NoWorkerError (as a rejection) when no worker is attached.
    */
   flush(): Promise<void> {
-    if (!this.worker) return rejected(new NoWorkerError(this.name));
+    if (!this.runner.hasWorker) return rejected(new NoWorkerError(this.name));
     if (this.lifecycle === 'stopped') return RESOLVED;
     const target = this.taken + this.ready;
     this.forceUntil = Math.max(this.forceUntil, target);
@@ -733,7 +678,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     if (victims.length > 0) {
       this.noteTaken(victims, excess, appendedBefore);
       await this.storage.ack(victims);
-      this.bisector?.forget(victims);
+      this.runner.forget(victims);
       const rejected = new RecordDroppedError(this.name, this.options.onFull);
       this.waiters.reject(victims, rejected);
       this.drop(
@@ -770,7 +715,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     while (
       !this.reserving &&
       !this.holdForRecovery &&
-      this.worker &&
+      this.runner.hasWorker &&
       this.lifecycle !== 'stopped' &&
       this.active < this.slots() &&
       this.wantsBatch()
@@ -911,16 +856,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     whole: boolean,
   ): Promise<void> {
     try {
-      if (looped.length > 0) await this.deadLetterLooped(looped);
-      if (batch.length === 0) return;
-      if (this.bisector && !whole) {
-        // Halves of bisected batches get their own calls, one after another in this slot.
-        for (const part of this.bisector.partition(batch)) await this.runCall(part);
-      } else {
-        await this.runCall(batch);
-      }
-    } catch (error) {
-      this.report(error);
+      await this.runner.run(batch, looped, whole);
     } finally {
       this.active--;
       this.inFlight -= batch.length;
@@ -928,228 +864,6 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       if (this.active === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
       this.settleFlushWaiters();
       this.pump();
-    }
-  }
-
-  /** One worker call, then what follows from its result: acks, retries, dead letters. */
-  private async runCall(batch: StoredRecord<T>[]): Promise<void> {
-    const records = batch.map((entry) => entry.record);
-    let attempt = 1;
-    for (const entry of batch) if (entry.attempts >= attempt) attempt = entry.attempts + 1;
-    const started = Date.now();
-    const outcome =
-      this.workHooks.length === 0
-        ? await this.callWorker(batch, records, attempt)
-        : await this.callInstrumented(batch, records, attempt);
-    const durationMs = Date.now() - started;
-    const c = this.counters;
-    c.batches++;
-    c.batchRecords += batch.length;
-    c.workMs += durationMs;
-    if (durationMs > c.maxWorkMs) c.maxWorkMs = durationMs;
-    c.lastFlushAt = Date.now();
-
-    if (!outcome.ok) {
-      // A whole batch failed: with bisectOnError, its halves are retried apart.
-      const split = this.bisector?.split(batch) ?? false;
-      await this.failed(batch, () => outcome.error, attempt, split);
-      return;
-    }
-    const perRecord = perRecordOutcomes<U>(outcome.value, batch.length);
-    if (!perRecord) {
-      await this.processed(batch, records, undefined, durationMs);
-      return;
-    }
-    const done: StoredRecord<T>[] = [];
-    const results: (U | undefined)[] = [];
-    const failed: StoredRecord<T>[] = [];
-    const errors = new Map<StoredRecord<T>, Error>();
-    perRecord.forEach((result, i) => {
-      const entry = batch[i] as StoredRecord<T>;
-      if (result.ok) {
-        done.push(entry);
-        results.push(result.value);
-      } else {
-        failed.push(entry);
-        errors.set(entry, result.error);
-      }
-    });
-    if (done.length > 0) {
-      const doneRecords = done.length === batch.length ? records : done.map((e) => e.record);
-      await this.processed(done, doneRecords, results, durationMs);
-    }
-    if (failed.length > 0)
-      await this.failed(failed, (entry) => errors.get(entry) as Error, attempt, false);
-  }
-
-  private async callWorker(
-    batch: readonly StoredRecord<T>[],
-    records: T[],
-    attempt: number,
-  ): Promise<CallOutcome> {
-    const worker = this.worker as Worker<T, U>;
-    const timeout = this.options.workTimeout;
-    const ids = batch.map((entry) => entry.id);
-    const context = new CallContext(this.name, attempt, ids, this.storage.idScope ?? this.idScope);
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      let result: unknown = worker.work(records, context);
-      if (timeout !== undefined) {
-        result = Promise.race([
-          result,
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => {
-              const error = new WorkTimeoutError(timeout);
-              context.abort(error);
-              reject(error);
-            }, timeout);
-          }),
-        ]);
-      }
-      // Any thenable, not only a Promise: query builders (knex, Drizzle, Prisma) run when awaited.
-      return { ok: true, value: isThenable(result) ? await result : result };
-    } catch (error) {
-      return { ok: false, error: toError(error) };
-    } finally {
-      if (timer) clearTimeout(timer);
-    }
-  }
-
-  /** A worker call wrapped by each instrumentation's `aroundWork`, outermost first. */
-  private async callInstrumented(
-    batch: StoredRecord<T>[],
-    records: T[],
-    attempt: number,
-  ): Promise<CallOutcome> {
-    const call: WorkCall<T> = { buffer: this.name, records, ids: batch.map((e) => e.id), attempt };
-    let outcome: CallOutcome | undefined;
-    let run = async (): Promise<WorkReport> => {
-      outcome = await this.callWorker(batch, records, attempt);
-      return reportOf(outcome, batch.length);
-    };
-    for (const hook of [...this.workHooks].reverse()) {
-      const around = hook.aroundWork;
-      if (!around) continue;
-      const inner = run;
-      run = () => around.call(hook, call, inner);
-    }
-    try {
-      await run();
-    } catch (error) {
-      this.report(error);
-    }
-    // Instrumentation that failed to run the worker must not lose the batch: it counts as failed.
-    return (
-      outcome ?? { ok: false, error: new StorageError('instrumentation did not run the worker') }
-    );
-  }
-
-  private async processed(
-    entries: StoredRecord<T>[],
-    records: readonly T[],
-    results: (U | undefined)[] | undefined,
-    durationMs: number,
-  ): Promise<void> {
-    try {
-      const acked = this.storage.ack(entries);
-      if (acked instanceof Promise) await acked;
-    } catch (error) {
-      // The worker did its job; a durable storage will deliver these again (at least once).
-      this.report(new StorageError(`ack of ${entries.length} record(s) failed`, { cause: error }));
-    }
-    this.counters.processed += entries.length;
-    this.bisector?.forget(entries);
-    this.waiters.resolve(entries, results);
-    if (this.listens('flushed')) this.tell('flushed', { records, results, durationMs });
-  }
-
-  /**
-   * Records failed an attempt: report each distinct error once, dead-letter the records out of
-   * attempts, and release the others for a retry. Records failed together are retried together.
-   * A failure that bisected its batch does not count towards `maxAttempts`.
-   */
-  private async failed(
-    entries: StoredRecord<T>[],
-    errorOf: (entry: StoredRecord<T>) => Error,
-    attempt: number,
-    split: boolean,
-  ): Promise<void> {
-    this.counters.failed += entries.length;
-    for (const [error, group] of groupBy(entries, errorOf)) {
-      const records = group.map((e) => e.record);
-      try {
-        this.options.onError?.(error, records);
-      } catch (hookError) {
-        this.report(hookError);
-      }
-      this.tell('failed', { records, error, attempt });
-    }
-    const giveUp = this.lifecycle === 'stopped' && !this.storage.durable;
-    const maxAttempts = this.options.retry.maxAttempts;
-    const counted = (e: StoredRecord<T>): number =>
-      e.attempts + 1 - (this.bisector?.splits(e.id) ?? 0);
-    const isLast = (e: StoredRecord<T>): boolean => giveUp || (!split && counted(e) >= maxAttempts);
-    for (const [error, group] of groupBy(entries.filter(isLast), errorOf)) {
-      await this.deadLetter(group, error);
-    }
-    // Records of one batch may have failed a different number of times: one delay per count.
-    for (const [attempts, group] of groupBy(
-      entries.filter((e) => !isLast(e)),
-      (e) => e.attempts,
-    )) {
-      const delay = retryDelay(attempts + 1, this.options.retry);
-      const at = Date.now() + delay;
-      try {
-        const released = this.storage.release(group, at);
-        if (released instanceof Promise) await released;
-      } catch (releaseError) {
-        // Still leased: a durable storage recovers them with the lease; report it.
-        this.report(
-          new StorageError(`release of ${group.length} record(s) failed`, { cause: releaseError }),
-        );
-        continue;
-      }
-      this.counters.retried += group.length;
-      this.retries.add(at, group.length);
-      if (this.listens('retrying')) {
-        this.tell('retrying', {
-          records: group.map((e) => e.record),
-          attempt: attempts + 2,
-          delay,
-        });
-      }
-    }
-  }
-
-  /** Records that kept crashing their process go to the dead-letter path, never to the worker. */
-  private async deadLetterLooped(looped: readonly StoredRecord<T>[]): Promise<void> {
-    for (const [crashes, group] of groupBy(looped, crashesOf)) {
-      await this.deadLetter(group, new CrashLoopError(this.name, crashes));
-    }
-  }
-
-  private async deadLetter(entries: readonly StoredRecord<T>[], error: Error): Promise<void> {
-    const records = entries.map((e) => e.record);
-    this.counters.deadLettered += entries.length;
-    const handler = this.options.deadLetter;
-    if (handler) {
-      try {
-        await handler(records, error);
-      } catch (handlerError) {
-        this.report(new DeadLetterError(records, handlerError));
-      }
-    }
-    this.tell('deadLettered', { records, error });
-    this.waiters.reject(entries, error);
-    this.bisector?.forget(entries);
-    try {
-      await this.storage.ack(entries);
-    } catch (ackError) {
-      this.report(
-        new StorageError(`ack of ${entries.length} dead-lettered record(s) failed`, {
-          cause: ackError,
-        }),
-      );
     }
   }
 
@@ -1325,7 +1039,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     const deadline = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), timeout);
     });
-    const drained = this.worker
+    const drained = this.runner.hasWorker
       ? this.drainWithin(startedAt + timeout).then(() => true as const)
       : Promise.resolve(false as const);
     const finished = await Promise.race([drained, deadline]);
@@ -1338,7 +1052,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     while (this.blocked.length > 0) (this.blocked.shift() as BlockedPush<T>).reject(closed);
     if (!this.storage.durable) {
       await this.handOverRemaining(
-        this.worker ? new DrainTimeoutError(this.name, timeout) : new NoWorkerError(this.name),
+        this.runner.hasWorker
+          ? new DrainTimeoutError(this.name, timeout)
+          : new NoWorkerError(this.name),
       );
     }
     const remaining = this.storage.durable ? await this.countRemaining() : 0;
@@ -1400,7 +1116,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
         onUnreadable: this.onUnreadable,
       });
       if (rest.length === 0) break;
-      await this.deadLetter(rest, error);
+      await this.runner.deadLetter(rest, error);
     }
     this.ready = 0;
     this.retriesDue = 0;
@@ -1433,32 +1149,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
 
   /** Called when the process is about to exit with records still buffered (stop() was not called). */
   private finishBeforeExit(): void {
-    if (this.ready + this.retries.delayed === 0 || !this.worker) return;
+    if (this.ready + this.retries.delayed === 0 || !this.runner.hasWorker) return;
     void this.flush();
     // The retry timer does not keep the process alive; at exit, it must, until the retry is made.
     this.retries.setKeepAlive(true);
   }
-}
-
-/** The outcome of a worker call as instrumentation reports it. */
-function reportOf(outcome: CallOutcome, batchLength: number): WorkReport {
-  if (!outcome.ok) return { failed: batchLength, error: outcome.error };
-  // The same rule as perRecordOutcomes, counted without building the outcomes twice.
-  const value = outcome.value;
-  const perRecord = Array.isArray(value) && value.length === batchLength;
-  return {
-    failed: perRecord ? value.filter(isError).length : 0,
-    error: undefined,
-  };
-}
-
-function groupBy<V, K>(items: readonly V[], keyOf: (item: V) => K): Map<K, V[]> {
-  const groups = new Map<K, V[]>();
-  for (const item of items) {
-    const key = keyOf(item);
-    const group = groups.get(key);
-    if (group) group.push(item);
-    else groups.set(key, [item]);
-  }
-  return groups;
 }

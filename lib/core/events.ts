@@ -55,6 +55,19 @@ export interface BufIOEvents<T, U = unknown> {
   error: Error;
 }
 
+/**
+ * How the engine's units tell the buffer's events, without holding the buffer: closures over its
+ * `tell` and `listens`, made once by `BufIO`.
+ */
+export interface EventSink<T, U> {
+  /** Tells `event` to its listeners, who cannot break the caller (see `SafeEmitter.tell`). */
+  tell<K extends keyof BufIOEvents<T, U>>(event: K, payload: BufIOEvents<T, U>[K]): void;
+  /** Whether anyone listens to `event`: lets callers skip building a payload nobody reads. */
+  listens(event: keyof BufIOEvents<T, U>): boolean;
+  /** A failure outside a worker call (the storage, a hook, a handler): an `error` event. */
+  report(error: unknown): void;
+}
+
 /** `BufIOEvents` as Node's `EventEmitter` types its events: one payload argument each. */
 export type BufIOEventMap<T, U = unknown> = {
   [K in keyof BufIOEvents<T, U>]: [payload: BufIOEvents<T, U>[K]];
