@@ -2,6 +2,7 @@ import { MemoryStorage } from '../storages/memory-storage.js';
 import { Arrivals } from './arrivals.js';
 import { BatchRunner } from './batch-runner.js';
 import { Bisector } from './bisect.js';
+import { Coalescer } from './coalescer.js';
 import { CrashGuard } from './crash-guard.js';
 import {
   asError,
@@ -28,6 +29,7 @@ import {
 } from './options.js';
 import { Queue } from './queue.js';
 import { RetrySchedule } from './retry-schedule.js';
+import { FlushTracker } from './flush-tracker.js';
 import { Counters, type BufIOStats } from './stats.js';
 import type {
   AppendOptions,
@@ -64,13 +66,6 @@ interface BlockedPush<T> {
   readonly lane: number | undefined;
   resolve(): void;
   reject(error: Error): void;
-}
-
-interface FlushWaiter {
-  readonly target: number;
-  /** The last batch that must finish before the flush resolves; set once the target is taken. */
-  lastBatch: number | undefined;
-  resolve(): void;
 }
 
 const RESOLVED = Promise.resolve();
@@ -135,10 +130,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   private inFlight = 0;
   private reserving = false;
   /** Records reserved so far; `flush()` waits until this passes what was visible at its call. */
-  private taken = 0;
-  private forceUntil = 0;
-  private batchSeq = 0;
-  private readonly runningBatches = new Set<number>();
+  private readonly flushes = new FlushTracker();
   /** When the first batch since the event loop's last turn was dispatched; -1 if none was. */
   private turnStartedAt = -1;
   /** Resets `turnStartedAt` at the event loop's next turn. */
@@ -153,15 +145,14 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     this.turnStartedAt = -1;
     this.pump();
   };
-  private flushWaiters: FlushWaiter[] = [];
   private readonly idleWaiters: (() => void)[] = [];
   private readonly retryWakeups: (() => void)[] = [];
 
   private readonly blocked = new Queue<BlockedPush<T>>();
   private admitting = false;
   private readonly waiters = new Waiters<U>();
-  /** With `coalesce`: the id of the waiting record of each key. */
-  private readonly waitingKeys: Map<string, RecordId> | undefined;
+  /** Only with the `coalesce` option. */
+  private readonly coalescer: Coalescer<T, U> | undefined;
   /** For storages whose records outlive a process: dead-letters records that crash it. */
   private readonly crashGuard: CrashGuard | undefined;
   private pushHooks: Instrumentation<T>[] = [];
@@ -189,11 +180,16 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     this.name = this.options.name;
     this.storage = this.options.storage ?? new MemoryStorage<T>();
     const { features } = this.storage;
-    if (this.options.coalesce && !(features?.coalesce && this.storage.coalesce)) {
-      throw this.unsupported('coalesce');
+    if (this.options.coalesce) {
+      if (!(features?.coalesce && canCoalesce(this.storage))) throw this.unsupported('coalesce');
+      this.coalescer = new Coalescer(
+        this.options.coalesce,
+        this.storage,
+        this.counters,
+        this.waiters,
+      );
     }
     if (this.options.priority && !features?.priority) throw this.unsupported('priority');
-    this.waitingKeys = this.options.coalesce ? new Map() : undefined;
     this.runner = new BatchRunner<T, U>(
       {
         name: this.name,
@@ -304,7 +300,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
         !Array.isArray(records) &&
         records !== undefined &&
         this.storage.appendOne &&
-        !this.waitingKeys &&
+        this.coalescer === undefined &&
         this.blocked.length === 0 &&
         this.buffered() < this.options.maxBufferedRecords
       ) {
@@ -365,13 +361,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   flush(): Promise<void> {
     if (!this.runner.hasWorker) return rejected(new NoWorkerError(this.name));
     if (this.lifecycle === 'stopped') return RESOLVED;
-    const target = this.taken + this.ready;
-    this.forceUntil = Math.max(this.forceUntil, target);
-    const done = new Promise<void>((resolve) => {
-      this.flushWaiters.push({ target, lastBatch: undefined, resolve });
-    });
+    const done = this.flushes.request(this.ready);
     this.pump();
-    this.settleFlushWaiters();
+    this.flushes.settle();
     return done;
   }
 
@@ -480,6 +472,14 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     return lane;
   }
 
+  /** Whether `count` more records may be appended now, ahead of no blocked push. */
+  private hasRoom(count: number): boolean {
+    return (
+      count === 0 ||
+      (this.blocked.length === 0 && this.buffered() + count <= this.options.maxBufferedRecords)
+    );
+  }
+
   private buffered(): number {
     return this.ready + this.retries.delayed + this.appending;
   }
@@ -490,13 +490,18 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     lane: number | undefined,
   ): Promise<void> {
     // With 'error', a push that does not fit is refused whole: none of it may be merged first.
-    if (this.waitingKeys && this.options.onFull === 'error' && !this.fitsAfterCoalescing(input)) {
+    const coalescer = this.coalescer;
+    if (
+      coalescer &&
+      this.options.onFull === 'error' &&
+      !this.hasRoom(coalescer.countFresh(input))
+    ) {
       return Promise.reject(new BufferFullError(this.name, this.options.maxBufferedRecords));
     }
-    const records = this.waitingKeys ? this.coalesceWaiting(input, waiter) : input;
+    const records = coalescer ? coalescer.mergeWaiting(input, waiter) : input;
     const n = records.length;
     if (n === 0) return RESOLVED;
-    if (this.blocked.length === 0 && this.buffered() + n <= this.options.maxBufferedRecords) {
+    if (this.hasRoom(n)) {
       return this.append(records, waiter, lane);
     }
     switch (this.options.onFull) {
@@ -521,51 +526,6 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
         return admitted;
       }
     }
-  }
-
-  /** Whether what `coalesceWaiting` would leave of `records` fits in the buffer now. */
-  private fitsAfterCoalescing(records: readonly T[]): boolean {
-    const key = (this.options.coalesce as NonNullable<ResolvedOptions<T, U>['coalesce']>).key;
-    const keys = this.waitingKeys as Map<string, RecordId>;
-    const fresh = new Set<string>();
-    for (const record of records) {
-      const k = key(record);
-      if (!keys.has(k)) fresh.add(k);
-    }
-    return (
-      fresh.size === 0 ||
-      (this.blocked.length === 0 && this.buffered() + fresh.size <= this.options.maxBufferedRecords)
-    );
-  }
-
-  /**
-   * Merges records into waiting records with the same key, in place, and returns those left to
-   * append (records of one push with the same key are merged with each other first).
-   */
-  private coalesceWaiting(records: readonly T[], waiter: Waiter<U> | undefined): readonly T[] {
-    const { key, merge } = this.options.coalesce as NonNullable<ResolvedOptions<T, U>['coalesce']>;
-    const keys = this.waitingKeys as Map<string, RecordId>;
-    const coalesce = this.storage.coalesce as NonNullable<Storage<T>['coalesce']>;
-    const rest: T[] = [];
-    const restIndex = new Map<string, number>();
-    for (const record of records) {
-      const k = key(record);
-      const id = keys.get(k);
-      if (id !== undefined && coalesce.call(this.storage, id, record, merge)) {
-        if (waiter) this.waiters.add(id, waiter);
-      } else {
-        const earlier = restIndex.get(k);
-        if (earlier === undefined) {
-          restIndex.set(k, rest.length);
-          rest.push(record);
-          continue;
-        }
-        rest[earlier] = merge(rest[earlier] as T, record);
-      }
-      this.counters.coalesced++;
-      this.counters.pushed++;
-    }
-    return rest;
   }
 
   private append(
@@ -609,10 +569,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   ): void {
     const n = records.length;
     if (waiter) this.waiters.add(ids[0] as RecordId, waiter);
-    if (this.waitingKeys) {
-      const key = (this.options.coalesce as NonNullable<ResolvedOptions<T, U>['coalesce']>).key;
-      for (let i = 0; i < n; i++) this.waitingKeys.set(key(records[i] as T), ids[i] as RecordId);
-    }
+    this.coalescer?.remember(records, ids);
     if (this.pushHooks.length > 0) this.runPushHooks(ids, records);
     this.noteAppended(n);
   }
@@ -702,7 +659,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
 
   private wantsBatch(): boolean {
     return (
-      this.forceUntil > this.taken ||
+      this.flushes.isForcing ||
       this.retriesDue > 0 ||
       this.intervalDue ||
       this.pollDue ||
@@ -773,7 +730,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     this.pollDue = false;
     if (this.intervalDue) this.intervalDue = this.arrivals.due(Date.now());
     if (batch.length === 0) {
-      this.forceUntil = this.taken;
+      this.flushes.noteEmpty();
       this.intervalDue = false;
       this.crashGuard?.inspect(batch);
     } else if (this.crashGuard) {
@@ -785,7 +742,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       this.dispatch(batch, [], false);
     }
     this.admitBlocked();
-    this.settleFlushWaiters();
+    this.flushes.settle();
   }
 
   /** Accounts for records that left the visible queue, for a batch or for eviction. */
@@ -800,27 +757,17 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     const dueTaken = Math.min(retried, this.retriesDue);
     const early = retried - dueTaken;
     if (early > 0) this.retries.takeEarly(early);
-    this.taken += batch.length;
+    this.flushes.countTaken(batch.length);
     this.ready = Math.max(0, this.ready - (batch.length - early));
     this.retriesDue -= dueTaken;
     this.arrivals.remove(batch.length - retried);
-    if (this.waitingKeys) this.forgetKeys(batch);
+    this.coalescer?.forget(batch);
     if (batch.length < limit && this.options.maxBatchBytes === undefined) {
       // Nothing else is visible: forget estimates, keeping only appends that raced the reserve.
       this.ready = Math.min(this.ready, this.appended - appendedBefore);
       this.retriesDue = 0;
       if (this.ready === 0) this.arrivals.clear();
       void this.resyncHidden();
-    }
-  }
-
-  private forgetKeys(batch: readonly StoredRecord<T>[]): void {
-    const keys = this.waitingKeys as Map<string, RecordId>;
-    const key = (this.options.coalesce as NonNullable<ResolvedOptions<T, U>['coalesce']>).key;
-    for (const entry of batch) {
-      if (entry.attempts > 0) continue;
-      const k = key(entry.record);
-      if (keys.get(k) === entry.id) keys.delete(k);
     }
   }
 
@@ -842,8 +789,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       this.turnStartedAt = Date.now();
       this.turnTimer = setImmediate(this.endTurn);
     }
-    const seq = ++this.batchSeq;
-    this.runningBatches.add(seq);
+    const seq = this.flushes.startBatch();
     this.active++;
     this.inFlight += batch.length;
     void this.runBatch(batch, seq, looped, whole);
@@ -860,9 +806,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     } finally {
       this.active--;
       this.inFlight -= batch.length;
-      this.runningBatches.delete(seq);
+      this.flushes.endBatch(seq);
       if (this.active === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
-      this.settleFlushWaiters();
+      this.flushes.settle();
       this.pump();
     }
   }
@@ -1011,23 +957,6 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   // ---------------------------------------------------------------------------------------------
   // Flush completion and draining
 
-  private settleFlushWaiters(): void {
-    if (this.flushWaiters.length === 0) return;
-    const exhausted = this.forceUntil <= this.taken;
-    let lowestRunning = Infinity;
-    for (const seq of this.runningBatches) if (seq < lowestRunning) lowestRunning = seq;
-    this.flushWaiters = this.flushWaiters.filter((waiter) => {
-      if (waiter.lastBatch === undefined && (exhausted || this.taken >= waiter.target)) {
-        waiter.lastBatch = this.batchSeq;
-      }
-      if (waiter.lastBatch !== undefined && waiter.lastBatch < lowestRunning) {
-        waiter.resolve();
-        return false;
-      }
-      return true;
-    });
-  }
-
   private async drain(timeout: number): Promise<DrainSummary> {
     this.lifecycle = 'stopping';
     const startedAt = Date.now();
@@ -1154,4 +1083,11 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     // The retry timer does not keep the process alive; at exit, it must, until the retry is made.
     this.retries.setKeepAlive(true);
   }
+}
+
+/** Whether a storage implements `coalesce` (as `features.coalesce` promises). */
+function canCoalesce<T>(
+  storage: Storage<T>,
+): storage is Storage<T> & Required<Pick<Storage<T>, 'coalesce'>> {
+  return typeof storage.coalesce === 'function';
 }
