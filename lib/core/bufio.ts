@@ -1,5 +1,5 @@
 import { MemoryStorage } from '../storages/memory-storage.js';
-import { Arrivals } from './arrivals.js';
+import { Backlog } from './backlog.js';
 import { BatchRunner } from './batch-runner.js';
 import { Bisector } from './bisect.js';
 import { Coalescer } from './coalescer.js';
@@ -28,7 +28,6 @@ import {
   resolveOptions,
 } from './options.js';
 import { Queue } from './queue.js';
-import { RetrySchedule } from './retry-schedule.js';
 import { FlushTracker } from './flush-tracker.js';
 import { Counters, type BufIOStats } from './stats.js';
 import type {
@@ -105,19 +104,8 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   /** No batch is reserved before that recovery has told whether records came back from a crash. */
   private holdForRecovery = false;
 
-  // What waits in storage, as this engine knows it; exact for a storage only this engine uses.
-  /** Visible records: fresh ones, and retries whose delay has passed. */
-  private ready = 0;
-  /** Of `ready`, the retries whose delay has passed: dispatched without waiting for a trigger. */
-  private retriesDue = 0;
-  /** Records whose `append` has not finished yet, counted against `maxBufferedRecords`. */
-  private appending = 0;
-  private appended = 0;
-  private readonly pendingAppends = new Set<Promise<void>>();
-  /** A clock floor for `reserve`, so that a retry timer firing early still sees its records. */
-  private clockFloor = 0;
-  private readonly arrivals: Arrivals;
-  private readonly retries: RetrySchedule;
+  /** What waits in storage, as this engine believes (the counting model is in its header). */
+  private readonly backlog: Backlog;
   private intervalDue = false;
   private pollDue = false;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -146,7 +134,6 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     this.pump();
   };
   private readonly idleWaiters: (() => void)[] = [];
-  private readonly retryWakeups: (() => void)[] = [];
 
   private readonly blocked = new Queue<BlockedPush<T>>();
   private admitting = false;
@@ -199,7 +186,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
         waiters: this.waiters,
         events: this.events,
         givesUp: () => this.lifecycle === 'stopped' && !this.storage.durable,
-        retryScheduled: (at, count) => this.retries.add(at, count),
+        retryScheduled: (at, count) => this.backlog.scheduleRetry(at, count),
       },
       this.options.bisectOnError ? new Bisector() : undefined,
     );
@@ -208,11 +195,13 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       this.storage.durable || this.storage.shared
         ? new CrashGuard(batchSize, concurrency, retry.maxAttempts)
         : undefined;
-    this.arrivals = new Arrivals(this.options.flushInterval, this.options.timers, () => {
-      this.intervalDue = true;
-      this.pump();
+    this.backlog = new Backlog(this.options.flushInterval, this.options.timers, {
+      intervalDue: () => {
+        this.intervalDue = true;
+        this.pump();
+      },
+      retriesDue: () => this.pump(),
     });
-    this.retries = new RetrySchedule((count, at) => this.retriesBecameDue(count, at));
   }
 
   /** Where the buffer is in its life. */
@@ -268,7 +257,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     if (!this.runner.hasWorker) throw new NoWorkerError(this.name);
     this.lifecycle = 'running';
     exitGuard.add(this, () => this.finishBeforeExit());
-    this.arrivals.enable(true);
+    this.backlog.enableInterval(true);
     if (this.storage.durable || this.storage.shared) {
       this.holdForRecovery = true;
       this.recovering = this.recoverStored();
@@ -296,13 +285,14 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       return this.refuse(records, new BufIOClosedError(this.name));
     }
     try {
+      const backlog = this.backlog;
       if (
         !Array.isArray(records) &&
         records !== undefined &&
         this.storage.appendOne &&
         this.coalescer === undefined &&
         this.blocked.length === 0 &&
-        this.buffered() < this.options.maxBufferedRecords
+        backlog.ready + backlog.delayed + backlog.appending < this.options.maxBufferedRecords
       ) {
         // The common case, one record into a buffer with room: no arrays made on the way.
         const id = this.storage.appendOne(records as T, this.appendOptions(this.laneOf(options)));
@@ -361,7 +351,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   flush(): Promise<void> {
     if (!this.runner.hasWorker) return rejected(new NoWorkerError(this.name));
     if (this.lifecycle === 'stopped') return RESOLVED;
-    const done = this.flushes.request(this.ready);
+    const done = this.flushes.request(this.backlog.ready);
     this.pump();
     this.flushes.settle();
     return done;
@@ -399,7 +389,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       refused: c.refused,
       unreadable: c.unreadable,
       batches: c.batches,
-      buffered: this.ready + this.retries.delayed,
+      buffered: this.backlog.waiting(),
       capacity: this.options.maxBufferedRecords,
       inFlight: this.inFlight,
       blockedPushes: this.blocked.length,
@@ -481,7 +471,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   }
 
   private buffered(): number {
-    return this.ready + this.retries.delayed + this.appending;
+    return this.backlog.buffered();
   }
 
   private accept(
@@ -544,22 +534,18 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       return RESOLVED;
     }
     const n = records.length;
-    this.appending += n;
-    const settled = stored.then(
+    this.backlog.startAppend(n);
+    return stored.then(
       (ids) => {
-        this.appending -= n;
-        this.pendingAppends.delete(settled);
+        this.backlog.endAppend(n);
         this.onAppended(records, ids, waiter);
       },
       (error: unknown) => {
-        this.appending -= n;
-        this.pendingAppends.delete(settled);
+        this.backlog.endAppend(n);
         this.admitBlocked();
         throw error;
       },
     );
-    this.pendingAppends.add(settled);
-    return settled;
   }
 
   private onAppended(
@@ -576,10 +562,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
 
   private noteAppended(n: number): void {
     this.counters.pushed += n;
-    this.appended += n;
-    this.ready += n;
-    this.arrivals.add(n);
-    if (this.ready >= this.options.batchSize) this.pump();
+    const backlog = this.backlog;
+    backlog.add(n);
+    if (backlog.ready >= this.options.batchSize) this.pump();
   }
 
   private runPushHooks(ids: readonly RecordId[], records: readonly T[]): void {
@@ -627,9 +612,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     lane: number | undefined,
   ): Promise<void> {
     const excess = this.buffered() + records.length - this.options.maxBufferedRecords;
-    const appendedBefore = this.appended;
+    const appendedBefore = this.backlog.appended;
     const victims = await this.storage.reserve(excess, {
-      now: this.now(),
+      now: this.backlog.now(),
       onUnreadable: this.onUnreadable,
     });
     if (victims.length > 0) {
@@ -653,17 +638,13 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   // ---------------------------------------------------------------------------------------------
   // Dispatching batches
 
-  private now(): number {
-    return Math.max(Date.now(), this.clockFloor);
-  }
-
   private wantsBatch(): boolean {
     return (
       this.flushes.isForcing ||
-      this.retriesDue > 0 ||
+      this.backlog.retriesDue > 0 ||
       this.intervalDue ||
       this.pollDue ||
-      (this.lifecycle !== 'created' && this.ready >= this.options.batchSize)
+      (this.lifecycle !== 'created' && this.backlog.ready >= this.options.batchSize)
     );
   }
 
@@ -683,12 +664,12 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
         return;
       }
       const limit = this.crashGuard ? this.crashGuard.reserveLimit() : this.options.batchSize;
-      const appendedBefore = this.appended;
+      const appendedBefore = this.backlog.appended;
       let reserved;
       this.reserving = true;
       try {
         reserved = this.storage.reserve(limit, {
-          now: this.now(),
+          now: this.backlog.now(),
           maxBytes: this.options.maxBatchBytes,
           laneShare: this.options.priority?.share,
           onUnreadable: this.onUnreadable,
@@ -728,7 +709,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   private reserved(batch: StoredRecord<T>[], limit: number, appendedBefore: number): void {
     this.noteTaken(batch, limit, appendedBefore);
     this.pollDue = false;
-    if (this.intervalDue) this.intervalDue = this.arrivals.due(Date.now());
+    if (this.intervalDue) this.intervalDue = this.backlog.isIntervalDue(Date.now());
     if (batch.length === 0) {
       this.flushes.noteEmpty();
       this.intervalDue = false;
@@ -751,24 +732,11 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     limit: number,
     appendedBefore: number,
   ): void {
-    let retried = 0;
-    for (const entry of batch) if (entry.attempts > 0) retried++;
-    // Retries the storage gave back before their timer fired were not counted as ready yet.
-    const dueTaken = Math.min(retried, this.retriesDue);
-    const early = retried - dueTaken;
-    if (early > 0) this.retries.takeEarly(early);
+    const bytesCapped = this.options.maxBatchBytes !== undefined;
+    const exhausted = this.backlog.take(batch, limit, appendedBefore, bytesCapped);
     this.flushes.countTaken(batch.length);
-    this.ready = Math.max(0, this.ready - (batch.length - early));
-    this.retriesDue -= dueTaken;
-    this.arrivals.remove(batch.length - retried);
     this.coalescer?.forget(batch);
-    if (batch.length < limit && this.options.maxBatchBytes === undefined) {
-      // Nothing else is visible: forget estimates, keeping only appends that raced the reserve.
-      this.ready = Math.min(this.ready, this.appended - appendedBefore);
-      this.retriesDue = 0;
-      if (this.ready === 0) this.arrivals.clear();
-      void this.resyncHidden();
-    }
+    if (exhausted) void this.resyncHidden();
   }
 
   /** The next batches go after a turn of the event loop (see `TURN_BUDGET_MS`). */
@@ -816,19 +784,11 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   // ---------------------------------------------------------------------------------------------
   // Retries, polling, recovery
 
-  private retriesBecameDue(count: number, at: number): void {
-    this.ready += count;
-    this.retriesDue += count;
-    this.clockFloor = Math.max(this.clockFloor, at);
-    for (const wake of this.retryWakeups.splice(0)) wake();
-    this.pump();
-  }
-
   /** Learns of records this process did not append: earlier runs', other instances'. */
   private async resyncHidden(): Promise<void> {
     if (this.lifecycle !== 'running' || this.storage.shared) return;
     try {
-      const hidden = (await this.storage.size()) - this.ready - this.retries.delayed;
+      const hidden = (await this.storage.size()) - this.backlog.waiting();
       if (hidden > 0) this.startPolling();
       else this.stopPolling();
     } catch (error) {
@@ -839,13 +799,12 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   private async recoverStored(): Promise<void> {
     try {
       const recovered = await this.storage.recover();
-      const hidden = (await this.storage.size()) - this.ready - this.retries.delayed;
+      const hidden = (await this.storage.size()) - this.backlog.waiting();
       // Records left by an earlier process may have been leased when it died: probe them first.
       if (recovered > 0 || hidden > 0) this.crashGuard?.probe();
       if (hidden > 0) {
         // Left by an earlier process: they have waited long enough already.
-        this.ready += hidden;
-        this.arrivals.addOverdue(hidden);
+        this.backlog.addOverdue(hidden);
         this.intervalDue = true;
       }
     } catch (error) {
@@ -906,8 +865,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     if (recovered > 0) {
       // They were leased when their holder died: the crash guard looks at them one by one first.
       this.crashGuard?.probe();
-      this.ready += recovered;
-      this.arrivals.addOverdue(recovered);
+      this.backlog.addOverdue(recovered);
       this.intervalDue = true;
     }
     this.pump();
@@ -962,8 +920,8 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     const startedAt = Date.now();
     const before = { processed: this.counters.processed, deadLettered: this.counters.deadLettered };
     this.stopPolling();
-    this.arrivals.enable(false);
-    this.retries.setKeepAlive(true); // the drain waits for retries due before the deadline
+    this.backlog.enableInterval(false);
+    this.backlog.keepAlive(true); // the drain waits for retries due before the deadline
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), timeout);
@@ -988,7 +946,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     }
     const remaining = this.storage.durable ? await this.countRemaining() : 0;
     const leasedElsewhere = await this.countLeasedElsewhere();
-    this.retries.clear();
+    this.backlog.forgetRetries();
     const inFlight = this.inFlight;
     // Close once running calls have settled, so that their acks reach the storage.
     const closing = this.whenIdle().then(() => this.storage.close());
@@ -1016,24 +974,24 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     if (recovers) await this.recoverLapsed();
     while (this.lifecycle === 'stopping') {
       await this.flush();
-      if (this.appending > 0) {
-        await Promise.allSettled([...this.pendingAppends]);
+      if (this.backlog.appending > 0) {
+        await this.backlog.whenAppended();
         continue;
       }
       // Visible records again: blocked pushes were let in as the flush made room.
-      if (this.ready > 0) continue;
+      if (this.backlog.ready > 0) continue;
       // A call the flush did not start (a retry's) may still fail and schedule another retry.
       if (this.active > 0) {
         await this.whenIdle();
         continue;
       }
-      const next = this.retries.next();
+      const next = this.backlog.nextRetryAt();
       if (next === undefined || next > deadline) {
         // Before it says what is left: leases that lapsed while it drained.
         if (recovers && (await this.recoverLapsed()) > 0) continue;
         return;
       }
-      await new Promise<void>((resolve) => this.retryWakeups.push(resolve));
+      await this.backlog.whenRetriesDue();
     }
   }
 
@@ -1047,8 +1005,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       if (rest.length === 0) break;
       await this.runner.deadLetter(rest, error);
     }
-    this.ready = 0;
-    this.retriesDue = 0;
+    this.backlog.forgetVisible();
   }
 
   /** What a durable storage holds after the drain, as the storage counts it. */
@@ -1057,7 +1014,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       return await this.storage.size();
     } catch (error) {
       this.storageFailed('size', error);
-      return this.ready + this.retries.delayed;
+      return this.backlog.waiting();
     }
   }
 
@@ -1078,10 +1035,10 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
 
   /** Called when the process is about to exit with records still buffered (stop() was not called). */
   private finishBeforeExit(): void {
-    if (this.ready + this.retries.delayed === 0 || !this.runner.hasWorker) return;
+    if (this.backlog.waiting() === 0 || !this.runner.hasWorker) return;
     void this.flush();
     // The retry timer does not keep the process alive; at exit, it must, until the retry is made.
-    this.retries.setKeepAlive(true);
+    this.backlog.keepAlive(true);
   }
 }
 
