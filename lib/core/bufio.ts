@@ -3,18 +3,17 @@ import { Backlog } from './backlog.js';
 import { BatchRunner } from './batch-runner.js';
 import { Bisector } from './bisect.js';
 import { Coalescer } from './coalescer.js';
-import { CrashGuard } from './crash-guard.js';
+import { Dispatcher } from './dispatcher.js';
 import {
   asError,
   BufferFullError,
   BufIOClosedError,
-  UnreadableRecordError,
   DrainTimeoutError,
   InvalidOptionsError,
   InvalidRecordError,
   NoWorkerError,
   RecordDroppedError,
-  StorageError,
+  storageFailure,
   UnsupportedError,
 } from './errors.js';
 import { type BufIOEventMap, type DrainSummary, type EventSink, SafeEmitter } from './events.js';
@@ -28,15 +27,8 @@ import {
   resolveOptions,
 } from './options.js';
 import { Queue } from './queue.js';
-import { FlushTracker } from './flush-tracker.js';
 import { Counters, type BufIOStats } from './stats.js';
-import type {
-  AppendOptions,
-  RecordId,
-  Storage,
-  StoredRecord,
-  UnreadableRecord,
-} from './storage.js';
+import type { AppendOptions, RecordId, Storage } from './storage.js';
 import { type Waiter, Waiters } from './waiters.js';
 import type { Worker, WorkFunction } from './worker.js';
 import { exitGuard } from './exit-guard.js';
@@ -69,13 +61,6 @@ interface BlockedPush<T> {
 
 const RESOLVED = Promise.resolve();
 const DEFAULT_STOP_TIMEOUT = 30_000;
-const STORAGE_RETRY_DELAY = 100;
-/**
- * How long batches may follow one another without the event loop getting a turn, in ms. Batches
- * that complete in microtasks (a worker failing at once while a downstream is down, an in-memory
- * storage) would otherwise starve timers, I/O and pushes for as long as records are left.
- */
-const TURN_BUDGET_MS = 5;
 
 /**
  * A write-behind buffer: `push` records fast, a worker processes them in batches.
@@ -99,49 +84,13 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   private readonly options: ResolvedOptions<T, U>;
   private lifecycle: BufIOState = 'created';
   private stopping: Promise<DrainSummary> | undefined;
-  /** Recovery of what an earlier process left in a durable storage; a drain waits for it. */
-  private recovering: Promise<void> = RESOLVED;
-  /** No batch is reserved before that recovery has told whether records came back from a crash. */
-  private holdForRecovery = false;
-
   /** What waits in storage, as this engine believes (the counting model is in its header). */
   private readonly backlog: Backlog;
-  private intervalDue = false;
-  private pollDue = false;
-  private pollTimer: NodeJS.Timeout | undefined;
-  /** Calls `recover()` every `storage.recoveryInterval` ms while running. */
-  private recoveryTimer: NodeJS.Timeout | undefined;
-  private storageBackoff = 0;
-
-  // Worker calls.
-  private active = 0;
-  private inFlight = 0;
-  private reserving = false;
-  /** Records reserved so far; `flush()` waits until this passes what was visible at its call. */
-  private readonly flushes = new FlushTracker();
-  /** When the first batch since the event loop's last turn was dispatched; -1 if none was. */
-  private turnStartedAt = -1;
-  /** Resets `turnStartedAt` at the event loop's next turn. */
-  private turnTimer: NodeJS.Immediate | undefined;
-  private yieldTimer: NodeJS.Immediate | undefined;
-  private readonly endTurn = (): void => {
-    this.turnTimer = undefined;
-    this.turnStartedAt = -1;
-  };
-  private readonly resumeAfterYield = (): void => {
-    this.yieldTimer = undefined;
-    this.turnStartedAt = -1;
-    this.pump();
-  };
-  private readonly idleWaiters: (() => void)[] = [];
-
   private readonly blocked = new Queue<BlockedPush<T>>();
   private admitting = false;
   private readonly waiters = new Waiters<U>();
   /** Only with the `coalesce` option. */
   private readonly coalescer: Coalescer<T, U> | undefined;
-  /** For storages whose records outlive a process: dead-letters records that crash it. */
-  private readonly crashGuard: CrashGuard | undefined;
   private pushHooks: Instrumentation<T>[] = [];
   private readonly counters = new Counters();
   private readonly events: EventSink<T, U> = {
@@ -150,11 +99,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     report: (error) => this.report(error),
   };
   private readonly runner: BatchRunner<T, U>;
-
-  /** Given to every reserve: records the storage set aside because it could not read them. */
-  private readonly onUnreadable = (records: readonly UnreadableRecord[]): void => {
-    this.reportUnreadable(records);
-  };
+  private readonly dispatcher: Dispatcher<T, U>;
 
   /**
    * @throws InvalidOptionsError when an option is of the wrong type or out of range; the error
@@ -177,6 +122,10 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       );
     }
     if (this.options.priority && !features?.priority) throw this.unsupported('priority');
+    this.backlog = new Backlog(this.options.flushInterval, this.options.timers, {
+      intervalDue: () => this.dispatcher.noteIntervalDue(),
+      retriesDue: () => this.dispatcher.pump(),
+    });
     this.runner = new BatchRunner<T, U>(
       {
         name: this.name,
@@ -190,17 +139,17 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       },
       this.options.bisectOnError ? new Bisector() : undefined,
     );
-    const { batchSize, concurrency, retry } = this.options;
-    this.crashGuard =
-      this.storage.durable || this.storage.shared
-        ? new CrashGuard(batchSize, concurrency, retry.maxAttempts)
-        : undefined;
-    this.backlog = new Backlog(this.options.flushInterval, this.options.timers, {
-      intervalDue: () => {
-        this.intervalDue = true;
-        this.pump();
-      },
-      retriesDue: () => this.pump(),
+    this.dispatcher = new Dispatcher<T, U>({
+      name: this.name,
+      storage: this.storage,
+      options: this.options,
+      backlog: this.backlog,
+      runner: this.runner,
+      coalescer: this.coalescer,
+      counters: this.counters,
+      events: this.events,
+      state: () => this.lifecycle,
+      roomFreed: () => this.admitBlocked(),
     });
   }
 
@@ -258,13 +207,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     this.lifecycle = 'running';
     exitGuard.add(this, () => this.finishBeforeExit());
     this.backlog.enableInterval(true);
-    if (this.storage.durable || this.storage.shared) {
-      this.holdForRecovery = true;
-      this.recovering = this.recoverStored();
-    }
-    if (this.storage.shared) this.startPolling();
-    this.startRecoveryTimer();
-    this.pump();
+    this.dispatcher.start();
   }
 
   /**
@@ -351,10 +294,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   flush(): Promise<void> {
     if (!this.runner.hasWorker) return rejected(new NoWorkerError(this.name));
     if (this.lifecycle === 'stopped') return RESOLVED;
-    const done = this.flushes.request(this.backlog.ready);
-    this.pump();
-    this.flushes.settle();
-    return done;
+    return this.dispatcher.flush();
   }
 
   /**
@@ -391,7 +331,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       batches: c.batches,
       buffered: this.backlog.waiting(),
       capacity: this.options.maxBufferedRecords,
-      inFlight: this.inFlight,
+      inFlight: this.dispatcher.inFlight,
       blockedPushes: this.blocked.length,
       lastFlushAt: c.lastFlushAt,
       meanBatchSize: c.batches === 0 ? 0 : c.batchRecords / c.batches,
@@ -564,7 +504,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     this.counters.pushed += n;
     const backlog = this.backlog;
     backlog.add(n);
-    if (backlog.ready >= this.options.batchSize) this.pump();
+    if (backlog.ready >= this.options.batchSize) this.dispatcher.pump();
   }
 
   private runPushHooks(ids: readonly RecordId[], records: readonly T[]): void {
@@ -612,15 +552,8 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     lane: number | undefined,
   ): Promise<void> {
     const excess = this.buffered() + records.length - this.options.maxBufferedRecords;
-    const appendedBefore = this.backlog.appended;
-    const victims = await this.storage.reserve(excess, {
-      now: this.backlog.now(),
-      onUnreadable: this.onUnreadable,
-    });
+    const victims = await this.dispatcher.evict(excess);
     if (victims.length > 0) {
-      this.noteTaken(victims, excess, appendedBefore);
-      await this.storage.ack(victims);
-      this.runner.forget(victims);
       const rejected = new RecordDroppedError(this.name, this.options.onFull);
       this.waiters.reject(victims, rejected);
       this.drop(
@@ -635,279 +568,6 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     if (room > 0) return this.append(records.slice(records.length - room), undefined, lane);
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Dispatching batches
-
-  private wantsBatch(): boolean {
-    return (
-      this.flushes.isForcing ||
-      this.backlog.retriesDue > 0 ||
-      this.intervalDue ||
-      this.pollDue ||
-      (this.lifecycle !== 'created' && this.backlog.ready >= this.options.batchSize)
-    );
-  }
-
-  /** Reserves and dispatches batches while a trigger wants one and a worker slot is free. */
-  private pump(): void {
-    while (
-      !this.reserving &&
-      !this.holdForRecovery &&
-      this.runner.hasWorker &&
-      this.lifecycle !== 'stopped' &&
-      this.active < this.slots() &&
-      this.wantsBatch()
-    ) {
-      // Date.now and setImmediate as they are at the call: a test's fake timers control both.
-      if (this.turnStartedAt >= 0 && Date.now() - this.turnStartedAt > TURN_BUDGET_MS) {
-        this.yieldToEventLoop();
-        return;
-      }
-      const limit = this.crashGuard ? this.crashGuard.reserveLimit() : this.options.batchSize;
-      const appendedBefore = this.backlog.appended;
-      let reserved;
-      this.reserving = true;
-      try {
-        reserved = this.storage.reserve(limit, {
-          now: this.backlog.now(),
-          maxBytes: this.options.maxBatchBytes,
-          laneShare: this.options.priority?.share,
-          onUnreadable: this.onUnreadable,
-        });
-      } catch (error) {
-        this.reserving = false;
-        this.storageFailed('reserve', error);
-        return;
-      }
-      if (reserved instanceof Promise) {
-        reserved.then(
-          (batch) => {
-            this.storageBackoff = 0;
-            this.reserved(batch, limit, appendedBefore);
-            this.reserving = false;
-            this.pump();
-          },
-          (error: unknown) => {
-            this.reserving = false;
-            this.storageFailed('reserve', error);
-          },
-        );
-        return;
-      }
-      // Still `reserving` while the batch is dispatched: what this triggers (blocked pushes let
-      // in, listeners) must not reserve another batch ahead of this one.
-      this.reserved(reserved, limit, appendedBefore);
-      this.reserving = false;
-    }
-  }
-
-  /** Worker calls that may run at once: one while records that crashed a process are about. */
-  private slots(): number {
-    return this.crashGuard?.isCareful ? 1 : this.options.concurrency;
-  }
-
-  private reserved(batch: StoredRecord<T>[], limit: number, appendedBefore: number): void {
-    this.noteTaken(batch, limit, appendedBefore);
-    this.pollDue = false;
-    if (this.intervalDue) this.intervalDue = this.backlog.isIntervalDue(Date.now());
-    if (batch.length === 0) {
-      this.flushes.noteEmpty();
-      this.intervalDue = false;
-      this.crashGuard?.inspect(batch);
-    } else if (this.crashGuard) {
-      const looped = this.crashGuard.inspect(batch);
-      const rest = looped.length === 0 ? batch : batch.filter((entry) => !looped.includes(entry));
-      // A careful batch is one call: its parts must not wait, leased, for another part's call.
-      this.dispatch(rest, looped, this.crashGuard.isCareful);
-    } else {
-      this.dispatch(batch, [], false);
-    }
-    this.admitBlocked();
-    this.flushes.settle();
-  }
-
-  /** Accounts for records that left the visible queue, for a batch or for eviction. */
-  private noteTaken(
-    batch: readonly StoredRecord<T>[],
-    limit: number,
-    appendedBefore: number,
-  ): void {
-    const bytesCapped = this.options.maxBatchBytes !== undefined;
-    const exhausted = this.backlog.take(batch, limit, appendedBefore, bytesCapped);
-    this.flushes.countTaken(batch.length);
-    this.coalescer?.forget(batch);
-    if (exhausted) void this.resyncHidden();
-  }
-
-  /** The next batches go after a turn of the event loop (see `TURN_BUDGET_MS`). */
-  private yieldToEventLoop(): void {
-    this.yieldTimer ??= setImmediate(this.resumeAfterYield);
-  }
-
-  /** At the end of a drain: no batch follows, so no turn is left to watch. */
-  private forgetTurns(): void {
-    if (this.turnTimer) clearImmediate(this.turnTimer);
-    if (this.yieldTimer) clearImmediate(this.yieldTimer);
-    this.turnTimer = this.yieldTimer = undefined;
-    this.turnStartedAt = -1;
-  }
-
-  private dispatch(batch: StoredRecord<T>[], looped: StoredRecord<T>[], whole: boolean): void {
-    if (this.turnStartedAt < 0) {
-      this.turnStartedAt = Date.now();
-      this.turnTimer = setImmediate(this.endTurn);
-    }
-    const seq = this.flushes.startBatch();
-    this.active++;
-    this.inFlight += batch.length;
-    void this.runBatch(batch, seq, looped, whole);
-  }
-
-  private async runBatch(
-    batch: StoredRecord<T>[],
-    seq: number,
-    looped: StoredRecord<T>[],
-    whole: boolean,
-  ): Promise<void> {
-    try {
-      await this.runner.run(batch, looped, whole);
-    } finally {
-      this.active--;
-      this.inFlight -= batch.length;
-      this.flushes.endBatch(seq);
-      if (this.active === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
-      this.flushes.settle();
-      this.pump();
-    }
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Retries, polling, recovery
-
-  /** Learns of records this process did not append: earlier runs', other instances'. */
-  private async resyncHidden(): Promise<void> {
-    if (this.lifecycle !== 'running' || this.storage.shared) return;
-    try {
-      const hidden = (await this.storage.size()) - this.backlog.waiting();
-      if (hidden > 0) this.startPolling();
-      else this.stopPolling();
-    } catch (error) {
-      this.storageFailed('size', error);
-    }
-  }
-
-  private async recoverStored(): Promise<void> {
-    try {
-      const recovered = await this.storage.recover();
-      const hidden = (await this.storage.size()) - this.backlog.waiting();
-      // Records left by an earlier process may have been leased when it died: probe them first.
-      if (recovered > 0 || hidden > 0) this.crashGuard?.probe();
-      if (hidden > 0) {
-        // Left by an earlier process: they have waited long enough already.
-        this.backlog.addOverdue(hidden);
-        this.intervalDue = true;
-      }
-    } catch (error) {
-      this.storageFailed('recover', error);
-    } finally {
-      this.holdForRecovery = false;
-      this.pump();
-    }
-  }
-
-  private startPolling(): void {
-    if (this.pollTimer || this.lifecycle !== 'running') return;
-    this.pollTimer = setInterval(
-      () => {
-        this.pollDue = true;
-        // A shared storage that names no recoveryInterval gets its lapsed leases back per poll.
-        if (this.storage.shared && this.storage.recoveryInterval === undefined) {
-          void this.recoverLapsed();
-        } else {
-          this.pump();
-        }
-      },
-      Math.max(this.options.flushInterval, 10),
-    );
-    this.pollTimer.unref();
-  }
-
-  private stopPolling(): void {
-    if (this.pollTimer) clearInterval(this.pollTimer);
-    this.pollTimer = undefined;
-    if (this.recoveryTimer) clearInterval(this.recoveryTimer);
-    this.recoveryTimer = undefined;
-  }
-
-  /** Takes lapsed leases back on the storage's own schedule, not on `flushInterval`'s. */
-  private startRecoveryTimer(): void {
-    const interval = this.storage.recoveryInterval;
-    if (interval === undefined || this.recoveryTimer) return;
-    this.recoveryTimer = setInterval(
-      () => void this.recoverLapsed(),
-      Math.min(Math.max(interval, 1), MAX_TIMER_DELAY),
-    );
-    this.recoveryTimer.unref();
-  }
-
-  /**
-   * Makes records whose holder is gone visible again and dispatchable at once: they have waited
-   * long enough. Returns how many came back.
-   */
-  private async recoverLapsed(): Promise<number> {
-    let recovered: number;
-    try {
-      recovered = await this.storage.recover();
-    } catch (error) {
-      this.storageFailed('recover', error);
-      return 0;
-    }
-    if (recovered > 0) {
-      // They were leased when their holder died: the crash guard looks at them one by one first.
-      this.crashGuard?.probe();
-      this.backlog.addOverdue(recovered);
-      this.intervalDue = true;
-    }
-    this.pump();
-    return recovered;
-  }
-
-  /** A storage call failed: report it and try again later, backing off, as the service recovers. */
-  private storageFailed(operation: string, error: unknown): void {
-    const known =
-      error instanceof Error && 'code' in error && String(error.code).startsWith('BUFIO_');
-    this.report(
-      known
-        ? error
-        : new StorageError(`storage ${operation} failed for buffer "${this.name}"`, {
-            cause: error,
-          }),
-    );
-    if (this.lifecycle === 'stopped') return;
-    const { factor, maxDelay } = this.options.retry;
-    this.storageBackoff = Math.min(
-      maxDelay,
-      Math.max(STORAGE_RETRY_DELAY, this.storageBackoff * factor),
-    );
-    setTimeout(() => {
-      this.pollDue = true;
-      this.pump();
-    }, this.storageBackoff).unref();
-  }
-
-  /** Unreadable records are never processed, so they are counted and reported, never dropped silently. */
-  private reportUnreadable(records: readonly UnreadableRecord[]): void {
-    if (records.length === 0) return;
-    this.counters.unreadable += records.length;
-    const error = new UnreadableRecordError(this.name, records);
-    try {
-      this.options.onError?.(error, []);
-    } catch (hookError) {
-      this.report(hookError);
-    }
-    this.tell('error', error);
-  }
-
   private report(error: unknown): void {
     this.tell('error', asError(error));
   }
@@ -919,7 +579,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     this.lifecycle = 'stopping';
     const startedAt = Date.now();
     const before = { processed: this.counters.processed, deadLettered: this.counters.deadLettered };
-    this.stopPolling();
+    this.dispatcher.stopWatching();
     this.backlog.enableInterval(false);
     this.backlog.keepAlive(true); // the drain waits for retries due before the deadline
     let timer: NodeJS.Timeout | undefined;
@@ -927,18 +587,18 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       timer = setTimeout(() => resolve(false), timeout);
     });
     const drained = this.runner.hasWorker
-      ? this.drainWithin(startedAt + timeout).then(() => true as const)
+      ? this.dispatcher.drainWithin(startedAt + timeout).then(() => true as const)
       : Promise.resolve(false as const);
     const finished = await Promise.race([drained, deadline]);
     clearTimeout(timer);
     this.lifecycle = 'stopped';
     exitGuard.delete(this);
-    this.forgetTurns();
+    this.dispatcher.forgetTurns();
 
     const closed = new BufIOClosedError(this.name);
     while (this.blocked.length > 0) (this.blocked.shift() as BlockedPush<T>).reject(closed);
     if (!this.storage.durable) {
-      await this.handOverRemaining(
+      await this.dispatcher.handOver(
         this.runner.hasWorker
           ? new DrainTimeoutError(this.name, timeout)
           : new NoWorkerError(this.name),
@@ -947,9 +607,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     const remaining = this.storage.durable ? await this.countRemaining() : 0;
     const leasedElsewhere = await this.countLeasedElsewhere();
     this.backlog.forgetRetries();
-    const inFlight = this.inFlight;
+    const inFlight = this.dispatcher.inFlight;
     // Close once running calls have settled, so that their acks reach the storage.
-    const closing = this.whenIdle().then(() => this.storage.close());
+    const closing = this.dispatcher.whenIdle().then(() => this.storage.close());
     if (inFlight === 0) await closing.catch((error: unknown) => this.report(error));
     else closing.catch((error: unknown) => this.report(error));
 
@@ -966,54 +626,12 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     return summary;
   }
 
-  /** Flushes until nothing is left, waiting for retries that fall due before `deadline`. */
-  private async drainWithin(deadline: number): Promise<void> {
-    await this.recovering;
-    const recovers = this.storage.durable || this.storage.shared;
-    // Leases that lapsed since the last recovery are this drain's to process.
-    if (recovers) await this.recoverLapsed();
-    while (this.lifecycle === 'stopping') {
-      await this.flush();
-      if (this.backlog.appending > 0) {
-        await this.backlog.whenAppended();
-        continue;
-      }
-      // Visible records again: blocked pushes were let in as the flush made room.
-      if (this.backlog.ready > 0) continue;
-      // A call the flush did not start (a retry's) may still fail and schedule another retry.
-      if (this.active > 0) {
-        await this.whenIdle();
-        continue;
-      }
-      const next = this.backlog.nextRetryAt();
-      if (next === undefined || next > deadline) {
-        // Before it says what is left: leases that lapsed while it drained.
-        if (recovers && (await this.recoverLapsed()) > 0) continue;
-        return;
-      }
-      await this.backlog.whenRetriesDue();
-    }
-  }
-
-  /** What a non-durable storage still holds when the drain ends goes to the dead-letter path. */
-  private async handOverRemaining(error: Error): Promise<void> {
-    for (;;) {
-      const rest = await this.storage.reserve(this.options.batchSize, {
-        now: Infinity,
-        onUnreadable: this.onUnreadable,
-      });
-      if (rest.length === 0) break;
-      await this.runner.deadLetter(rest, error);
-    }
-    this.backlog.forgetVisible();
-  }
-
   /** What a durable storage holds after the drain, as the storage counts it. */
   private async countRemaining(): Promise<number> {
     try {
       return await this.storage.size();
     } catch (error) {
-      this.storageFailed('size', error);
+      this.report(storageFailure(this.name, 'size', error));
       return this.backlog.waiting();
     }
   }
@@ -1023,14 +641,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     try {
       return await this.storage.leasedElsewhere();
     } catch (error) {
-      this.storageFailed('leasedElsewhere', error);
+      this.report(storageFailure(this.name, 'leasedElsewhere', error));
       return 0;
     }
-  }
-
-  private whenIdle(): Promise<void> {
-    if (this.active === 0) return RESOLVED;
-    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Called when the process is about to exit with records still buffered (stop() was not called). */

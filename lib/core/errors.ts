@@ -302,6 +302,17 @@ export function toError(value: unknown): Error {
   });
 }
 
+/**
+ * The error to report for a failed storage call: a BufIO error (the storage's own typed error) as
+ * it is, anything else wrapped in a `StorageError` that names the buffer and the operation.
+ */
+export function storageFailure(buffer: string, operation: string, error: unknown): Error {
+  if (isError(error) && String((error as { code?: unknown }).code).startsWith('BUFIO_')) {
+    return error;
+  }
+  return new StorageError(`storage ${operation} failed for buffer "${buffer}"`, { cause: error });
+}
+
 /** A short, safe rendering of a value for an error message. */
 export function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
