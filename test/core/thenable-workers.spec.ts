@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 import knexFactory, { type Knex } from 'knex';
-import { BufIO, type WorkResult } from '../../lib/index.js';
+import { BufIO, type WorkOutput, type WorkResult } from '../../lib/index.js';
 import { describeWith, POSTGRES_URL } from '../support/services.js';
 import { range } from '../support/workers.js';
 import { uniqueTable } from '../storages/postgres/support.js';
@@ -92,6 +92,55 @@ describe('a worker that returns a thenable', () => {
   );
 });
 
+/** An ORM worker's table, as the shared cases below see it. */
+interface OrmTable {
+  /** The worker: returns the ORM's insert query, unawaited. */
+  insert(batch: Row[]): WorkOutput<unknown>;
+  count(): number | Promise<number>;
+  /** What the driver says of a primary-key violation. */
+  readonly duplicateKey: RegExp;
+}
+
+/** The cases every ORM runs: N pushed, N rows; a failing query retried, then dead-lettered. */
+function describeOrmWorker(table: () => OrmTable): void {
+  it('writes every pushed record: N pushed, N rows', async () => {
+    const { insert, count } = table();
+    const bufio = new BufIO<Row>({ batchSize: 25, flushInterval: 10, worker: insert });
+    bufio.start();
+    await bufio.push(rows(0, 100));
+    await bufio.stop();
+    expect(await count()).toBe(100);
+    expect(bufio.stats().processed).toBe(100);
+  });
+
+  it('retries a query that violates a constraint, then dead-letters it; counts processed only what was written', async () => {
+    const { insert, count, duplicateKey } = table();
+    const before = await count();
+    const deadLettered: { records: readonly Row[]; error: Error }[] = [];
+    const bufio = new BufIO<Row>({
+      batchSize: 10,
+      flushInterval: 10,
+      bisectOnError: true,
+      retry: { maxAttempts: 2, initialDelay: 1, maxDelay: 5 },
+      worker: insert,
+      deadLetter: (records, error) => {
+        deadLettered.push({ records, error });
+      },
+    });
+    bufio.start();
+    // Row 42 is already there (from the first case): its insert violates the primary key.
+    await bufio.push(rows(200, 215).concat(rows(42, 43)).concat(rows(215, 220)));
+    await bufio.stop();
+    expect(deadLettered.map((d) => d.records.map((r) => r.id))).toEqual([[42]]);
+    expect(deadLettered[0]?.error.message).toMatch(duplicateKey);
+    const stats = bufio.stats();
+    expect(stats.failed).toBeGreaterThan(1);
+    expect(stats.retried).toBeGreaterThan(0);
+    expect(stats.processed).toBe(20);
+    expect((await count()) - before).toBe(stats.processed);
+  });
+}
+
 describe('a drizzle-orm worker (better-sqlite3) returning its query unawaited', () => {
   const events = sqliteTable('events', {
     id: integer('id').primaryKey(),
@@ -99,8 +148,6 @@ describe('a drizzle-orm worker (better-sqlite3) returning its query unawaited', 
   });
   let sqlite: Database.Database;
   let db: ReturnType<typeof drizzle>;
-  const count = (): number =>
-    (sqlite.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
 
   beforeAll(() => {
     sqlite = new Database(':memory:');
@@ -111,44 +158,11 @@ describe('a drizzle-orm worker (better-sqlite3) returning its query unawaited', 
     sqlite.close();
   });
 
-  it('writes every pushed record: N pushed, N rows', async () => {
-    const bufio = new BufIO<Row>({
-      batchSize: 25,
-      flushInterval: 10,
-      worker: (batch) => db.insert(events).values(batch),
-    });
-    bufio.start();
-    await bufio.push(rows(0, 100));
-    await bufio.stop();
-    expect(count()).toBe(100);
-    expect(bufio.stats().processed).toBe(100);
-  });
-
-  it('retries a query that violates a constraint, then dead-letters it; counts processed only what was written', async () => {
-    const before = count();
-    const deadLettered: { records: readonly Row[]; error: Error }[] = [];
-    const bufio = new BufIO<Row>({
-      batchSize: 10,
-      flushInterval: 10,
-      bisectOnError: true,
-      retry: { maxAttempts: 2, initialDelay: 1, maxDelay: 5 },
-      worker: (batch) => db.insert(events).values(batch),
-      deadLetter: (records, error) => {
-        deadLettered.push({ records, error });
-      },
-    });
-    bufio.start();
-    // Row 42 is already there (from the first test): its insert violates the primary key.
-    await bufio.push(rows(200, 215).concat(rows(42, 43)).concat(rows(215, 220)));
-    await bufio.stop();
-    expect(deadLettered.map((d) => d.records.map((r) => r.id))).toEqual([[42]]);
-    expect(deadLettered[0]?.error.message).toMatch(/UNIQUE constraint failed/);
-    const stats = bufio.stats();
-    expect(stats.failed).toBeGreaterThan(1);
-    expect(stats.retried).toBeGreaterThan(0);
-    expect(stats.processed).toBe(20);
-    expect(count() - before).toBe(stats.processed);
-  });
+  describeOrmWorker(() => ({
+    insert: (batch) => db.insert(events).values(batch),
+    count: () => (sqlite.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n,
+    duplicateKey: /UNIQUE constraint failed/,
+  }));
 });
 
 const describePostgres = await describeWith('postgres');
@@ -156,10 +170,6 @@ const describePostgres = await describeWith('postgres');
 describePostgres('a knex worker (pg) returning its query builder unawaited', () => {
   const table = uniqueTable('knex');
   let knex: Knex;
-  const count = async (): Promise<number> => {
-    const [row] = await knex(table).count<{ n: string }[]>({ n: '*' });
-    return Number(row?.n);
-  };
 
   beforeAll(async () => {
     knex = knexFactory({ client: 'pg', connection: POSTGRES_URL, pool: { min: 0, max: 2 } });
@@ -173,43 +183,12 @@ describePostgres('a knex worker (pg) returning its query builder unawaited', () 
     await knex.destroy();
   });
 
-  it('writes every pushed record: N pushed, N rows', async () => {
-    const bufio = new BufIO<Row>({
-      batchSize: 25,
-      flushInterval: 10,
-      worker: (batch) => knex(table).insert(batch),
-    });
-    bufio.start();
-    await bufio.push(rows(0, 100));
-    await bufio.stop();
-    expect(await count()).toBe(100);
-    expect(bufio.stats().processed).toBe(100);
-  });
-
-  it('retries a query that violates a constraint, then dead-letters it; counts processed only what was written', async () => {
-    const before = await count();
-    const deadLettered: { records: readonly Row[]; error: Error }[] = [];
-    const bufio = new BufIO<Row>({
-      batchSize: 10,
-      flushInterval: 10,
-      bisectOnError: true,
-      retry: { maxAttempts: 2, initialDelay: 1, maxDelay: 5 },
-      worker: (batch) => knex(table).insert(batch),
-      deadLetter: (records, error) => {
-        deadLettered.push({ records, error });
-      },
-    });
-    bufio.start();
-    await bufio.push(rows(200, 215).concat(rows(42, 43)).concat(rows(215, 220)));
-    await bufio.stop();
-    expect(deadLettered.map((d) => d.records.map((r) => r.id))).toEqual([[42]]);
-    expect(deadLettered[0]?.error.message).toMatch(
-      /duplicate key value violates unique constraint/,
-    );
-    const stats = bufio.stats();
-    expect(stats.failed).toBeGreaterThan(1);
-    expect(stats.retried).toBeGreaterThan(0);
-    expect(stats.processed).toBe(20);
-    expect((await count()) - before).toBe(stats.processed);
-  });
+  describeOrmWorker(() => ({
+    insert: (batch) => knex(table).insert(batch),
+    count: async () => {
+      const [row] = await knex(table).count<{ n: string }[]>({ n: '*' });
+      return Number(row?.n);
+    },
+    duplicateKey: /duplicate key value violates unique constraint/,
+  }));
 });

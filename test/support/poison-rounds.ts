@@ -1,6 +1,8 @@
+import { expect } from '@jest/globals';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { CrashStorage } from '../fixtures/storages/open-storage.js';
 import type { PoisonConfig } from '../fixtures/storages/poison-worker.js';
 import { startFixture, tagged } from './child-process.js';
 
@@ -102,6 +104,38 @@ export async function poisonRounds(plan: PoisonPlan): Promise<PoisonOutcome> {
 async function readLines(file: string): Promise<string[]> {
   const text = await fs.readFile(file, 'utf8').catch(() => '');
   return text.split('\n').slice(0, -1);
+}
+
+/**
+ * The crash-loop test every durable storage runs: 120 records, the poison 57th, batches of 16,
+ * two calls at once, maxAttempts 2. The guard needs maxAttempts + log2(16 × 2) = 7 deaths; the
+ * cap leaves room for a few more before a storage that does not count deliveries fails.
+ */
+export function poisonPlan(
+  label: string,
+  storage: CrashStorage,
+  extra: Partial<PoisonPlan> = {},
+): PoisonPlan {
+  return {
+    label,
+    storage,
+    records: 120,
+    poison: 57,
+    batchSize: 16,
+    concurrency: 2,
+    maxAttempts: 2,
+    maxRounds: 12,
+    ...extra,
+  };
+}
+
+/** Runs `plan` and asserts the guard's promise: the poison alone dead-lettered, the rest processed. */
+export async function expectPoisonIsolated(plan: PoisonPlan): Promise<PoisonOutcome> {
+  const outcome = await poisonRounds(plan);
+  expect(crashLoopFailures(plan, outcome)).toEqual([]);
+  expect(outcome.exits.slice(0, -1).every((exit) => exit === 'SIGKILL')).toBe(true);
+  expect(outcome.stderr).toEqual([]);
+  return outcome;
 }
 
 /** What every crash-loop spec asserts: the poison alone is dead-lettered, the rest processed. */

@@ -44,8 +44,8 @@ export class DurableState<T> {
     });
   }
 
-  /** Plants a record that reserve cannot read back. */
-  plantUnreadable(record: T): number {
+  /** Stores a record with a new id, as an append does; `unreadable` plants a damaged one. */
+  store(record: T, unreadable = false): number {
     const id = this.nextId++;
     const row: Row<T> = {
       id,
@@ -54,10 +54,15 @@ export class DurableState<T> {
       deliveries: 0,
       visibleAt: 0,
       holder: undefined,
-      unreadable: true,
+      unreadable,
     };
     this.rows.set(id, row);
     return id;
+  }
+
+  /** Plants a record that reserve cannot read back. */
+  plantUnreadable(record: T): number {
+    return this.store(record, true);
   }
 }
 
@@ -108,19 +113,7 @@ export class ScriptedStorage<T> implements Storage<T> {
 
   append(records: readonly T[]): readonly RecordId[] {
     if (this.dead) return NEVER as never;
-    return records.map((record) => {
-      const id = this.state.nextId++;
-      this.state.rows.set(id, {
-        id,
-        record,
-        attempts: 0,
-        deliveries: 0,
-        visibleAt: 0,
-        holder: undefined,
-        unreadable: false,
-      });
-      return id;
-    });
+    return records.map((record) => this.state.store(record));
   }
 
   reserve(limit: number, options: ReserveOptions): StoredRecord<T>[] {
