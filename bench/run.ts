@@ -7,6 +7,7 @@ import { durableSuite } from './suites/durable-storages.js';
 import { latencySuite } from './suites/latency.js';
 import { memorySuite } from './suites/memory.js';
 import { postgresSuite } from './suites/postgres.js';
+import { postgresStorageSuite } from './suites/postgres-storage.js';
 import { pushCostSuite } from './suites/push-cost.js';
 
 /** The suites, in the order of the issue; `--suite <id>` picks some. */
@@ -16,6 +17,7 @@ const SUITES: Record<string, (config: RunConfig) => Promise<SuiteResult>> = {
   durable: durableSuite,
   memory: memorySuite,
   latency: latencySuite,
+  'postgres-storage': postgresStorageSuite,
 };
 
 const USAGE = `usage: npm run bench [-- --quick] [-- --suite <${Object.keys(SUITES).join('|')}> ...]

@@ -27,6 +27,7 @@ import {
   type Target,
 } from '../harness.js';
 import { makeRecords, type BenchRecord } from '../records.js';
+import { pgBossContenders } from './postgres-peers.js';
 import { connectPostgres, connectRedis, POSTGRES_URL, REDIS_URL, runTag } from '../services.js';
 
 const PRODUCERS = 100;
@@ -36,18 +37,18 @@ const WARMUP_MS = 300;
 const ENGINE = { batchSize: 500, flushInterval: 10, concurrency: 2 } as const;
 
 /** What one timed run did. */
-interface RunResult {
+export interface RunResult {
   readonly records: number;
   readonly seconds: number;
 }
 
 /** A contender opened for one run: the setup and the cleanup stay outside the timing. */
-interface Prepared {
+export interface Prepared {
   run(records: readonly BenchRecord[], deadline: number): Promise<RunResult>;
   dispose(): Promise<void>;
 }
 
-interface Contender {
+export interface Contender {
   readonly name: string;
   readonly group: Group;
   /** The contender the group's targets compare BufIO against (the per-record baseline). */
@@ -55,16 +56,24 @@ interface Contender {
   prepare(): Promise<Prepared>;
 }
 
-type Group = 'FileStorage' | 'RedisStorage' | 'PostgresStorage';
+export type Group = 'FileStorage' | 'RedisStorage' | 'PostgresStorage';
+
+/** Changes to how `throughBufIO` runs: other engine settings, a step before `stop()`. */
+export interface ThroughBufIOOptions {
+  readonly engine?: { readonly batchSize?: number };
+  /** Runs once every record is processed, before `stop()` closes the storage. */
+  readonly beforeStop?: () => Promise<unknown>;
+}
 
 /**
  * BufIO over a storage: `PRODUCERS` loops each `await push()` the next record; the clock stops
  * when the worker has seen every record pushed. Checks that none was lost or processed twice.
  */
-async function throughBufIO(
+export async function throughBufIO(
   storage: Storage<BenchRecord>,
   records: readonly BenchRecord[],
   deadline: number,
+  options: ThroughBufIOOptions = {},
 ): Promise<RunResult> {
   let processed = 0;
   let pushed = Infinity;
@@ -72,6 +81,7 @@ async function throughBufIO(
   const errors: string[] = [];
   const bufio = new BufIO<BenchRecord>({
     ...ENGINE,
+    ...options.engine,
     storage,
     maxBufferedRecords: 1_000_000,
     worker: (batch) => {
@@ -93,6 +103,7 @@ async function throughBufIO(
   if (processed >= pushed) allProcessed.resolve();
   await allProcessed.promise;
   const seconds = (now() - t0) / 1000;
+  await options.beforeStop?.();
   await bufio.stop();
   if (processed !== pushed) {
     throw new Error(`the worker saw ${processed} records, ${pushed} were pushed`);
@@ -287,7 +298,7 @@ export async function durableSuite(config: RunConfig): Promise<SuiteResult> {
   if (typeof postgres === 'string') notes.push(`PostgresStorage rows not measured: ${postgres}`);
   else {
     await postgres.end();
-    contenders.push(...postgresContenders(tag));
+    contenders.push(...postgresContenders(tag), ...pgBossContenders(tag));
   }
 
   const records = makeRecords(maxRecords);
@@ -382,6 +393,7 @@ export async function durableSuite(config: RunConfig): Promise<SuiteResult> {
       `${PRODUCERS} concurrent producers, each awaiting its write before taking the next record. For BufIO: \`await push(record)\` into a started buffer over the storage (batchSize ${ENGINE.batchSize}, flushInterval ${ENGINE.flushInterval} ms, concurrency ${ENGINE.concurrency}, the same over every storage), with a worker that counts; the clock runs from the first push until the worker has seen every record pushed, so each record went through append (acknowledged to its producer), reserve, the worker and ack. After each run the count must match exactly (nothing lost, nothing processed twice).`,
       `Baselines, each the same ${PRODUCERS} producers with one durable write per record, acknowledged one by one: a naive journal (\`write\` of the record's JSON line, then \`fdatasync\`, on one append-mode file); one \`XADD\` per record (one ioredis connection, which pipelines the producers' commands); one \`INSERT\` of the record's JSON per record into a normal table (a pool of 10 connections, as many as PostgresStorage's own pool). A baseline only writes: nothing reads the records back, which flatters it.`,
       `The naive journal runs twice: with one producer, the loop the issue's target was set against (about 4,000 records/s when the issue was planned), and with ${PRODUCERS} producers. With ${PRODUCERS} producers, up to four \`fdatasync\` calls run at once on libuv's threads and each makes every write before it durable, so the file system commits them in groups by accident: that baseline is several times faster, and 50× of it is beyond even FileStorage with durability \`'none'\` on this machine. The target is against the single loop, as the issue set it; the ratio to the ${PRODUCERS}-producer loop is in the table's last column.`,
+      'The PostgreSQL peer users pick instead, pg-boss (bench/suites/postgres-peers.ts; the newest release that runs on Node 20), in a schema of its own per run with its maintenance off: `insert` in chunks of 1000 jobs by one producer while the jobs are consumed, either by 10 `work` handlers (batchSize 500; pg-boss waits its polling interval, 0.5 s at least, between fetches of each handler) or by one loop of `fetch` (500) and `complete`; the clock stops when every job inserted has been handled.',
       `Each run takes up to ${maxRecords.toLocaleString('en-US')} records or stops pushing after ${timeBox / 1000} s, whichever comes first (the records column says how many); a fresh directory, key prefix or table per run, removed afterwards. ${rounds} rounds, the order rotating and reversing from round to round (\`roundOrder\` in bench/harness.ts); a runner of our own. The ratio is to the group's per-record baseline in the same round. Before the rounds, each contender runs once untimed (up to ${WARMUP_RECORDS.toLocaleString('en-US')} records or ${WARMUP_MS} ms).`,
     ],
     tables: [

@@ -279,12 +279,38 @@ export function isError(value: unknown): value is Error {
   return false;
 }
 
-/** Turns anything thrown into an `Error`, keeping the original as `cause`. */
+/**
+ * Turns what a storage, a hook, a listener or a handler threw into an `Error`: an `Error` (of any
+ * realm) as it is, anything else wrapped, the original kept as `cause`. Worker results go through
+ * `toError` instead, which says the worker failed.
+ */
+export function asError(value: unknown): Error {
+  if (isError(value)) return value;
+  const text =
+    typeof value === 'string' ? value : `non-Error value thrown: ${describeValue(value)}`;
+  return new Error(text, { cause: value });
+}
+
+/**
+ * Turns what a worker threw or failed a record with into an `Error`: a non-`Error` value becomes
+ * a `WorkerError` (BUFIO_WORKER_FAILED), keeping the original as `cause`.
+ */
 export function toError(value: unknown): Error {
   if (isError(value)) return value;
   return new WorkerError(`worker failed with a non-Error value: ${describeValue(value)}`, {
     cause: value,
   });
+}
+
+/**
+ * The error to report for a failed storage call: a BufIO error (the storage's own typed error) as
+ * it is, anything else wrapped in a `StorageError` that names the buffer and the operation.
+ */
+export function storageFailure(buffer: string, operation: string, error: unknown): Error {
+  if (isError(error) && String((error as { code?: unknown }).code).startsWith('BUFIO_')) {
+    return error;
+  }
+  return new StorageError(`storage ${operation} failed for buffer "${buffer}"`, { cause: error });
 }
 
 /** A short, safe rendering of a value for an error message. */

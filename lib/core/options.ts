@@ -136,6 +136,13 @@ export interface ResolvedPriority {
   readonly share: number;
 }
 
+/**
+ * The longest delay a Node timer takes, in ms: `setTimeout` clamps a longer one to 1 ms, which
+ * would turn a long interval or timeout into a busy loop. Every option that sets a timer is checked
+ * against it.
+ */
+export const MAX_TIMER_DELAY = 2_147_483_647;
+
 export const DEFAULTS = {
   name: 'default',
   batchSize: 100,
@@ -147,9 +154,6 @@ export const DEFAULTS = {
 } as const;
 
 const ON_FULL_POLICIES: readonly OnFullPolicy[] = ['block', 'drop-oldest', 'drop-newest', 'error'];
-
-// setTimeout clamps longer delays to 1 ms, which would turn a long interval into a busy loop.
-const MAX_TIMER_DELAY = 2_147_483_647;
 
 const KNOWN_OPTIONS = new Set<string>([
   'name',

@@ -1,4 +1,4 @@
-export { PostgresStorage, UNDECODABLE_HOLDER } from './postgres-storage.js';
+export { PostgresStorage } from './postgres-storage.js';
 export type { PostgresStorageOptions } from './postgres-storage-options.js';
 export { jsonSerializer, type Serializer } from '../serializer.js';
 export type {

@@ -14,13 +14,17 @@ import { parseTableName, type TableName } from './table-name.js';
  * Options of `PostgresStorage`. Pass exactly one of `pool` and `connectionString`. The others shared
  * by the durable storages (`serializer`, `maxRecordBytes`, `onError`, `leaseTimeout`,
  * `onUnavailable`, `unavailableTimeout`) mean the same as for each; here, `onError` also receives
- * the failure of an idle pooled connection (PostgreSQL restarted, `pg_terminate_backend`), and a
- * record that cannot be deserialized is set aside under `lease_holder = 'bufio:undecodable'`.
+ * the failure of an idle pooled connection or of the instance's own session connection
+ * (PostgreSQL restarted, `pg_terminate_backend`), and a record that cannot be deserialized is
+ * moved to the table `<table>_unreadable`.
  */
 export interface PostgresStorageOptions<T> extends DurableStorageOptions<T>, SharedStorageOptions {
   /**
    * A pool you own: the storage uses it and leaves it open on `close()`. The storage listens to
-   * its `error` event while open, so an idle connection that dies cannot crash the process.
+   * its `error` event while open, so an idle connection that dies cannot crash the process. Its
+   * statements are prepared on the pool's connections (named `bufio_…`). An instance that
+   * reserves also opens one connection of its own with the pool's settings (`pool.options`), for
+   * its presence lock and `LISTEN`.
    */
   pool?: pg.Pool;
   /**
@@ -40,8 +44,8 @@ export interface PostgresStorageOptions<T> extends DurableStorageOptions<T>, Sha
    */
   table?: string;
   /**
-   * Create the table (and its indexes) if it is missing, before the first operation. Default
-   * false: call `migrate()` yourself, or create it from `migrationSql()` in your own migrations.
+   * Create the tables (and convert a 0.2 table) if needed, before the first operation. Default
+   * false: call `migrate()` yourself, or run `migrationSql()` in your own migrations.
    */
   createTable?: boolean;
 }

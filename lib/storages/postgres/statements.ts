@@ -1,124 +1,456 @@
 import type { TableName } from './table-name.js';
 
 /**
- * The SQL of one storage table. Only the validated, quoted table name is ever written into the
- * text; every value travels as a bind parameter.
+ * The SQL of one buffer. Only validated, quoted names are ever written into the text; every value
+ * travels as a bind parameter.
  *
- * Columns:
- * - `id`: bigserial, the record id and its order. Returned as text, so ids are exact strings
- *   whatever type parsers the application installed in pg.
- * - `payload`: the serializer's text. `text` rather than `jsonb`: a custom serializer need not
- *   produce JSON, `jsonb` would reorder keys and refuse `\u0000` escapes, and `octet_length`
- *   then measures exactly the serialized bytes for `maxBatchBytes`.
- * - `attempts`: failed attempts so far; 0 marks a fresh record.
- * - `visible_at`: engine clock (epoch ms) before which a released record stays hidden; 0 when fresh.
- * - `lease_holder`, `lease_until`: who leased the record and until when (epoch ms); NULL when
- *   free. A lease whose `lease_until` has passed counts as free.
+ * Layout. `T` is the configured table; the others are named after it. A record is in exactly one
+ * of `T`, `T_retry`, `T_leases` and `T_unreadable` at any time, and every move between them is one
+ * statement, so a crash never leaves a record nowhere or in two places.
+ *
+ * - `T (id bigserial PRIMARY KEY, payload text)`: fresh records, never delivered. Only inserted
+ *   and deleted, never updated, with no index but the primary key, which also gives the order:
+ *   a record costs what a hand-written `INSERT` + `DELETE … FOR UPDATE SKIP LOCKED` costs.
+ *   `id` is the record's id for good (bigserial: never reused, whatever moves it makes); returned
+ *   as text, so ids are exact whatever type parsers the application installed in pg. `payload` is
+ *   the serializer's text: `text` rather than `jsonb`, since a custom serializer need not produce
+ *   JSON, `jsonb` would reorder keys and refuse `\u0000`, and `octet_length` then measures exactly
+ *   the serialized bytes for `maxBatchBytes`.
+ * - `T_retry (id, payload, attempts, deliveries, visible_at)`: records delivered before, waiting
+ *   again: released for a retry (`attempts` failed attempts, hidden until `visible_at`, epoch ms
+ *   of the engines' clock), or recovered from a lease that ended without an ack or a release
+ *   (`visible_at` 0). `deliveries` counts the leases they had. Indexed by `(visible_at, id)`, so
+ *   that due retries are found without walking the ones still waiting.
+ * - `T_leases (holder_key, seq, holder, until, records, ids, payloads, attempts, deliveries,
+ *   settled)`: one row per reserved batch. Reserving deletes the batch's rows from `T` and
+ *   `T_retry` and writes them here as arrays, in the same statement; the arrays are compressed
+ *   out of line (TOAST, lz4 where the server has it), so a lease costs a fraction of a row per
+ *   record and no record row is ever rewritten to lease it. Records from `T_retry` come first:
+ *   `attempts` and `deliveries` cover only them (NULL if none), the records after them are fresh
+ *   (0 attempts, 1 delivery). `deliveries` is already counted for this lease. `until` (epoch ms) is extended while the holder works (one row per batch, not per
+ *   record); `settled` lists the records acknowledged, released or set aside from a batch that
+ *   is not yet done; the row goes once all `records` are. A lease whose `until` passed, or whose
+ *   holder is proven dead, is recovered: its unsettled records go back to `T_retry`.
+ *   `holder` is `host/pid/random`, for people; `holder_key` (a random bigint) and `seq` (the
+ *   holder's counter) identify the batch. A positive `holder_key` is also held as a session
+ *   advisory lock by its holder's session connection while it lives, so a free lock proves the
+ *   holder gone (a crash, a kill, a restart) and its leases are recovered at once.
+ * - `T_unreadable (id, payload, reason, set_aside_at)`: records whose payload did not deserialize,
+ *   kept for a person to look at; never delivered nor counted.
+ * - `T_meta (stripe, waiting, scope)`: how many records wait (in `T` and `T_retry`), as 16
+ *   counters that each statement adjusts one of (chosen by the caller), so that `size()` reads 16
+ *   rows instead of counting the table, and concurrent statements rarely wait on the same row;
+ *   `scope` (a UUID made when the table was created) names this store in idempotency keys.
+ *
+ * Appends notify the channel `channel` (payload: the appender's token), for `watch()`.
  */
 export interface Statements {
-  /** The table and its indexes, `IF NOT EXISTS`. */
+  /** Creates what is missing and upgrades a 0.2 table in place; idempotent. */
   readonly ddl: string;
   /** `ddl`, under an advisory lock. */
   readonly migrate: string;
-  /** $1: payloads (text[]). Returns ids in payload order. */
+  /**
+   * $1 payloads (text[]), $2 stripe, $3 channel, $4 token. Returns one row: `first` and `n` when
+   * the ids are `first`, `first + 1`, … in payload order (nothing else took ids meanwhile), else
+   * `ids`, in payload order.
+   */
   readonly insert: string;
   /**
-   * $1 now (visibility), $2 lease clock, $3 limit, $4 maxBytes or NULL, $5 holder, $6 lease_until.
+   * $1 limit, $2 now (visibility), $3 holder_key, $4 seq, $5 holder, $6 until, $7 stripe; where
+   * the scans start (see ScanFloor): $8 the id fresh records are taken above, $9 and $10 the
+   * `(visible_at, id)` retries are taken above. Returns `id, payload, attempts, deliveries,
+   * visible_at`: due retries first, then fresh records (with NULL attempts, deliveries and
+   * visible_at: 0 attempts, 1 delivery), each part unordered.
    */
   readonly reserve: string;
-  /** $1 ids. */
+  /**
+   * `reserve`, keeping the prefix within $11 bytes (the first record always), retries in due
+   * order, then fresh records in id order.
+   */
+  readonly reserveWithin: string;
+  /** $1 holder_key, $2 seq, $3 how many records this settles: ends a lease settled by it. */
+  readonly ackAll: string;
+  /**
+   * $1 holder_key, $2 seq, $3 ids, $4 stripe. Settles `ids` of the lease; without the lease (it
+   * was recovered meanwhile), deletes them from `T_retry` if they still wait there.
+   */
   readonly ack: string;
-  /** $1 ids, $2 visible_at, $3 holder. */
+  /** $1 holder_key, $2 seq, $3 ids, $4 stripe, $5 visible_at: back to `T_retry`, attempt counted. */
   readonly release: string;
-  /** $1 lease clock. */
-  readonly size: string;
-  /** $1 lease clock. */
-  readonly recover: string;
-  /** $1 ids, $2 holder, $3 new lease_until. */
+  /** $1 holder_key, $2 seq, $3 ids, $4 reasons (text[], as `ids`): to `T_unreadable`. */
+  readonly setAside: string;
+  /** $1 holder_key, $2 seqs (int[]), $3 new until. */
   readonly renew: string;
-  /** $1 holder. */
-  readonly releaseHolder: string;
-  /** $1 ids, $2 quarantine holder, $3 lease_until far in the future. */
-  readonly quarantine: string;
+  /**
+   * $1 now, $2 own holder_key, $3 stripe, $4 channel, $5 token: leases that lapsed, or whose
+   * holder is gone (its presence lock is free), go back to `T_retry`, due now (not at 0: scans
+   * of due retries start past the keys taken, see ScanFloor). Returns `n` records.
+   */
+  readonly recover: string;
+  /**
+   * $1 holder_key, $2 stripe, $3 now: this holder's leases go back, their deliveries uncounted.
+   */
+  readonly giveBack: string;
+  /** Returns `n`: records waiting, from the counters. */
+  readonly size: string;
+  /** $1 own holder_key. Returns `n`: records in other holders' leases. */
+  readonly leasedElsewhere: string;
+  /** $1 the quoted table name. Returns `scope` and the table's `oid`. */
+  readonly scope: string;
+  /** The names of the tables, for messages. */
+  readonly tables: {
+    readonly records: string;
+    readonly retries: string;
+    readonly leases: string;
+    readonly unreadable: string;
+    readonly meta: string;
+  };
 }
+
+/** Counter rows in `T_meta`: statements pick one, so that concurrent ones rarely share a row. */
+export const STRIPES = 16;
+
+/** `holder_key` and `seq` of one lease, as bind parameters. */
+const LEASE = 'holder_key = $1::bigint AND seq = $2::int';
 
 /** Builds the statements of `table`. */
 export function statementsFor(table: TableName, lockKey: string): Statements {
   const t = table.quoted;
-  const reserveIndex = table.derived('_reserve_idx');
-  const leaseIndex = table.derived('_lease_idx');
-  const ddl = `CREATE TABLE IF NOT EXISTS ${t} (
-  id bigserial PRIMARY KEY,
-  payload text NOT NULL,
-  attempts integer NOT NULL DEFAULT 0,
-  visible_at bigint NOT NULL DEFAULT 0,
-  lease_holder text,
-  lease_until bigint
-);
-CREATE INDEX IF NOT EXISTS ${reserveIndex} ON ${t} ((attempts = 0), id);
-CREATE INDEX IF NOT EXISTS ${leaseIndex} ON ${t} (lease_until) WHERE lease_until IS NOT NULL;`;
+  const retry = table.sibling('_retry');
+  const leases = table.sibling('_leases');
+  const unreadable = table.sibling('_unreadable');
+  const meta = table.sibling('_meta');
+  const ddl = schemaDdl(table);
+
+  // The records a reserve took, from both sources, as one relation; and what every reserve does
+  // with them: one lease row, one counter update.
+  // The lease row lists the retried records first: its attempts and deliveries arrays cover only
+  // them (NULL when there are none), and the fresh records after them have 0 and 1, so a batch of
+  // fresh records stores (and compresses) only its ids and payloads. The batch comes back with
+  // NULL attempts for fresh records, which the client reads as 0 attempts, 1 delivery.
+  const takenAndLeased = `
+leased AS (
+  INSERT INTO ${leases} (holder_key, seq, holder, until, records, ids, payloads, attempts, deliveries)
+  SELECT $3::bigint, $4::int, $5::text, $6::bigint, r.n + f.n,
+    r.ids || f.ids, r.payloads || f.payloads, r.attempts, r.deliveries
+  FROM (
+    SELECT count(*) AS n, array_agg(id) AS ids, array_agg(payload) AS payloads,
+      array_agg(attempts) AS attempts, array_agg(deliveries) AS deliveries
+    FROM retried
+  ) r, (SELECT count(*) AS n, array_agg(id) AS ids, array_agg(payload) AS payloads FROM fresh) f
+  WHERE r.n + f.n > 0
+  RETURNING records
+),
+counted AS (
+  UPDATE ${meta} SET waiting = waiting - (SELECT records FROM leased)
+  WHERE stripe = $7::int AND EXISTS (SELECT 1 FROM leased)
+)
+SELECT id::text AS id, payload, attempts, deliveries, visible_at::text AS visible_at FROM retried
+UNION ALL SELECT id::text, payload, NULL, NULL, NULL FROM fresh`;
+  const retriedWhere = (ctids: string): string => `
+retried AS (
+  DELETE FROM ${retry} WHERE ctid = ANY (ARRAY(${ctids}))
+  RETURNING id, payload, attempts, deliveries + 1 AS deliveries, visible_at
+)`;
+  const freshWhere = (ctids: string): string => `
+fresh AS (
+  DELETE FROM ${t} WHERE ctid = ANY (ARRAY(${ctids})) RETURNING id, payload
+)`;
+  // Due retries first (the oldest due first), then fresh records in id order, each source locked
+  // with SKIP LOCKED so that instances never wait on each other's batches. Rows are deleted by
+  // ctid: rows of `T` and `T_retry` are never updated, so the locked ctid is the row, and neither
+  // a second index descent nor a join (which could scan the table) is needed.
+  const dueRetries = (columns: string): string => `
+due AS (
+  SELECT ${columns} FROM ${retry}
+  WHERE visible_at <= $2::bigint AND (visible_at, id) > ($9::bigint, $10::bigint)
+  ORDER BY visible_at, id LIMIT $1::int FOR UPDATE SKIP LOCKED
+)`;
+  const freshLimit = `greatest($1::int - (SELECT count(*) FROM due), 0)`;
+
+  // Settling part of a lease: the rows of the batch it names, and the lease row narrowed to the
+  // records still open, or ended once none is. Statements on one lease are serialized by the row
+  // lock taken here, so concurrent settlements of one batch count correctly.
+  const settling = (extra = ''): string => `
+lease AS (
+  SELECT ids, payloads, attempts, deliveries, records - coalesce(cardinality(settled), 0) AS open
+  FROM ${leases} WHERE ${LEASE} FOR UPDATE
+),
+settling AS (SELECT * FROM unnest($3::bigint[]${extra}) AS s(id${extra ? ', reason' : ''})),
+batch AS (
+  SELECT u.id, u.payload, coalesce(u.attempts, 0) AS attempts, coalesce(u.deliveries, 1) AS deliveries
+  FROM lease, unnest(lease.ids, lease.payloads, lease.attempts, lease.deliveries)
+    AS u(id, payload, attempts, deliveries)
+  JOIN settling USING (id)
+),
+ended AS (
+  DELETE FROM ${leases} WHERE ${LEASE}
+    AND (SELECT open FROM lease) <= (SELECT count(*) FROM settling)
+),
+narrowed AS (
+  UPDATE ${leases} SET settled = coalesce(settled, '{}') || $3::bigint[]
+  WHERE ${LEASE} AND (SELECT open FROM lease) > (SELECT count(*) FROM settling)
+)`;
+  const adjustWaiting = (sign: '+' | '-', rows: string, stripe: string): string => `
+counted AS (
+  UPDATE ${meta} SET waiting = waiting ${sign} (SELECT count(*) FROM ${rows})
+  WHERE stripe = ${stripe}::int AND EXISTS (SELECT 1 FROM ${rows})
+)`;
+  // Leases that ended without ack or release: their open records go back, to be delivered again.
+  const endLeases = (
+    which: string,
+    deliveries: string,
+    visibleAt: string,
+    stripe: string,
+    notify: string,
+  ): string => `
+WITH ended AS (
+  DELETE FROM ${leases} l USING (
+    SELECT holder_key, seq FROM ${leases} WHERE ${which} FOR UPDATE SKIP LOCKED
+  ) dead
+  WHERE l.holder_key = dead.holder_key AND l.seq = dead.seq
+  RETURNING l.ids, l.payloads, l.attempts, l.deliveries, l.settled
+),
+back AS (
+  INSERT INTO ${retry} (id, payload, attempts, deliveries, visible_at)
+  SELECT u.id, u.payload, coalesce(u.attempts, 0), ${deliveries}, ${visibleAt}::bigint
+  FROM ended, unnest(ended.ids, ended.payloads, ended.attempts, ended.deliveries)
+    AS u(id, payload, attempts, deliveries)
+  WHERE ended.settled IS NULL OR u.id <> ALL (ended.settled)
+  ON CONFLICT (id) DO NOTHING
+  RETURNING 1
+),
+counted AS (
+  UPDATE ${meta} SET waiting = waiting + (SELECT count(*) FROM back)
+  WHERE stripe = ${stripe}::int AND EXISTS (SELECT 1 FROM back)
+  RETURNING ${notify}
+)
+SELECT count(*)::int AS n FROM back`;
+
   return {
     ddl,
     // One implicit transaction (a multi-statement simple query): the advisory lock serializes
     // instances migrating at once, whose CREATE ... IF NOT EXISTS would otherwise race.
     migrate: `SELECT pg_advisory_xact_lock(hashtext(${lockKey}));\n${ddl}`,
 
-    // Rows are inserted, and take their ids, in ordinality order; RETURNING follows that order.
+    // Rows are inserted, and take their ids, in ordinality order, so ids ascend in payload order:
+    // sorted, they are the payloads' ids, and one row carries them (a range when contiguous, the
+    // usual case) rather than a row per record. The counter update notifies (once per statement,
+    // at commit, when the rows are visible).
     insert: `
-INSERT INTO ${t} (payload)
-SELECT u.payload FROM unnest($1::text[]) WITH ORDINALITY AS u(payload, n) ORDER BY u.n
-RETURNING id::text AS id`,
-
-    // Due retries first, then fresh records, each in id order; the window keeps the prefix that
-    // fits maxBytes (the first row always), so rows that will not be returned are not leased:
-    // their row locks end with the statement.
-    reserve: `
-WITH candidates AS (
-  SELECT id, attempts = 0 AS fresh, octet_length(payload) AS bytes
-  FROM ${t}
-  WHERE visible_at <= $1::bigint AND (lease_until IS NULL OR lease_until <= $2::bigint)
-  ORDER BY attempts = 0, id
-  LIMIT $3::int
-  FOR UPDATE SKIP LOCKED
-), chosen AS (
-  SELECT id FROM (
-    SELECT id,
-      row_number() OVER w AS n,
-      sum(bytes) OVER w AS running
-    FROM candidates
-    WINDOW w AS (ORDER BY fresh, id ROWS UNBOUNDED PRECEDING)
-  ) ranked
-  WHERE n = 1 OR $4::bigint IS NULL OR running <= $4::bigint
+WITH appended AS (
+  INSERT INTO ${t} (payload)
+  SELECT u.payload FROM unnest($1::text[]) WITH ORDINALITY AS u(payload, n) ORDER BY u.n
+  RETURNING id
+),
+counted AS (
+  UPDATE ${meta} SET waiting = waiting + (SELECT count(*) FROM appended)
+  WHERE stripe = $2::int
+  RETURNING pg_notify($3::text, $4::text)
 )
-UPDATE ${t} AS r SET lease_holder = $5::text, lease_until = $6::bigint
-FROM chosen WHERE r.id = chosen.id
-RETURNING r.id::text AS id, r.payload, r.attempts`,
+SELECT min(id)::text AS first, count(*)::int AS n,
+  CASE WHEN max(id) - min(id) + 1 = count(*) THEN NULL ELSE array_agg(id ORDER BY id)::text[] END AS ids
+FROM appended`,
 
-    // By id alone: the work is done, so even a copy another holder took after our lease lapsed
-    // need not run again.
-    ack: `DELETE FROM ${t} WHERE id = ANY($1::bigint[])`,
+    reserve: `
+WITH ${dueRetries('ctid')},
+${retriedWhere('SELECT ctid FROM due')},
+${freshWhere(`SELECT ctid FROM ${t} WHERE id > $8::bigint ORDER BY id LIMIT ${freshLimit} FOR UPDATE SKIP LOCKED`)},
+${takenAndLeased}`,
 
-    // Only while we still hold the lease: a record another holder took since must stay theirs.
+    // The window keeps the prefix that fits (the first row always); rows locked but not chosen
+    // are neither deleted nor leased: their row locks end with the statement.
+    reserveWithin: `
+WITH ${dueRetries('ctid, id, visible_at, octet_length(payload) AS bytes')},
+waiting AS (
+  SELECT ctid, id, octet_length(payload) AS bytes FROM ${t} WHERE id > $8::bigint
+  ORDER BY id LIMIT ${freshLimit} FOR UPDATE SKIP LOCKED
+),
+chosen AS (
+  SELECT retry, id, ctid FROM (
+    SELECT retry, id, ctid, row_number() OVER w AS n, sum(bytes) OVER w AS running
+    FROM (
+      SELECT true AS retry, visible_at, id, ctid, bytes FROM due
+      UNION ALL SELECT false, NULL, id, ctid, bytes FROM waiting
+    ) candidates
+    WINDOW w AS (ORDER BY retry DESC, visible_at, id ROWS UNBOUNDED PRECEDING)
+  ) ranked
+  WHERE n = 1 OR running <= $11::bigint
+),
+${retriedWhere('SELECT ctid FROM chosen WHERE retry')},
+${freshWhere('SELECT ctid FROM chosen WHERE NOT retry')},
+${takenAndLeased}`,
+
+    ackAll: `
+DELETE FROM ${leases}
+WHERE ${LEASE} AND records - coalesce(cardinality(settled), 0) <= $3::int`,
+
+    ack: `
+WITH ${settling()},
+lost AS (
+  DELETE FROM ${retry} WHERE NOT EXISTS (SELECT 1 FROM lease) AND id = ANY ($3::bigint[])
+  RETURNING 1
+),
+${adjustWaiting('-', 'lost', '$4')}
+SELECT (SELECT count(*) FROM lease)::int AS leased`,
+
     release: `
-UPDATE ${t} SET attempts = attempts + 1, visible_at = $2::bigint, lease_holder = NULL, lease_until = NULL
-WHERE id = ANY($1::bigint[]) AND lease_holder = $3::text`,
+WITH ${settling()},
+moved AS (
+  INSERT INTO ${retry} (id, payload, attempts, deliveries, visible_at)
+  SELECT id, payload, attempts + 1, deliveries, $5::bigint FROM batch
+  ON CONFLICT (id) DO NOTHING
+  RETURNING 1
+),
+${adjustWaiting('+', 'moved', '$4')}
+SELECT count(*)::int AS n FROM moved`,
 
-    size: `SELECT count(*)::text AS n FROM ${t} WHERE lease_until IS NULL OR lease_until <= $1::bigint`,
+    setAside: `
+WITH ${settling(', $4::text[]')},
+moved AS (
+  INSERT INTO ${unreadable} (id, payload, reason)
+  SELECT id, payload, reason FROM batch JOIN settling USING (id)
+  ON CONFLICT (id) DO NOTHING
+  RETURNING 1
+)
+SELECT count(*)::int AS n FROM moved`,
 
-    recover: `
-UPDATE ${t} SET lease_holder = NULL, lease_until = NULL
-WHERE lease_until <= $1::bigint`,
+    renew: `UPDATE ${leases} SET until = $3::bigint WHERE holder_key = $1::bigint AND seq = ANY ($2::int[])`,
 
-    renew: `
-UPDATE ${t} SET lease_until = $3::bigint
-WHERE id = ANY($1::bigint[]) AND lease_holder = $2::text`,
+    // A positive holder_key is held as a session advisory lock while its holder lives (see
+    // PostgresSession): if we can take it, the holder is gone.
+    recover: endLeases(
+      'until <= $1::bigint OR (holder_key > 0 AND holder_key <> $2::bigint AND pg_try_advisory_xact_lock(holder_key))',
+      'coalesce(u.deliveries, 1)',
+      '$1',
+      '$3',
+      'pg_notify($4::text, $5::text)',
+    ),
 
-    releaseHolder: `
-UPDATE ${t} SET lease_holder = NULL, lease_until = NULL
-WHERE lease_until IS NOT NULL AND lease_holder = $1::text`,
+    // Closing returns what it holds unprocessed: not a delivery that ended badly.
+    giveBack: endLeases(
+      'holder_key = $1::bigint',
+      'greatest(coalesce(u.deliveries, 1) - 1, coalesce(u.attempts, 0))',
+      '$3',
+      '$2',
+      '1',
+    ),
 
-    quarantine: `
-UPDATE ${t} SET lease_holder = $2::text, lease_until = $3::bigint
-WHERE id = ANY($1::bigint[])`,
+    size: `SELECT greatest(coalesce(sum(waiting), 0), 0)::text AS n FROM ${meta}`,
+
+    leasedElsewhere: `
+SELECT coalesce(sum(records - coalesce(cardinality(settled), 0)), 0)::text AS n
+FROM ${leases} WHERE holder_key <> $1::bigint`,
+
+    scope: `
+SELECT (SELECT scope::text FROM ${meta} ORDER BY stripe LIMIT 1) AS scope,
+  to_regclass($1::text)::oid::text AS oid`,
+
+    tables: { records: t, retries: retry, leases, unreadable, meta },
   };
+}
+
+/**
+ * The tables and index, created if missing, in one `DO` block; a table of the 0.2 layout (one
+ * table with `attempts`, `visible_at`, `lease_holder`, `lease_until`) is converted in place:
+ * released and leased records move to `T_retry` (a lease taken by a 0.2 process counts as a
+ * delivery, since it is broken), records 0.2 set aside move to `T_unreadable`, the old indexes and
+ * columns go, and the counters start from the records found. Idempotent, and cheap once done.
+ */
+function schemaDdl(table: TableName): string {
+  const t = table.quoted;
+  const retry = table.sibling('_retry');
+  const leases = table.sibling('_leases');
+  const unreadable = table.sibling('_unreadable');
+  const meta = table.sibling('_meta');
+  // For to_regclass: the quoted name, as a SQL string literal (it holds no single quote).
+  const literal = (name: string): string => `'${name}'`;
+  // Queue tables churn: vacuum them after a fixed number of dead rows, not a share of the table.
+  const vacuum = 'autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000';
+  return `DO $bufio$
+DECLARE
+  upgrading boolean := EXISTS (
+    SELECT 1 FROM pg_attribute
+    WHERE attrelid = to_regclass(${literal(t)}) AND attname = 'lease_until' AND NOT attisdropped);
+  counting boolean := to_regclass(${literal(meta)}) IS NULL;
+BEGIN
+  IF to_regclass(${literal(t)}) IS NULL THEN
+    CREATE TABLE ${t} (id bigserial PRIMARY KEY, payload text NOT NULL) WITH (${vacuum});
+  END IF;
+  IF to_regclass(${literal(retry)}) IS NULL THEN
+    CREATE TABLE ${retry} (
+      id bigint NOT NULL,
+      payload text NOT NULL,
+      attempts integer NOT NULL,
+      deliveries integer NOT NULL,
+      visible_at bigint NOT NULL,
+      CONSTRAINT ${table.derived('_retry_pkey')} PRIMARY KEY (id)
+    ) WITH (${vacuum});
+    CREATE INDEX ${table.derived('_retry_due')} ON ${retry} (visible_at, id);
+  END IF;
+  IF to_regclass(${literal(leases)}) IS NULL THEN
+    CREATE TABLE ${leases} (
+      holder_key bigint NOT NULL,
+      seq integer NOT NULL,
+      holder text NOT NULL,
+      until bigint NOT NULL,
+      records integer NOT NULL,
+      ids bigint[] NOT NULL,
+      payloads text[] NOT NULL,
+      attempts integer[],
+      deliveries integer[],
+      settled bigint[],
+      CONSTRAINT ${table.derived('_leases_pkey')} PRIMARY KEY (holder_key, seq)
+    );
+    BEGIN
+      -- lz4 compresses a batch several times faster than the default pglz; servers built
+      -- without it (or before PostgreSQL 14) keep the default.
+      EXECUTE 'ALTER TABLE ${leases} ALTER COLUMN ids SET COMPRESSION lz4, '
+        'ALTER COLUMN payloads SET COMPRESSION lz4, ALTER COLUMN attempts SET COMPRESSION lz4, '
+        'ALTER COLUMN deliveries SET COMPRESSION lz4';
+    EXCEPTION WHEN feature_not_supported OR syntax_error OR invalid_parameter_value THEN
+      NULL;
+    END;
+  END IF;
+  IF to_regclass(${literal(unreadable)}) IS NULL THEN
+    CREATE TABLE ${unreadable} (
+      id bigint NOT NULL,
+      payload text NOT NULL,
+      reason text NOT NULL,
+      set_aside_at timestamptz NOT NULL DEFAULT now(),
+      CONSTRAINT ${table.derived('_unread_pkey')} PRIMARY KEY (id)
+    );
+  END IF;
+  IF counting THEN
+    CREATE TABLE ${meta} (
+      stripe smallint NOT NULL,
+      waiting bigint NOT NULL,
+      scope uuid NOT NULL,
+      CONSTRAINT ${table.derived('_meta_pkey')} PRIMARY KEY (stripe)
+    );
+  END IF;
+  IF upgrading THEN
+    INSERT INTO ${unreadable} (id, payload, reason)
+    SELECT id, payload, 'set aside by bufio 0.2 (lease_holder bufio:undecodable)' FROM ${t}
+    WHERE lease_holder = 'bufio:undecodable';
+    INSERT INTO ${retry} (id, payload, attempts, deliveries, visible_at)
+    SELECT id, payload, attempts, attempts + (lease_until IS NOT NULL)::int,
+      CASE WHEN lease_until IS NULL THEN visible_at ELSE 0 END
+    FROM ${t}
+    WHERE (attempts > 0 OR lease_until IS NOT NULL)
+      AND lease_holder IS DISTINCT FROM 'bufio:undecodable';
+    DELETE FROM ${t} WHERE attempts > 0 OR lease_until IS NOT NULL;
+    DROP INDEX IF EXISTS ${table.sibling('_reserve_idx')};
+    DROP INDEX IF EXISTS ${table.sibling('_lease_idx')};
+    ALTER TABLE ${t} DROP COLUMN attempts, DROP COLUMN visible_at,
+      DROP COLUMN lease_holder, DROP COLUMN lease_until;
+    ALTER TABLE ${t} SET (${vacuum});
+  END IF;
+  IF counting THEN
+    INSERT INTO ${meta} (stripe, waiting, scope)
+    SELECT g, CASE WHEN g = 0 THEN (SELECT count(*) FROM ${t}) + (SELECT count(*) FROM ${retry}) ELSE 0 END, s
+    FROM generate_series(0, ${STRIPES - 1}) AS g, gen_random_uuid() AS s;
+  END IF;
+END
+$bufio$;`;
 }

@@ -75,8 +75,12 @@ export function storageFailure(operation: string, table: string, error: unknown)
     );
   }
   if ((error as { code?: unknown } | null)?.code === '42P01') {
+    // The table itself, or one the storage keeps beside it (a table made by hand, or by 0.2).
+    const missing = /relation "([^"]+)" does not exist/.exec(detail)?.[1];
+    const own = missing === undefined || table.endsWith(`"${missing.split('.').pop() ?? ''}"`);
+    const name = own ? table : `"${missing}"`;
     return new StorageError(
-      `PostgreSQL ${operation} failed: table ${table} does not exist; create it with migrate() or the createTable option (${detail})`,
+      `PostgreSQL ${operation} failed: table ${name} does not exist; create it with migrate() or the createTable option (${detail})`,
       { cause: error },
     );
   }

@@ -11,8 +11,9 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_IDENTIFIER_LENGTH = 63;
 
 /**
- * Index names are the table name plus a suffix (`_reserve_idx`, `_lease_idx`); keeping the table
- * name short keeps them under the 63-byte limit, so PostgreSQL never truncates them into clashes.
+ * The tables, indexes and constraints of a buffer are named after its table plus a suffix of at
+ * most 12 characters (`_retry_due`, `_leases_pkey`; 0.2's `_reserve_idx`); keeping the table name
+ * short keeps them under the 63-byte limit, so PostgreSQL never truncates them into clashes.
  */
 const MAX_TABLE_LENGTH = MAX_IDENTIFIER_LENGTH - '_reserve_idx'.length;
 
@@ -25,6 +26,8 @@ export interface TableName {
   readonly quoted: string;
   /** Quotes a name derived from the table's own (an index name): `"table_suffix"`. */
   derived(suffix: string): string;
+  /** A table (or index) beside this one, in the same schema: `"schema"."table_suffix"`. */
+  sibling(suffix: string): string;
 }
 
 /**
@@ -53,6 +56,10 @@ export function parseTableName(value: unknown, context?: string): TableName {
     table,
     quoted: schema === undefined ? quote(table) : `${quote(schema)}.${quote(table)}`,
     derived: (suffix) => quote(`${table}${suffix}`),
+    sibling: (suffix) =>
+      schema === undefined
+        ? quote(`${table}${suffix}`)
+        : `${quote(schema)}.${quote(`${table}${suffix}`)}`,
   };
 }
 

@@ -7,15 +7,22 @@ import {
   SerializationError,
   StorageError,
   UnsupportedError,
+  type UnreadableRecord,
 } from '../../../lib/index.js';
 import {
   PostgresStorage,
   type PostgresStorageOptions,
   type Serializer,
-  UNDECODABLE_HOLDER,
 } from '../../../lib/storages/postgres/index.js';
 import { describeWith } from '../../support/services.js';
-import { adminPool, countRows, dropTables, POSTGRES_URL, uniqueTable } from './support.js';
+import {
+  adminPool,
+  countRecords,
+  countRows,
+  dropTables,
+  POSTGRES_URL,
+  uniqueTable,
+} from './support.js';
 
 const describePostgres = await describeWith('postgres');
 
@@ -268,19 +275,57 @@ describePostgres('PostgresStorage bad input', () => {
     await storage.append(['a', 'bad1', 'b']);
     const batch = await storage.reserve(10, { now: Date.now() });
     expect(batch.map((e) => e.record)).toEqual(['a', 'b']);
+    // Without onUnreadable (an engine that does not pass it), onError says what and where.
     expect(reported).toHaveLength(1);
     expect(reported[0]).toBeInstanceOf(SerializationError);
     expect(reported[0]?.message).toContain('cannot read bad1');
-    expect(reported[0]?.message).toContain(UNDECODABLE_HOLDER);
+    expect(reported[0]?.message).toContain(storage.unreadableTable);
     await storage.ack(batch);
-    // Kept in the table for a person to look at, but neither counted nor returned nor recovered.
+    // Kept for a person to look at, but neither counted nor returned nor recovered.
     expect(await storage.size()).toBe(0);
     expect(await storage.recover()).toBe(0);
     expect(await storage.reserve(10, { now: Infinity })).toEqual([]);
-    const kept = await admin.query<{ payload: string; lease_holder: string }>(
-      `SELECT payload, lease_holder FROM ${storage.table}`,
+    const kept = await admin.query<{ payload: string; reason: string }>(
+      `SELECT payload, reason FROM ${storage.unreadableTable}`,
     );
-    expect(kept.rows).toEqual([{ payload: 'bad1', lease_holder: UNDECODABLE_HOLDER }]);
+    expect(kept.rows).toEqual([{ payload: 'bad1', reason: 'cannot read bad1' }]);
+    expect(await countRecords(admin, storage.table.slice(1, -1))).toBe(0);
+  });
+
+  it('hands records it cannot deserialize to onUnreadable, once, with where they are kept', async () => {
+    const reported: Error[] = [];
+    const picky: Serializer<string> = {
+      serialize: (s) => s,
+      deserialize: (s) => {
+        if (s.startsWith('bad')) throw new TypeError(`cannot read ${s}`);
+        return s;
+      },
+    };
+    const storage = open<string>({ serializer: picky, onError: (e) => reported.push(e) });
+    await storage.append(['bad0', 'a', 'bad1']);
+    const unreadable: UnreadableRecord[] = [];
+    const batch = await storage.reserve(10, {
+      now: Date.now(),
+      onUnreadable: (records) => unreadable.push(...records),
+    });
+    expect(batch.map((e) => e.record)).toEqual(['a']);
+    expect(reported).toEqual([]);
+    expect(unreadable.map((r) => [r.payload, (r.cause as Error).message])).toEqual([
+      ['bad0', 'cannot read bad0'],
+      ['bad1', 'cannot read bad1'],
+    ]);
+    expect(unreadable.map((r) => r.location)).toEqual(
+      unreadable.map((r) => `${storage.unreadableTable} (id ${r.id})`),
+    );
+    // A batch of nothing but unreadable records ends its lease too.
+    await storage.append(['bad2']);
+    expect(
+      await storage.reserve(10, { now: Date.now(), onUnreadable: (r) => unreadable.push(...r) }),
+    ).toEqual([]);
+    expect(unreadable).toHaveLength(3);
+    await storage.ack(batch);
+    const leases = await admin.query(`SELECT 1 FROM ${storage.table.slice(0, -1)}_leases"`);
+    expect(leases.rowCount).toBe(0);
   });
 
   it('refuses append options it cannot honour', async () => {

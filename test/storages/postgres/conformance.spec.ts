@@ -65,6 +65,15 @@ describePostgres('PostgresStorage (conformance)', () => {
           tables.delete(table);
         }
       },
+      // A payload the JSON serializer refuses, appended as any other (counted as waiting): what a
+      // change of serializer leaves behind for the records written before it.
+      plantUnreadable: async (storage) => {
+        const { table } = opened.get(storage) as Opened;
+        await admin.query(
+          `WITH planted AS (INSERT INTO "${table}" (payload) VALUES ('{"n": oops') RETURNING id)
+           UPDATE "${table}_meta" SET waiting = waiting + 1 WHERE stripe = 0`,
+        );
+      },
       leaseWaitMs: 3000,
     },
     { describe, it },

@@ -4,7 +4,7 @@ import { PostgresStorage } from '../../../lib/storages/postgres/index.js';
 import { killFixtures } from '../../support/child-process.js';
 import { expectPoisonIsolated, poisonPlan } from '../../support/poison-rounds.js';
 import { describeWith } from '../../support/services.js';
-import { adminPool, countRows, dropTables, POSTGRES_URL, uniqueTable } from './support.js';
+import { adminPool, countRecords, dropTables, POSTGRES_URL, uniqueTable } from './support.js';
 
 const describePostgres = await describeWith('postgres');
 
@@ -34,6 +34,6 @@ describePostgres('PostgresStorage with a record that kills its process', () => {
         leaseTimeout: 500,
       }),
     );
-    expect(await countRows(admin, table)).toBe(0);
+    expect(await countRecords(admin, table)).toBe(0);
   }, 180_000);
 });

@@ -4,7 +4,7 @@ import { PostgresStorage } from '../../../lib/storages/postgres/index.js';
 import { describeWith } from '../../support/services.js';
 import { killFixtures } from '../../support/child-process.js';
 import { crashAndDrain } from '../../support/crash-rounds.js';
-import { adminPool, countRows, dropTables, POSTGRES_URL, uniqueTable } from './support.js';
+import { adminPool, countRecords, dropTables, POSTGRES_URL, uniqueTable } from './support.js';
 
 const describePostgres = await describeWith('postgres');
 
@@ -40,6 +40,6 @@ describePostgres('PostgresStorage when its process is killed', () => {
     expect(outcome.drain).toMatchObject({ remaining: 0, inFlight: 0, timedOut: false });
     expect(outcome.acknowledged.size).toBeGreaterThan(0);
     expect(outcome.lost).toEqual([]);
-    expect(await countRows(admin, table)).toBe(0);
+    expect(await countRecords(admin, table)).toBe(0);
   }, 90_000);
 });

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { PostgresStorage } from '../../../lib/storages/postgres/index.js';
 import { describeWith } from '../../support/services.js';
 import { killFixtures, startFixture } from '../../support/child-process.js';
-import { adminPool, countRows, dropTables, POSTGRES_URL, uniqueTable } from './support.js';
+import { adminPool, countRecords, dropTables, POSTGRES_URL, uniqueTable } from './support.js';
 import { waitFor } from '../../support/wait.js';
 
 const describePostgres = await describeWith('postgres');
@@ -64,7 +64,7 @@ describePostgres('PostgresStorage shared by several processes', () => {
     };
     await waitFor(
       'the survivors to process every record',
-      async () => (await distinctDone()) === total && (await countRows(admin, table)) === 0,
+      async () => (await distinctDone()) === total && (await countRecords(admin, table)) === 0,
       30_000,
     );
     for (const child of survivors) child.process.kill('SIGTERM');

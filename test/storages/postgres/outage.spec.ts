@@ -8,6 +8,7 @@ import {
 import { describeWith } from '../../support/services.js';
 import {
   adminPool,
+  countRecords,
   countRows,
   dropTables,
   POSTGRES_URL,
@@ -241,7 +242,11 @@ describePostgres('PostgresStorage when PostgreSQL goes away', () => {
     // Records whose ack was lost with a connection stay leased until the lease lapses, then come
     // back (processed twice); records whose push was rejected after their INSERT committed (the
     // answer was lost) are processed too. Either way nothing may stay behind.
-    await waitFor('the table to empty', async () => (await countRows(admin, table)) === 0, 20_000);
+    await waitFor(
+      'the tables to empty',
+      async () => (await countRecords(admin, table)) === 0,
+      20_000,
+    );
     await bufio.stop({ timeout: 5000 });
     const duplicates = [...processed.values()].filter((n) => n > 1).length;
     console.log(

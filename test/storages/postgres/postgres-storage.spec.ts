@@ -9,6 +9,7 @@ import { describeWith } from '../../support/services.js';
 import {
   adminPool,
   countConnections,
+  countRecords,
   countRows,
   dropTables,
   POSTGRES_URL,
@@ -27,6 +28,14 @@ interface Rec {
 const recs = (from: number, to: number): Rec[] =>
   Array.from({ length: to - from }, (_, i) => ({ n: from + i }));
 const numbers = (batch: readonly StoredRecord<Rec>[]): number[] => batch.map((e) => e.record.n);
+
+/** The text and values of a `pool.query` call, given as (text, values) or as a config object. */
+function statement(call: unknown[]): { text: string; values: unknown[] } {
+  const [first, second] = call as [string | { text: string; values?: unknown[] }, unknown[]?];
+  return typeof first === 'string'
+    ? { text: first, values: second ?? [] }
+    : { text: first.text, values: first.values ?? [] };
+}
 
 describePostgres('PostgresStorage', () => {
   let admin: pg.Pool;
@@ -73,7 +82,7 @@ describePostgres('PostgresStorage', () => {
     const query = jest.spyOn(pool, 'query');
     const calls = Array.from({ length: 50 }, (_, i) => storage.append(recs(i * 3, i * 3 + 3)));
     const ids = (await Promise.all(calls)).flat();
-    const inserts = query.mock.calls.filter((call) => String(call[0]).includes('INSERT INTO'));
+    const inserts = query.mock.calls.filter((call) => statement(call).text.includes('INSERT INTO'));
     expect(inserts).toHaveLength(1);
     expect(ids).toHaveLength(150);
     expect(ids.every((id) => typeof id === 'string')).toBe(true);
@@ -89,7 +98,7 @@ describePostgres('PostgresStorage', () => {
     const { storage, pool } = await setup();
     const query = jest.spyOn(pool, 'query');
     const first = storage.append(recs(0, 1));
-    const isInsert = (call: unknown[]): boolean => String(call[0]).includes('INSERT INTO');
+    const isInsert = (call: unknown[]): boolean => statement(call).text.includes('INSERT INTO');
     await waitFor('the first INSERT', () => query.mock.calls.some(isInsert));
     const rest = [
       storage.append(recs(1, 3001)),
@@ -99,10 +108,33 @@ describePostgres('PostgresStorage', () => {
     await Promise.all([first, ...rest]);
     const inserted = query.mock.calls
       .filter(isInsert)
-      .map((call) => ((call[1] as unknown[])[0] as string[]).length);
+      .map((call) => (statement(call).values[0] as string[]).length);
     // 1, then 3000 (3000 + 3000 would pass the 5000-record bound), then 3000 + 1.
     expect(inserted).toEqual([1, 3000, 3001]);
     expect(await storage.size()).toBe(6002);
+  });
+
+  it('returns the ids of each record even when another instance takes ids at the same time', async () => {
+    const a = await setup();
+    const b = await setup({}, a.table);
+    const given = new Map<number, string>();
+    const appendAll = async (storage: PostgresStorage<Rec>, from: number): Promise<void> => {
+      for (let round = 0; round < 10; round++) {
+        const records = recs(from + round * 500, from + round * 500 + 500);
+        const ids = await storage.append(records);
+        records.forEach((record, i) => given.set(record.n, ids[i] as string));
+      }
+    };
+    await Promise.all([appendAll(a.storage, 0), appendAll(b.storage, 100_000)]);
+    const taken = new Map<number, string>();
+    for (;;) {
+      const batch = await a.storage.reserve(1000, { now: Date.now() });
+      if (batch.length === 0) break;
+      for (const entry of batch) taken.set(entry.record.n, String(entry.id));
+      await a.storage.ack(batch);
+    }
+    expect(taken.size).toBe(10_000);
+    expect([...taken].filter(([n, id]) => given.get(n) !== id)).toEqual([]);
   });
 
   it('leaves a pool it was given open on close, and stops listening to it', async () => {
@@ -163,25 +195,31 @@ describePostgres('PostgresStorage', () => {
     expect([...seen].sort((x, y) => x - y)).toEqual(recs(0, 200).map((r) => r.n));
   });
 
-  it('treats an expired lease as free: reserve sees it, and recover frees it', async () => {
+  it('takes a lapsed lease back on recover(), counting the delivery that ended', async () => {
+    // The crashed instance's connections are gone, but its session is not: as for a process that
+    // hangs, only the lapse of its lease frees the records.
     const crashed = await setup({ leaseTimeout: 100 });
     const survivor = await setup({ leaseTimeout: 100 }, crashed.table);
     await crashed.storage.append(recs(0, 4));
-    expect(numbers(await crashed.storage.reserve(2, { now: Date.now() }))).toEqual([0, 1]);
+    const first = await crashed.storage.reserve(2, { now: Date.now() });
+    expect(numbers(first)).toEqual([0, 1]);
     await crashed.storage.reserve(1, { now: Date.now() });
     await crash(crashed.pool);
     expect(numbers(await survivor.storage.reserve(10, { now: Date.now() }))).toEqual([3]);
     expect(await survivor.storage.recover()).toBe(0);
     expect(await survivor.storage.size()).toBe(0);
+    expect(await survivor.storage.leasedElsewhere()).toBe(3);
     await sleep(150);
+    // recover() returns the crashed holder's records; the survivor's own lease is renewed, kept.
+    expect(await survivor.storage.recover()).toBe(3);
     expect(await survivor.storage.size()).toBe(3);
-    // Without recover(): the lapsed leases are visible, oldest first, attempts unchanged.
-    const reclaimed = await survivor.storage.reserve(2, { now: Date.now() });
-    expect(numbers(reclaimed)).toEqual([0, 1]);
-    expect(reclaimed.every((e) => e.attempts === 0)).toBe(true);
-    // recover() frees the crashed holder's last lease; the survivor's own are renewed, not freed.
-    expect(await survivor.storage.recover()).toBe(1);
-    expect(numbers(await survivor.storage.reserve(10, { now: Date.now() }))).toEqual([2]);
+    expect(await survivor.storage.leasedElsewhere()).toBe(0);
+    const reclaimed = await survivor.storage.reserve(10, { now: Date.now() });
+    expect(reclaimed.map((e) => [e.record.n, e.id, e.attempts, e.deliveries])).toEqual([
+      [0, first[0]?.id, 0, 2],
+      [1, first[1]?.id, 0, 2],
+      [2, expect.any(String), 0, 2],
+    ]);
   });
 
   it('renews the leases it holds, so a long worker call keeps its records', async () => {
@@ -194,7 +232,7 @@ describePostgres('PostgresStorage', () => {
     expect(await other.storage.reserve(10, { now: Date.now() })).toEqual([]);
     expect(await other.storage.size()).toBe(0);
     await holder.storage.ack(batch);
-    expect(await countRows(admin, holder.table)).toBe(0);
+    expect(await countRecords(admin, holder.table)).toBe(0);
   });
 
   it('does not disturb a record another holder took after its lease lapsed', async () => {
@@ -202,21 +240,20 @@ describePostgres('PostgresStorage', () => {
     const fast = await setup({}, slow.table);
     await slow.storage.append(recs(0, 2));
     const stale = await slow.storage.reserve(10, { now: Date.now() });
-    // As if slow's lease had lapsed (a stalled process): fast takes the records.
-    await admin.query(`UPDATE "${slow.table}" SET lease_until = 0`);
+    // As if slow's lease had lapsed (a stalled process): fast recovers and takes the records.
+    await admin.query(`UPDATE "${slow.table}_leases" SET until = 0`);
+    expect(await fast.storage.recover()).toBe(2);
     const taken = await fast.storage.reserve(10, { now: Date.now() });
     expect(numbers(taken)).toEqual([0, 1]);
     await slow.storage.release(stale, Date.now());
     expect(await fast.storage.size()).toBe(0);
-    const rows = await admin.query<{ attempts: number; lease_holder: string }>(
-      `SELECT attempts, lease_holder FROM "${slow.table}" ORDER BY id`,
+    const leases = await admin.query<{ holder: string; records: number }>(
+      `SELECT holder, records FROM "${slow.table}_leases"`,
     );
-    expect(rows.rows).toEqual([
-      { attempts: 0, lease_holder: fast.storage.holder },
-      { attempts: 0, lease_holder: fast.storage.holder },
-    ]);
+    expect(leases.rows).toEqual([{ holder: fast.storage.holder, records: 2 }]);
+    expect(await countRows(admin, `${slow.table}_retry`)).toBe(0);
     await fast.storage.ack(taken);
-    expect(await countRows(admin, slow.table)).toBe(0);
+    expect(await countRecords(admin, slow.table)).toBe(0);
   });
 
   it('frees its leases on close, so others need not wait for them to lapse', async () => {
@@ -227,7 +264,12 @@ describePostgres('PostgresStorage', () => {
     await closing.storage.close();
     const batch = await other.storage.reserve(10, { now: Date.now() });
     expect(numbers(batch)).toEqual([0, 1, 2]);
-    expect(batch.every((e) => e.attempts === 0)).toBe(true);
+    // Given back unprocessed by a holder that did not crash: not a delivery that ended badly.
+    expect(batch.map((e) => [e.attempts, e.deliveries])).toEqual([
+      [0, 1],
+      [0, 1],
+      [0, 1],
+    ]);
   });
 
   it('writes appends still queued before close resolves', async () => {
@@ -256,16 +298,29 @@ describePostgres('PostgresStorage', () => {
     await Promise.all(storages.map((s) => s.migrate()));
     await first.migrate();
     expect(await exists()).toBe(true);
-    const indexes = await admin.query<{ indexname: string }>(
-      'SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY indexname',
-      [table],
+    const indexes = await admin.query<{ tablename: string; indexdef: string }>(
+      'SELECT tablename, indexdef FROM pg_indexes WHERE tablename LIKE $1 ORDER BY indexname',
+      [`${table}%`],
     );
-    expect(indexes.rows.map((r) => r.indexname)).toEqual([
-      `${table}_lease_idx`,
-      `${table}_pkey`,
-      `${table}_reserve_idx`,
+    // One index on the table of fresh records (its key), and the due order of retries.
+    expect(
+      indexes.rows.map((r) =>
+        r.indexdef.replace(' USING btree', '').replace(' ON public.', ' ON '),
+      ),
+    ).toEqual([
+      `CREATE UNIQUE INDEX ${table}_leases_pkey ON ${table}_leases (holder_key, seq)`,
+      `CREATE UNIQUE INDEX ${table}_meta_pkey ON ${table}_meta (stripe)`,
+      `CREATE UNIQUE INDEX ${table}_pkey ON ${table} (id)`,
+      `CREATE INDEX ${table}_retry_due ON ${table}_retry (visible_at, id)`,
+      `CREATE UNIQUE INDEX ${table}_retry_pkey ON ${table}_retry (id)`,
+      `CREATE UNIQUE INDEX ${table}_unread_pkey ON ${table}_unreadable (id)`,
     ]);
-    expect(first.migrationSql()).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS "${table}"`));
+    expect(first.migrationSql()).toMatch(/^DO \$bufio\$/);
+    // migrationSql() is what migrate() runs: the same tables come of it on a fresh name.
+    const other = uniqueTable('mig');
+    tables.add(other);
+    await admin.query(first.migrationSql().replaceAll(`"${table}`, `"${other}`));
+    expect(await countRows(admin, `${other}_meta`)).toBe(16);
   });
 
   it('with createTable: true, creates the table before its first statement', async () => {

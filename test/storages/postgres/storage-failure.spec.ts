@@ -71,6 +71,15 @@ describe('PostgreSQL failures', () => {
     expect(wrapped.message).toContain('table "s"."events" does not exist');
     expect(wrapped.message).toContain('migrate()');
     expect(wrapped.message).toContain('createTable');
+    // One of the tables the storage keeps beside it: named as PostgreSQL names it.
+    const sibling = storageFailure(
+      'append',
+      '"s"."events"',
+      withCode('relation "s.events_meta" does not exist', '42P01'),
+    );
+    expect(sibling.message).toContain(
+      'table "s.events_meta" does not exist; create it with migrate()',
+    );
   });
 
   it('passes BufIO errors through unchanged', () => {

@@ -1,4 +1,9 @@
+import { afterAll, afterEach, beforeAll } from '@jest/globals';
 import pg from 'pg';
+import {
+  PostgresStorage,
+  type PostgresStorageOptions,
+} from '../../../lib/storages/postgres/index.js';
 import { POSTGRES_URL } from '../../support/services.js';
 
 export { POSTGRES_URL };
@@ -24,8 +29,20 @@ export function adminPool(): pg.Pool {
   return pool;
 }
 
+/** The tables a PostgresStorage on `table` uses (see lib/storages/postgres/statements.ts). */
+export function bufioTables(table: string): string[] {
+  return ['', '_retry', '_leases', '_unreadable', '_meta'].map((suffix) => `${table}${suffix}`);
+}
+
+/** Drops each table and the tables a storage keeps beside it. */
 export async function dropTables(admin: pg.Pool, tables: Iterable<string>): Promise<void> {
-  for (const table of tables) await admin.query(`DROP TABLE IF EXISTS "${table}"`);
+  for (const table of tables) {
+    await admin.query(
+      `DROP TABLE IF EXISTS ${bufioTables(table)
+        .map((t) => `"${t}"`)
+        .join(', ')}`,
+    );
+  }
 }
 
 /** Terminates every backend whose application_name is `name`; returns how many. */
@@ -49,4 +66,81 @@ export async function countConnections(admin: pg.Pool, name: string): Promise<nu
 export async function countRows(admin: pg.Pool, table: string): Promise<number> {
   const result = await admin.query<{ n: string }>(`SELECT count(*)::text AS n FROM "${table}"`);
   return Number(result.rows[0]?.n);
+}
+
+/**
+ * Every record a storage on `table` still holds, wherever it is: waiting (fresh or for a retry)
+ * or in a lease, open. Set-aside records are not counted.
+ */
+export async function countRecords(admin: pg.Pool, table: string): Promise<number> {
+  const result = await admin.query<{ n: string }>(
+    `SELECT ((SELECT count(*) FROM "${table}") + (SELECT count(*) FROM "${table}_retry") +
+      (SELECT coalesce(sum(records - coalesce(cardinality(settled), 0)), 0) FROM "${table}_leases"))::text AS n`,
+  );
+  return Number(result.rows[0]?.n);
+}
+
+/** What a PostgreSQL spec file shares; see `postgresSpec`. */
+export interface PostgresSpec {
+  /** The test's own pool, for setup and checks (from `beforeAll` on). */
+  readonly admin: pg.Pool;
+  /** A new table name, dropped with its siblings after the file. */
+  table(): string;
+  /** Runs `step` after the current test, the latest registered first. */
+  cleanup(step: () => Promise<unknown>): void;
+  /**
+   * A storage on `table` (a new one by default), migrated, closed after the test: its own pool
+   * of 3, errors ignored unless `options` says otherwise.
+   */
+  storage<T>(
+    options?: Partial<PostgresStorageOptions<T>>,
+    table?: string,
+  ): Promise<PostgresStorage<T>>;
+}
+
+/** Registers a spec file's hooks (admin pool, cleanup after each test, tables dropped at the end). */
+export function postgresSpec(tag: string): PostgresSpec {
+  let admin: pg.Pool | undefined;
+  const tables = new Set<string>();
+  let steps: (() => Promise<unknown>)[] = [];
+  beforeAll(() => {
+    admin = adminPool();
+  });
+  afterEach(async () => {
+    for (const step of steps.reverse()) await step();
+    steps = [];
+  });
+  afterAll(async () => {
+    if (!admin) return;
+    await dropTables(admin, tables);
+    await admin.end();
+  });
+  const spec: PostgresSpec = {
+    get admin(): pg.Pool {
+      if (!admin) throw new Error('postgresSpec: the admin pool exists from beforeAll on');
+      return admin;
+    },
+    table() {
+      const table = uniqueTable(tag);
+      tables.add(table);
+      return table;
+    },
+    cleanup(step) {
+      steps.push(step);
+    },
+    async storage<T>(options: Partial<PostgresStorageOptions<T>> = {}, table = spec.table()) {
+      tables.add(table);
+      const storage = new PostgresStorage<T>({
+        connectionString: POSTGRES_URL,
+        table,
+        poolConfig: { max: 3 },
+        onError: () => undefined,
+        ...options,
+      });
+      spec.cleanup(() => storage.close());
+      await storage.migrate();
+      return storage;
+    },
+  };
+  return spec;
 }

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { InvalidOptionsError } from '../../../lib/index.js';
 import { PostgresStorage } from '../../../lib/storages/postgres/index.js';
 import { describeWith } from '../../support/services.js';
-import { adminPool, POSTGRES_URL, RUN_ID } from './support.js';
+import { adminPool, dropTables, POSTGRES_URL, RUN_ID } from './support.js';
 
 const describePostgres = await describeWith('postgres');
 
@@ -60,10 +60,12 @@ describe('PostgresStorage table names', () => {
       table: `${'s'.repeat(63)}.Events`,
     });
     expect(qualified.table).toBe(`"${'s'.repeat(63)}"."Events"`);
-    expect(qualified.migrationSql()).toContain(
-      `CREATE TABLE IF NOT EXISTS "${'s'.repeat(63)}"."Events"`,
-    );
-    expect(qualified.migrationSql()).toContain('CREATE INDEX IF NOT EXISTS "Events_reserve_idx"');
+    const sql = qualified.migrationSql();
+    for (const sibling of ['', '_retry', '_leases', '_unreadable', '_meta']) {
+      expect(sql).toContain(`CREATE TABLE "${'s'.repeat(63)}"."Events${sibling}" (`);
+    }
+    expect(sql).toContain(`CREATE INDEX "Events_retry_due" ON "${'s'.repeat(63)}"."Events_retry"`);
+    expect(qualified.unreadableTable).toBe(`"${'s'.repeat(63)}"."Events_unreadable"`);
     return Promise.all([storage.close(), qualified.close()]);
   });
 });
@@ -110,7 +112,34 @@ describePostgres('PostgresStorage table names in PostgreSQL', () => {
   it('keeps the case of quoted names: Events and events are different tables', async () => {
     await roundTrip(`${schema}.Events`);
     await roundTrip(`${schema}.events`);
-    expect(await tablesIn(schema)).toEqual(['Events', 'events']);
+    const siblings = ['', '_leases', '_meta', '_retry', '_unreadable'];
+    expect(await tablesIn(schema)).toEqual([
+      ...siblings.map((suffix) => `Events${suffix}`),
+      ...siblings.map((suffix) => `events${suffix}`),
+    ]);
+  });
+
+  it('names every table, index and constraint of the longest table name in full', async () => {
+    const table = `${'x'.repeat(51 - RUN_ID.length)}${RUN_ID}`;
+    await roundTrip(`${schema}.${table}`);
+    const names = await admin.query<{ relname: string }>(
+      `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname LIKE $2 AND c.relkind IN ('r', 'i') ORDER BY 1`,
+      [schema, `${table}%`],
+    );
+    expect(names.rows.map((row) => row.relname.slice(table.length))).toEqual([
+      '',
+      '_leases',
+      '_leases_pkey',
+      '_meta',
+      '_meta_pkey',
+      '_pkey',
+      '_retry',
+      '_retry_due',
+      '_retry_pkey',
+      '_unread_pkey',
+      '_unreadable',
+    ]);
   });
 
   it('works with a reserved word as the table name, which only quoting allows', async () => {
@@ -124,7 +153,7 @@ describePostgres('PostgresStorage table names in PostgreSQL', () => {
       await roundTrip(table);
       expect(await tablesIn('public')).toContain(table);
     } finally {
-      await admin.query(`DROP TABLE IF EXISTS "${table}"`);
+      await dropTables(admin, [table]);
     }
   });
 
