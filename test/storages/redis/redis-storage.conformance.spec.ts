@@ -41,6 +41,11 @@ describeRedis('RedisStorage (conformance)', () => {
         for (const storage of storages) await deleteKeys(prefixes.get(storage) as string);
       },
       leaseWaitMs: LEASE_TIMEOUT + 2000,
+      // A payload that strict JSON refuses, appended behind the storage's back.
+      plantUnreadable: async (storage) => {
+        const redis = storage as RedisStorage<ConformanceRecord>;
+        await redis.client.xadd(redis.keys.stream, '*', 'd', '{"n": 1, "text": "cut sh');
+      },
     },
     { describe, it },
   );
