@@ -44,7 +44,7 @@ export class LegacyLayout {
 
   constructor(private readonly options: LegacyLayoutOptions) {}
 
-  /** Moves what 0.2.0 left and nobody holds; returns how many records moved. */
+  /** Moves what 0.2.0 left and nobody holds; returns how many records it made ready. */
   async migrate(cluster: boolean): Promise<number> {
     return cluster ? this.migrateStream() : this.migrateAll();
   }
@@ -83,16 +83,16 @@ export class LegacyLayout {
   private async migrateAll(): Promise<number> {
     const { keys, bufferKeys, group, leaseTimeout } = this.options;
     const legacy = [keys.stream, keys.retry, keys.due, keys.lease, keys.data];
-    let moved = 0;
+    let ready = 0;
     for (;;) {
-      const [count, left] = (await this.options.script(
+      const [moved, madeReady, left] = (await this.options.script(
         MIGRATE,
         [...bufferKeys, ...legacy],
         [group, leaseTimeout, MIGRATE_CAP, this.options.newScope()],
-      )) as [number, number];
-      moved += Number(count);
+      )) as [number, number, number];
+      ready += Number(madeReady);
       this.present = Number(left) > 0;
-      if (Number(count) < MIGRATE_CAP) return moved;
+      if (Number(moved) < MIGRATE_CAP) return ready;
     }
   }
 

@@ -438,14 +438,15 @@ return (#ARGV - 1) / 2
  * new id of this stream (ids of two streams may collide): its attempts kept, a retry keeping its
  * visibleAt, a lease that lapsed counted in `lapsed`. Records a 0.2.0 process still holds (its PEL
  * entries or leases not expired) stay until it acks them or its lease lapses. Returns how many
- * moved, and 1 if 0.2.0's keys still hold something.
+ * moved, how many of them are ready (not retries waiting), and 1 if 0.2.0's keys still hold
+ * something.
  */
 export const MIGRATE = new LuaScript(`${PREAMBLE}
 local oldStream, oldRetry, oldDue, oldLease, oldData = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local group, leaseMs, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-if redis.call('EXISTS', oldStream, oldRetry, oldDue, oldLease, oldData) == 0 then return { 0, 0 } end
+if redis.call('EXISTS', oldStream, oldRetry, oldDue, oldLease, oldData) == 0 then return { 0, 0, 0 } end
 ensure(group, ARGV[4])
-local n = 0
+local n, ready = 0, 0
 local function move(v, lapses, visibleAt)
   local attempts, payload = splitRecord(v)
   local id = redis.call('XADD', stream, '*', 'd', '')
@@ -456,6 +457,7 @@ local function move(v, lapses, visibleAt)
     redis.call('ZADD', retry, visibleAt, id)
   else
     redis.call('ZADD', due, 0, dueKey(id))
+    ready = ready + 1
   end
   n = n + 1
 end
@@ -511,5 +513,5 @@ if n < cap and redis.call('EXISTS', oldStream) == 1 then
   local pending = last and redis.call('XPENDING', oldStream, group)[1] or 0
   if redis.call('XLEN', oldStream) == 0 and pending == 0 then redis.call('DEL', oldStream) end
 end
-return { n, redis.call('EXISTS', oldStream, oldRetry, oldDue, oldLease, oldData) > 0 and 1 or 0 }
+return { n, ready, redis.call('EXISTS', oldStream, oldRetry, oldDue, oldLease, oldData) > 0 and 1 or 0 }
 `);
