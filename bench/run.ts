@@ -8,6 +8,7 @@ import { latencySuite } from './suites/latency.js';
 import { memorySuite } from './suites/memory.js';
 import { postgresSuite } from './suites/postgres.js';
 import { pushCostSuite } from './suites/push-cost.js';
+import { redisSuite } from './suites/redis.js';
 
 /** The suites, in the order of the issue; `--suite <id>` picks some. */
 const SUITES: Record<string, (config: RunConfig) => Promise<SuiteResult>> = {
@@ -16,6 +17,7 @@ const SUITES: Record<string, (config: RunConfig) => Promise<SuiteResult>> = {
   durable: durableSuite,
   memory: memorySuite,
   latency: latencySuite,
+  redis: redisSuite,
 };
 
 const USAGE = `usage: npm run bench [-- --quick] [-- --suite <${Object.keys(SUITES).join('|')}> ...]

@@ -5,12 +5,10 @@ import pg from 'pg';
 import { BufIO, type Storage } from '../../lib/index.js';
 import { FileStorage } from '../../lib/storages/file/index.js';
 import { PostgresStorage } from '../../lib/storages/postgres/index.js';
-import { RedisStorage } from '../../lib/storages/redis/index.js';
 import {
   fdatasyncPerRecord,
   insertJsonPerRecord,
   perRecordProducers,
-  xaddPerRecord,
 } from '../baselines/per-record.js';
 import {
   deferred,
@@ -27,7 +25,13 @@ import {
   type Target,
 } from '../harness.js';
 import { makeRecords, type BenchRecord } from '../records.js';
-import { connectPostgres, connectRedis, POSTGRES_URL, REDIS_URL, runTag } from '../services.js';
+import { connectPostgres, connectRedis, POSTGRES_URL, runTag } from '../services.js';
+import {
+  REDIS_METHOD,
+  redisContenders,
+  redisDurableTargets,
+  redisServerTables,
+} from './redis-contenders.js';
 
 const PRODUCERS = 100;
 const WARMUP_RECORDS = 10_000;
@@ -148,54 +152,6 @@ function fileContenders(): Contender[] {
   return [naive(1), naive(PRODUCERS), viaStorage('fsync'), viaStorage('none')];
 }
 
-function redisContenders(tag: string): Contender[] {
-  let run = 0;
-  return [
-    {
-      name: 'XADD per record',
-      group: 'RedisStorage',
-      baseline: true,
-      async prepare() {
-        const redis = await connectRedis();
-        if (typeof redis === 'string') throw new Error(redis);
-        const key = `bufio-bench:${tag}:xadd:${run++}`;
-        return {
-          run: (records, deadline) =>
-            timed(() =>
-              perRecordProducers(records, PRODUCERS, deadline, xaddPerRecord(redis, key)),
-            ),
-          dispose: async () => {
-            await redis.del(key);
-            redis.disconnect();
-          },
-        };
-      },
-    },
-    {
-      name: 'BufIO + RedisStorage',
-      group: 'RedisStorage',
-      baseline: false,
-      async prepare() {
-        const storage = new RedisStorage<BenchRecord>({
-          url: REDIS_URL,
-          prefix: `bufio-bench:${tag}:storage:${run++}`,
-        });
-        return {
-          run: (records, deadline) => throughBufIO(storage, records, deadline),
-          dispose: async () => {
-            await storage.close(); // BufIO's stop() has closed it already; closing is idempotent
-            // The storage's client is gone with it: delete the keys over a connection of our own.
-            const redis = await connectRedis();
-            if (typeof redis === 'string') throw new Error(redis);
-            await redis.del(...Object.values(storage.keys));
-            redis.disconnect();
-          },
-        };
-      },
-    },
-  ];
-}
-
 function postgresContenders(tag: string): Contender[] {
   let run = 0;
   const dropTable = async (table: string): Promise<void> => {
@@ -281,7 +237,7 @@ export async function durableSuite(config: RunConfig): Promise<SuiteResult> {
   if (typeof redis === 'string') notes.push(`RedisStorage rows not measured: ${redis}`);
   else {
     redis.disconnect();
-    contenders.push(...redisContenders(tag));
+    contenders.push(...redisContenders(tag, { producers: PRODUCERS, throughBufIO }));
   }
   const postgres = await connectPostgres();
   if (typeof postgres === 'string') notes.push(`PostgresStorage rows not measured: ${postgres}`);
@@ -383,6 +339,7 @@ export async function durableSuite(config: RunConfig): Promise<SuiteResult> {
       `Baselines, each the same ${PRODUCERS} producers with one durable write per record, acknowledged one by one: a naive journal (\`write\` of the record's JSON line, then \`fdatasync\`, on one append-mode file); one \`XADD\` per record (one ioredis connection, which pipelines the producers' commands); one \`INSERT\` of the record's JSON per record into a normal table (a pool of 10 connections, as many as PostgresStorage's own pool). A baseline only writes: nothing reads the records back, which flatters it.`,
       `The naive journal runs twice: with one producer, the loop the issue's target was set against (about 4,000 records/s when the issue was planned), and with ${PRODUCERS} producers. With ${PRODUCERS} producers, up to four \`fdatasync\` calls run at once on libuv's threads and each makes every write before it durable, so the file system commits them in groups by accident: that baseline is several times faster, and 50× of it is beyond even FileStorage with durability \`'none'\` on this machine. The target is against the single loop, as the issue set it; the ratio to the ${PRODUCERS}-producer loop is in the table's last column.`,
       `Each run takes up to ${maxRecords.toLocaleString('en-US')} records or stops pushing after ${timeBox / 1000} s, whichever comes first (the records column says how many); a fresh directory, key prefix or table per run, removed afterwards. ${rounds} rounds, the order rotating and reversing from round to round (\`roundOrder\` in bench/harness.ts); a runner of our own. The ratio is to the group's per-record baseline in the same round. Before the rounds, each contender runs once untimed (up to ${WARMUP_RECORDS.toLocaleString('en-US')} records or ${WARMUP_MS} ms).`,
+      ...REDIS_METHOD,
     ],
     tables: [
       {
@@ -390,9 +347,10 @@ export async function durableSuite(config: RunConfig): Promise<SuiteResult> {
         columns: ['storage', 'contender', 'records per run', 'records/s', 'vs per-record baseline'],
         rows,
       },
+      ...redisServerTables(results),
     ],
     measurements,
-    targets,
+    targets: [...targets, ...redisDurableTargets(results)],
     notes,
     seconds: (now() - started) / 1000,
   };

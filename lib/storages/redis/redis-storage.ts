@@ -140,8 +140,7 @@ export class RedisStorage<T> implements Storage<T> {
         group: this.options.group,
         leaseTimeout,
         run: (operation, call) => this.connection.run(operation, () => call(this.client)),
-        append: (texts) =>
-          this.script('recover', APPEND, [this.options.group, newScope(), ...texts]),
+        append: (texts) => this.appendNow('recover', texts),
         newScope,
         script: (script, keys, args) =>
           this.connection.run('recover', () => script.run(this.client, keys, args)),
@@ -219,11 +218,9 @@ export class RedisStorage<T> implements Storage<T> {
       taken = took.records;
       room = options.maxBytes !== undefined || took.full ? 0 : max - taken.length;
     }
-    if (room > 0) taken = taken.concat(await this.readFresh(room));
-    const ids = taken.map((record) => record.id);
-    this.leases.hold(ids);
+    const fresh = room > 0 ? await this.readFresh(room) : [];
     for (const record of taken) if (record.fromDue) this.leasedFromDue.add(record.id);
-    const batch = await this.decode(taken, options.onUnreadable);
+    const batch = await this.decode(taken, fresh, options.onUnreadable);
     this.watcher?.reserved();
     return batch;
   }
@@ -371,7 +368,7 @@ export class RedisStorage<T> implements Storage<T> {
    */
   private open(): Promise<void> {
     this.opening ??= (async () => {
-      this.scope = String(await this.script('reserve', ENSURE, [this.options.group, newScope()]));
+      await this.ensureStream();
       if (!this.options.consumerGiven) return;
       this.reclaimed = await this.recoverLapsed([this.consumer]);
       if (this.reclaimed > 0) this.hints.madeDue();
@@ -380,6 +377,11 @@ export class RedisStorage<T> implements Storage<T> {
       throw error;
     });
     return this.opening;
+  }
+
+  /** Creates the stream (with a new scope) and the group where missing; learns the scope. */
+  private async ensureStream(): Promise<void> {
+    this.scope = String(await this.script('reserve', ENSURE, [this.options.group, newScope()]));
   }
 
   /**
@@ -444,7 +446,7 @@ export class RedisStorage<T> implements Storage<T> {
    * Fresh records: `XREADGROUP` in a transaction with a read of the scope, so that the ids and the
    * scope they are named in come from the same stream.
    */
-  private async readFresh(count: number): Promise<TakenRecord[]> {
+  private async readFresh(count: number): Promise<[string, unknown[]][]> {
     for (let attempt = 0; ; attempt++) {
       const results = await this.connection.run('reserve', () =>
         this.client
@@ -470,43 +472,50 @@ export class RedisStorage<T> implements Storage<T> {
         scope === null || (readError instanceof Error && readError.message.startsWith('NOGROUP'));
       if (missing && attempt === 0) {
         // The stream or the group is gone (deleted, or lost with a Redis without persistence).
-        this.opening = undefined;
-        await this.open();
+        await this.ensureStream();
         continue;
       }
       const error = scopeError ?? readError;
       if (error) throw storageFailure('reserve', error);
       this.scope = String(scope);
-      return entriesOf(reply).map(([id, fields]) => ({
-        id,
-        attempts: 0,
-        lapsed: 0,
-        fromDue: false,
-        payload: payloadOf(fields),
-      }));
+      return entriesOf(reply);
     }
   }
 
-  /** Deserializes a reserved batch; sets aside, in one call, what cannot be read back. */
+  /**
+   * Holds the leases of a reserved batch and deserializes it (records from TAKE, then fresh stream
+   * entries, in that order); sets aside, in one call, what cannot be read back.
+   */
   private async decode(
     taken: readonly TakenRecord[],
+    fresh: readonly [string, unknown[]][],
     onUnreadable: ReserveOptions['onUnreadable'],
   ): Promise<StoredRecord<T>[]> {
     const batch: StoredRecord<T>[] = [];
     const unreadable: UnreadableRecord[] = [];
     const { serializer } = this.options;
+    const held: string[] = new Array<string>(taken.length + fresh.length);
+    let n = 0;
     for (const { id, attempts, lapsed, fromDue, payload } of taken) {
+      held[n++] = id;
       try {
-        batch.push({
-          id,
-          record: serializer.deserialize(payload),
-          attempts,
-          deliveries: fromDue ? attempts + lapsed + 1 : 1,
-        });
+        const record = serializer.deserialize(payload);
+        batch.push({ id, record, attempts, deliveries: fromDue ? attempts + lapsed + 1 : 1 });
       } catch (cause) {
         unreadable.push({ id, payload, location: this.invalidLocation(id), cause });
       }
     }
+    for (const [id, fields] of fresh) {
+      held[n++] = id;
+      // Ours have one field, the payload: a fast look before the search of payloadOf.
+      const payload = fields[0] === 'd' ? String(fields[1]) : payloadOf(fields);
+      try {
+        batch.push({ id, record: serializer.deserialize(payload), attempts: 0, deliveries: 1 });
+      } catch (cause) {
+        unreadable.push({ id, payload, location: this.invalidLocation(id), cause });
+      }
+    }
+    this.leases.hold(held);
     if (unreadable.length > 0) await this.setAside(unreadable, onUnreadable);
     return batch;
   }
@@ -557,8 +566,7 @@ export class RedisStorage<T> implements Storage<T> {
    * (recovered elsewhere meanwhile), go through the ACK script, which removes them wherever.
    */
   private async acknowledge(ids: readonly string[]): Promise<void> {
-    const fromStream = ids.filter((id) => !this.leasedFromDue.has(id));
-    const fromDue = ids.filter((id) => this.leasedFromDue.has(id));
+    const [fromStream, fromDue] = this.bySource(ids);
     const { group } = this.options;
     const results = await this.connection.run('ack', () => {
       const pipeline = this.client.pipeline();
@@ -592,8 +600,7 @@ export class RedisStorage<T> implements Storage<T> {
 
   /** Extends leases: stream entries with `XCLAIM … JUSTID`, records from `due` with RENEW. */
   private async renew(ids: readonly string[]): Promise<void> {
-    const fromStream = ids.filter((id) => !this.leasedFromDue.has(id));
-    const fromDue = ids.filter((id) => this.leasedFromDue.has(id));
+    const [fromStream, fromDue] = this.bySource(ids);
     const { group, leaseTimeout } = this.options;
     const results = await this.connection.run('lease renewal', () => {
       const pipeline = this.client.pipeline();
@@ -618,12 +625,19 @@ export class RedisStorage<T> implements Storage<T> {
     }
   }
 
+  /** Leased ids split by where they were leased from: the stream, and `due`. */
+  private bySource(ids: readonly string[]): [readonly string[], readonly string[]] {
+    if (this.leasedFromDue.size === 0) return [ids, []];
+    return [
+      ids.filter((id) => !this.leasedFromDue.has(id)),
+      ids.filter((id) => this.leasedFromDue.has(id)),
+    ];
+  }
+
   private forget(ids: readonly string[]): void {
     this.leases.forget(ids);
-    for (const id of ids) {
-      this.leasedFromDue.delete(id);
-      this.unacked.delete(id);
-    }
+    if (this.leasedFromDue.size > 0) for (const id of ids) this.leasedFromDue.delete(id);
+    if (this.unacked.size > 0) for (const id of ids) this.unacked.delete(id);
   }
 
   private async retryUnacked(): Promise<void> {
@@ -663,26 +677,46 @@ export class RedisStorage<T> implements Storage<T> {
       size += texts.length;
     }
     if (chunk.length > 0) chunks.push(chunk);
-    const args = chunks.map((group) => [this.options.group, newScope(), ...group.flat()]);
+    const texts = chunks.map((group) =>
+      group.length === 1 ? (group[0] as string[]) : group.flat(),
+    );
     const pipeline = this.client.pipeline();
-    for (const chunkArgs of args) APPEND.queue(pipeline, this.keyList, chunkArgs);
+    for (const chunkTexts of texts) APPEND.queue(pipeline, [this.keys.stream], chunkTexts);
     const results = await this.connection.bounded('append', pipeline.exec());
     if (!results) throw new StorageError('Redis append failed: the pipeline returned no results');
     const outcomes: CallOutcome[] = [];
     for (let i = 0; i < chunks.length; i++) {
       const group = chunks[i] as (readonly string[])[];
-      let ids: string[];
+      let ids: unknown[];
       try {
-        const reply = await this.queued('append', APPEND, results[i], args[i] as string[]);
-        ids = (reply as unknown[]).map(String);
+        const [error, reply] = results[i] ?? [new Error('no reply in the pipeline'), undefined];
+        // Nothing of the chunk was stored: the server did not know the script, or the stream
+        // is missing. Either is mended by sending it again on its own.
+        if (isNoScript(error) || isNoStream(error))
+          ids = await this.appendNow('append', texts[i] as string[]);
+        else if (error) throw storageFailure('append', error);
+        else ids = reply as unknown[];
       } catch (error) {
         outcomes.push(...group.map(() => error as Error));
         continue;
       }
       let at = 0;
-      for (const texts of group) outcomes.push(ids.slice(at, (at += texts.length)));
+      for (const call of group) outcomes.push(ids.slice(at, (at += call.length)).map(String));
     }
     return outcomes;
+  }
+
+  /** One APPEND on its own, creating the stream first if it is missing. */
+  private async appendNow(operation: string, texts: readonly string[]): Promise<unknown[]> {
+    const append = () =>
+      this.connection.run(operation, () => APPEND.run(this.client, [this.keys.stream], texts));
+    try {
+      return (await append()) as unknown[];
+    } catch (error) {
+      if (!isNoStream((error as { cause?: unknown }).cause)) throw error;
+      await this.ensureStream();
+      return (await append()) as unknown[];
+    }
   }
 
   /**
@@ -754,18 +788,36 @@ export class RedisStorage<T> implements Storage<T> {
   }
 }
 
+/** APPEND found no stream (nothing was stored). */
+function isNoStream(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSTREAM');
+}
+
 /** A scope for a stream a script may create: random, never drawn twice. */
 function newScope(): string {
   return randomBytes(10).toString('hex');
 }
 
-/** Compares two stream ids (`<ms>-<seq>`) in stream order. */
+/**
+ * Compares two stream ids (`<ms>-<seq>`, decimal, no leading zeros) in stream order: by the length
+ * of each part, then digit by digit. Called for every acked id: it allocates nothing.
+ */
 export function compareIds(a: string, b: string): number {
   const dashA = a.indexOf('-');
   const dashB = b.indexOf('-');
-  const ms = Number(a.slice(0, dashA)) - Number(b.slice(0, dashB));
-  if (ms !== 0) return ms;
-  return Number(a.slice(dashA + 1)) - Number(b.slice(dashB + 1));
+  if (dashA !== dashB) return dashA - dashB;
+  for (let i = 0; i < dashA; i++) {
+    const d = a.charCodeAt(i) - b.charCodeAt(i);
+    if (d !== 0) return d;
+  }
+  const seqA = a.length - dashA;
+  const seqB = b.length - dashB;
+  if (seqA !== seqB) return seqA - seqB;
+  for (let i = 1; i < seqA; i++) {
+    const d = a.charCodeAt(dashA + i) - b.charCodeAt(dashB + i);
+    if (d !== 0) return d;
+  }
+  return 0;
 }
 
 /**

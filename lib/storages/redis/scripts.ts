@@ -26,12 +26,12 @@ import { LuaScript } from './lua-script.js';
  * IDS. A record's id is its stream entry id (`<ms>-<seq>`) for good, also once it moved to `data`.
  * Redis never issues an id twice in one stream, but a stream deleted and created again starts over
  * from the clock, and could (within a millisecond, or after the clock went back) issue an id again.
- * So the stream is only ever created by a script here (appends use `XADD NOMKSTREAM`), and creating
- * it draws a new `scope`, read with every reserve (in the same transaction as the read): the
+ * So the stream is only ever created by ENSURE (appends use `XADD NOMKSTREAM`), and creating it
+ * draws a new `scope`, read with every reserve (in the same transaction as the read): the
  * storage's `idScope` is `redis:<scope>`, and `${idScope}:${id}` never names two records.
  *
  * COMMON PATH, without Lua per record:
- *   append   APPEND: a loop of `XADD NOMKSTREAM` (one call per tick of appends, up to 1000)
+ *   append   APPEND: a loop of `XADD` (one call per tick of appends, up to 1000 records)
  *   reserve  MULTI / HGET meta scope / XREADGROUP COUNT n / EXEC; 1 delivery, 0 attempts
  *   ack      XACK, then TRIM: `XTRIM MINID` up to the oldest entry still pending (or not yet read
  *            by the group); everything below it has been acknowledged. Freeing whole stream nodes,
@@ -121,18 +121,15 @@ return ensure(ARGV[1], ARGV[2])
 `);
 
 /**
- * ARGV: group, newScope, payloads... Appends the payloads in order and returns their ids; one call,
- * so all or none are stored. Creates the stream (and the group, and a scope) if it is missing.
+ * KEYS: the stream alone. ARGV: payloads. Appends them in order and returns their ids; one call, so
+ * all or none are stored. A missing stream is not created here (ENSURE does it, drawing a new
+ * scope): the reply is then a NOSTREAM error, and nothing was stored.
  */
-export const APPEND = script(`
-local ids = {}
-local first = redis.call('XADD', stream, 'NOMKSTREAM', '*', 'd', ARGV[3])
-if not first then
-  ensure(ARGV[1], ARGV[2])
-  first = redis.call('XADD', stream, '*', 'd', ARGV[3])
-end
-ids[1] = first
-for i = 4, #ARGV do ids[i - 2] = redis.call('XADD', stream, '*', 'd', ARGV[i]) end
+export const APPEND = new LuaScript(`
+local first = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', ARGV[1])
+if not first then return redis.error_reply('NOSTREAM the stream is missing') end
+local ids = { first }
+for i = 2, #ARGV do ids[i] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i]) end
 return ids
 `);
 

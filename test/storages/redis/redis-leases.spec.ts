@@ -217,8 +217,7 @@ describeRedis('RedisStorage.watch', () => {
     const own = new Redis(REDIS_URL);
     try {
       const clients = async (): Promise<number> =>
-        (await own.client('LIST'))
-          .toString()
+        String(await own.client('LIST'))
           .split('\n')
           .filter((line) => line.includes(` name=${connectionName} `)).length;
       await s.size();

@@ -13,7 +13,9 @@ import {
   type RedisStorageOptions,
   type Serializer,
 } from '../../../lib/storages/redis/index.js';
+import fc from 'fast-check';
 import { hashedPart } from '../../../lib/storages/redis/buffer-keys.js';
+import { compareIds } from '../../../lib/storages/redis/redis-storage.js';
 import { describeWith, REDIS_URL } from '../../support/services.js';
 import { sleep } from '../../support/wait.js';
 import { freePort } from './free-port.js';
@@ -159,6 +161,22 @@ function fakeClientFields(): Record<string, unknown> {
     removeListener: method,
   };
 }
+
+describe('compareIds', () => {
+  it('orders stream ids as Redis does, for any ms and seq', () => {
+    const id = fc.tuple(
+      fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+      fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+    );
+    fc.assert(
+      fc.property(id, id, ([msA, seqA], [msB, seqB]) => {
+        const expected =
+          msA === msB ? Math.sign(Number(seqA - seqB)) : Math.sign(Number(msA - msB));
+        expect(Math.sign(compareIds(`${msA}-${seqA}`, `${msB}-${seqB}`))).toBe(expected);
+      }),
+    );
+  });
+});
 
 describe('RedisStorage when Redis cannot be reached', () => {
   it('rejects every operation promptly with StorageUnavailableError', async () => {
