@@ -70,6 +70,23 @@ describeRedis('RedisStorage on a Redis Cluster of three masters', () => {
     expect(await client.xlen(storage.keys.stream)).toBe(0);
   });
 
+  it('wakes a watcher, on a connection of its own, when another instance appends', async () => {
+    const prefix = untagged('cluster-watch');
+    const idle = new RedisStorage<number>({ client: cluster.client(), prefix });
+    const other = new RedisStorage<number>({ client: cluster.client(), prefix });
+    await idle.reserve(10, { now: Date.now() });
+    let woken = 0;
+    const stop = idle.watch(() => void woken++);
+    await other.append([1]);
+    const deadline = Date.now() + 5000;
+    while (woken === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(woken).toBeGreaterThan(0);
+    expect((await idle.reserve(10, { now: Date.now() })).map((e) => e.record)).toEqual([1]);
+    stop();
+    await idle.close();
+    await other.close();
+  });
+
   describe('conformance', () => {
     const base = untagged('cluster-conformance');
     const prefixes = new Map<Storage<ConformanceRecord>, string>();
