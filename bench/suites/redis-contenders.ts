@@ -71,7 +71,7 @@ async function connect(): Promise<Redis> {
  * `producers` loops each await `push` of the next record until the records run out or `deadline`
  * passes; the clock stops once the batcher has processed every record pushed.
  */
-async function throughBatcher(
+export async function throughBatcher(
   batcher: Batcher<BenchRecord>,
   records: readonly BenchRecord[],
   deadline: number,

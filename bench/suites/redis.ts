@@ -22,6 +22,7 @@ import {
 import { makeRecords, type BenchRecord } from '../records.js';
 import { costPerRecord, type RedisCost, redisCounters, withRedisCost } from '../redis-server.js';
 import { connectRedis, REDIS_URL, runTag } from '../services.js';
+import { throughBatcher } from './redis-contenders.js';
 
 const PRODUCERS = 100;
 const BATCH = 1000;
@@ -98,23 +99,6 @@ class StorageCycle implements Batcher<BenchRecord> {
   }
 }
 
-async function throughBatcher(
-  batcher: Batcher<BenchRecord>,
-  records: readonly BenchRecord[],
-  deadline: number,
-): Promise<{ records: number; seconds: number }> {
-  const t0 = now();
-  let next = 0;
-  const producer = async (): Promise<void> => {
-    while (next < records.length && now() < deadline) {
-      await batcher.push(records[next++] as BenchRecord);
-    }
-  };
-  await Promise.all(Array.from({ length: PRODUCERS }, producer));
-  await batcher.drain();
-  return { records: next, seconds: (now() - t0) / 1000 };
-}
-
 interface CycleContender {
   readonly name: string;
   run(records: readonly BenchRecord[], deadline: number): Promise<Run>;
@@ -154,7 +138,7 @@ function cycleContenders(tag: string): CycleContender[] {
         try {
           const cycle = await StreamCycle.create<BenchRecord>(writer, reader, key, () => undefined);
           return await withRedisCost(admin, async () => {
-            const result = await throughBatcher(cycle, records, deadline);
+            const result = await throughBatcher(cycle, records, deadline, PRODUCERS);
             await cycle.close();
             return result;
           });
@@ -176,7 +160,7 @@ function cycleContenders(tag: string): CycleContender[] {
           await storage.size(); // connected before the clock starts, as the cycle's clients are
           const cycle = new StorageCycle(storage);
           return await withRedisCost(admin, async () => {
-            const result = await throughBatcher(cycle, records, deadline);
+            const result = await throughBatcher(cycle, records, deadline, PRODUCERS);
             await cycle.close();
             return result;
           });

@@ -82,9 +82,10 @@ local function nextRetry()
   local head = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
   return head[2] or ''
 end
--- The group's last-delivered-id, or nil when the stream or the group is missing.
-local function lastDelivered(group)
-  local groups = redis.pcall('XINFO', 'GROUPS', stream)
+-- The group's last-delivered-id in a stream (default: the buffer's), or nil when the stream or
+-- the group is missing.
+local function lastDelivered(group, key)
+  local groups = redis.pcall('XINFO', 'GROUPS', key or stream)
   if groups.err then return nil end
   for _, info in ipairs(groups) do
     local name, last
@@ -481,18 +482,7 @@ if n < cap then
   end
 end
 if n < cap and redis.call('EXISTS', oldStream) == 1 then
-  local last
-  local groups = redis.pcall('XINFO', 'GROUPS', oldStream)
-  if not groups.err then
-    for _, info in ipairs(groups) do
-      local name, delivered
-      for i = 1, #info, 2 do
-        if info[i] == 'name' then name = info[i + 1]
-        elseif info[i] == 'last-delivered-id' then delivered = info[i + 1] end
-      end
-      if name == group then last = delivered end
-    end
-  end
+  local last = lastDelivered(group, oldStream)
   if last then
     for _, p in ipairs(redis.call('XPENDING', oldStream, group, 'IDLE', leaseMs, '-', '+', cap - n)) do
       local entry = redis.call('XRANGE', oldStream, p[1], p[1])

@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { BufIO } from '../../../lib/core/bufio.js';
-import type { Storage } from '../../../lib/core/storage.js';
 import { RedisStorage } from '../../../lib/storages/redis/index.js';
-import { type ConformanceRecord, storageConformanceCases } from '../../../lib/testing/index.js';
+import { storageConformanceCases } from '../../../lib/testing/index.js';
 import { killFixtures } from '../../support/child-process.js';
 import { describeWith } from '../../support/services.js';
 import { drain, Layout020 } from './layout-020.js';
 import { OwnRedisCluster } from './own-redis-cluster.js';
 import { uniquePrefix } from './redis-keys.js';
 import { checkCrashRounds, checkTakeoverOfKilledInstance } from './shared-checks.js';
+import { redisConformance } from './test-storages.js';
 
 // A cluster of the test's own; where the shared Redis runs, redis-server is installed: gate on it.
 const describeRedis = await describeWith('redis');
@@ -88,34 +88,13 @@ describeRedis('RedisStorage on a Redis Cluster of three masters', () => {
   });
 
   describe('conformance', () => {
-    const base = untagged('cluster-conformance');
-    const prefixes = new Map<Storage<ConformanceRecord>, string>();
-    let count = 0;
-    const open = (prefix: string): RedisStorage<ConformanceRecord> => {
-      const storage = new RedisStorage<ConformanceRecord>({
-        client: cluster.client(),
-        prefix,
+    const cases = storageConformanceCases(
+      redisConformance({
+        base: untagged('cluster-conformance'),
         leaseTimeout: LEASE_TIMEOUT,
-        onError: () => undefined,
-      });
-      prefixes.set(storage, prefix);
-      return storage;
-    };
-    const cases = storageConformanceCases({
-      create: () => open(`${base}:${count++}`),
-      reopen: (previous, crashed) => {
-        if (crashed) (previous as RedisStorage<ConformanceRecord>).client.disconnect();
-        return open(prefixes.get(previous) as string);
-      },
-      destroy: async (storages) => {
-        for (const storage of storages) await storage.close();
-      },
-      leaseWaitMs: LEASE_TIMEOUT + 2000,
-      plantUnreadable: async (storage) => {
-        const redis = storage as RedisStorage<ConformanceRecord>;
-        await redis.client.xadd(redis.keys.stream, '*', 'd', '{"n": 1, "text": "cut sh');
-      },
-    });
+        client: () => cluster.client(),
+      }),
+    );
     for (const testCase of cases) it(testCase.name, () => testCase.run(), 15_000);
   });
 

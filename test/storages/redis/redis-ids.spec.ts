@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import type { UnreadableRecord } from '../../../lib/core/storage.js';
 import { RedisStorage, type RedisStorageOptions } from '../../../lib/storages/redis/index.js';
 import { describeWith, REDIS_URL } from '../../support/services.js';
-import { deleteKeys, uniquePrefix } from './redis-keys.js';
+import { TestStorages } from './test-storages.js';
 
 const describeRedis = await describeWith('redis');
 
@@ -11,21 +11,10 @@ interface Rec {
   readonly n: number;
 }
 
-const base = uniquePrefix('ids');
-let count = 0;
-const opened: RedisStorage<unknown>[] = [];
+const storages = new TestStorages('ids');
+const storage = <T = Rec>(options: Partial<RedisStorageOptions<T>> = {}): RedisStorage<T> =>
+  storages.open<T>(options);
 const clients: Redis[] = [];
-
-function storage(options: Partial<RedisStorageOptions<Rec>> = {}): RedisStorage<Rec> {
-  const created = new RedisStorage<Rec>({
-    url: REDIS_URL,
-    prefix: `${base}:${count++}`,
-    onError: () => undefined,
-    ...options,
-  });
-  opened.push(created as RedisStorage<unknown>);
-  return created;
-}
 
 function admin(): Redis {
   const client = new Redis(REDIS_URL);
@@ -35,13 +24,13 @@ function admin(): Redis {
 
 describeRedis('RedisStorage ids and their scope', () => {
   afterEach(async () => {
-    for (const s of opened.splice(0)) await s.close();
+    await storages.closeAll();
     for (const c of clients.splice(0)) c.disconnect();
   });
-  afterAll(() => deleteKeys(base));
+  afterAll(() => storages.deleteAll());
 
   it('keeps one scope for the life of the stream, shared by every instance', async () => {
-    const prefix = `${base}:${count++}`;
+    const prefix = storages.prefix();
     const a = storage({ prefix });
     const b = storage({ prefix });
     expect(a.idScope).toBeUndefined();
@@ -57,7 +46,7 @@ describeRedis('RedisStorage ids and their scope', () => {
   });
 
   it('draws a new scope when the stream is deleted and created again, for every instance', async () => {
-    const prefix = `${base}:${count++}`;
+    const prefix = storages.prefix();
     const a = storage({ prefix });
     const b = storage({ prefix });
     await a.append([{ n: 0 }]);

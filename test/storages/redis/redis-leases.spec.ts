@@ -4,7 +4,7 @@ import { RedisStorage, type RedisStorageOptions } from '../../../lib/storages/re
 import { killFixtures, startFixture, tagged } from '../../support/child-process.js';
 import { describeWith, REDIS_URL } from '../../support/services.js';
 import { sleep, waitFor } from '../../support/wait.js';
-import { deleteKeys, uniquePrefix } from './redis-keys.js';
+import { TestStorages } from './test-storages.js';
 
 const describeRedis = await describeWith('redis');
 
@@ -12,20 +12,9 @@ interface Rec {
   readonly n: number;
 }
 
-const base = uniquePrefix('leases');
-let count = 0;
-const opened: RedisStorage<unknown>[] = [];
-
-function storage(options: Partial<RedisStorageOptions<Rec>> = {}): RedisStorage<Rec> {
-  const created = new RedisStorage<Rec>({
-    url: REDIS_URL,
-    prefix: `${base}:${count++}`,
-    onError: () => undefined,
-    ...options,
-  });
-  opened.push(created as RedisStorage<unknown>);
-  return created;
-}
+const storages = new TestStorages('leases');
+const storage = <T = Rec>(options: Partial<RedisStorageOptions<T>> = {}): RedisStorage<T> =>
+  storages.open<T>(options);
 
 const records = (from: number, to: number): Rec[] =>
   Array.from({ length: to - from }, (_, i) => ({ n: from + i }));
@@ -33,9 +22,9 @@ const records = (from: number, to: number): Rec[] =>
 describeRedis('RedisStorage leases', () => {
   afterEach(async () => {
     killFixtures();
-    for (const s of opened.splice(0)) await s.close();
+    await storages.closeAll();
   });
-  afterAll(() => deleteKeys(base));
+  afterAll(() => storages.deleteAll());
 
   it('asks the engine to recover on a timer tied to leaseTimeout, not faster than once a second', () => {
     const lazy = { redisOptions: { lazyConnect: true } };
@@ -45,7 +34,7 @@ describeRedis('RedisStorage leases', () => {
   });
 
   it('counts records leased by other holders, not its own', async () => {
-    const prefix = `${base}:${count++}`;
+    const prefix = storages.prefix();
     const a = storage({ prefix });
     const b = storage({ prefix });
     await a.append(records(0, 6));
@@ -61,10 +50,9 @@ describeRedis('RedisStorage leases', () => {
   });
 
   it('takes back at once the leases of a process on this host that was killed', async () => {
-    const prefix = `${base}:${count++}`;
+    const prefix = storages.prefix();
     const leaseTimeout = 60_000;
-    const here = new RedisStorage<string>({ url: REDIS_URL, prefix, leaseTimeout });
-    opened.push(here as RedisStorage<unknown>);
+    const here = storage<string>({ prefix, leaseTimeout });
     await here.append(Array.from({ length: 30 }, (_, n) => `rec-${n}`));
     const holder = startFixture('redis/shared-instance', {
       args: [JSON.stringify({ url: REDIS_URL, prefix, workMs: 600_000, leaseTimeout })],
@@ -88,7 +76,7 @@ describeRedis('RedisStorage leases', () => {
   }, 30_000);
 
   it('takes back at start the leases of an earlier run under the same consumer name', async () => {
-    const prefix = `${base}:${count++}`;
+    const prefix = storages.prefix();
     const leaseTimeout = 60_000;
     const first = storage({ prefix, consumer: 'worker-1', leaseTimeout });
     await first.append(records(0, 5));
@@ -111,7 +99,7 @@ describeRedis('RedisStorage leases', () => {
   });
 
   it('an ack after the lease lapsed and the records were recovered elsewhere still removes them', async () => {
-    const prefix = `${base}:${count++}`;
+    const prefix = storages.prefix();
     const a = storage({ prefix, leaseTimeout: 100 });
     const b = storage({ prefix, leaseTimeout: 100 });
     await a.append(records(0, 3));
@@ -155,12 +143,12 @@ describeRedis('RedisStorage leases', () => {
 
 describeRedis('RedisStorage.watch', () => {
   afterEach(async () => {
-    for (const s of opened.splice(0)) await s.close();
+    await storages.closeAll();
   });
-  afterAll(() => deleteKeys(base));
+  afterAll(() => storages.deleteAll());
 
   it('wakes when another instance appends, and not while nothing happens', async () => {
-    const prefix = `${base}:${count++}`;
+    const prefix = storages.prefix();
     const idle = storage({ prefix });
     const other = storage({ prefix });
     await idle.reserve(10, { now: Date.now() }); // the group exists, nothing unread
@@ -189,7 +177,7 @@ describeRedis('RedisStorage.watch', () => {
   });
 
   it('wakes at once when unread records wait already, and when a retry falls due', async () => {
-    const prefix = `${base}:${count++}`;
+    const prefix = storages.prefix();
     const s = storage({ prefix });
     await s.append(records(0, 2));
     const early = jest.fn();
@@ -212,7 +200,7 @@ describeRedis('RedisStorage.watch', () => {
   });
 
   it('closes its connection with the storage', async () => {
-    const connectionName = `bufio-test-watch-${process.pid}-${count}`;
+    const connectionName = `bufio-test-watch-${process.pid}-${Date.now()}`;
     const s = storage({ redisOptions: { connectionName } });
     const own = new Redis(REDIS_URL);
     try {
