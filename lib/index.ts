@@ -10,7 +10,7 @@ export type {
   RetryOptions,
 } from './core/options.js';
 export type { BufIOEvents, DrainSummary } from './core/events.js';
-export type { Worker, WorkContext, WorkFunction, WorkResult } from './core/worker.js';
+export type { Worker, WorkContext, WorkFunction, WorkOutput, WorkResult } from './core/worker.js';
 export type { Instrumentation, WorkCall, WorkReport } from './core/instrumentation.js';
 export type {
   AppendOptions,

@@ -2,13 +2,17 @@ import { randomUUID } from 'node:crypto';
 import { MemoryStorage } from '../storages/memory-storage.js';
 import { Arrivals } from './arrivals.js';
 import { Bisector } from './bisect.js';
+import { CrashGuard, crashesOf } from './crash-guard.js';
 import {
   BufferFullError,
   BufIOClosedError,
+  CrashLoopError,
+  UnreadableRecordError,
   DeadLetterError,
   DrainTimeoutError,
   InvalidOptionsError,
   InvalidRecordError,
+  isError,
   NoWorkerError,
   RecordDroppedError,
   StorageError,
@@ -16,7 +20,8 @@ import {
   WorkTimeoutError,
   toError,
 } from './errors.js';
-import { type BufIOEvents, type DrainSummary, TypedEmitter } from './events.js';
+import { type BufIOEventMap, type DrainSummary, SafeEmitter } from './events.js';
+import { isThenable } from './thenable.js';
 import type { Instrumentation, WorkCall, WorkReport } from './instrumentation.js';
 import {
   type BufIOOptions,
@@ -28,10 +33,17 @@ import {
 import { Queue } from './queue.js';
 import { RetrySchedule } from './retry-schedule.js';
 import { retryDelay } from './retry.js';
-import type { AppendOptions, RecordId, Storage, StoredRecord } from './storage.js';
+import type {
+  AppendOptions,
+  RecordId,
+  Storage,
+  StoredRecord,
+  UnreadableRecord,
+} from './storage.js';
 import { type Waiter, Waiters } from './waiters.js';
 import { CallContext, perRecordOutcomes, type Worker, type WorkFunction } from './worker.js';
 import { exitGuard } from './exit-guard.js';
+import { handled, rejected } from './handled.js';
 
 /** Counters and timings of a buffer, from `stats()`. */
 export interface BufIOStats {
@@ -51,6 +63,17 @@ export interface BufIOStats {
   readonly deadLettered: number;
   /** Records merged into a waiting record with the same key (`coalesce`). */
   readonly coalesced: number;
+  /**
+   * Records whose `push` was refused (rejected): after `stop()`, when full with `onFull: 'error'`,
+   * invalid, or when the storage failed to store them. Counted (and emitted as `refused`) whether
+   * or not the caller awaited the push.
+   */
+  readonly refused: number;
+  /**
+   * Stored records the storage could not read back (damaged bytes, a payload the serializer
+   * refuses): set aside by the storage and reported as `UnreadableRecordError`, never processed.
+   */
+  readonly unreadable: number;
   /** Worker calls made. */
   readonly batches: number;
   /** Records waiting in storage, retries included, as far as this process knows. */
@@ -106,6 +129,12 @@ const RESOLVED = Promise.resolve();
 const DEFAULT_STOP_TIMEOUT = 30_000;
 const STORAGE_RETRY_DELAY = 100;
 const MAX_TIMER_DELAY = 2_147_483_647;
+/**
+ * How long batches may follow one another without the event loop getting a turn, in ms. Batches
+ * that complete in microtasks (a worker failing at once while a downstream is down, an in-memory
+ * storage) would otherwise starve timers, I/O and pushes for as long as records are left.
+ */
+const TURN_BUDGET_MS = 5;
 
 /**
  * A write-behind buffer: `push` records fast, a worker processes them in batches.
@@ -120,7 +149,7 @@ const MAX_TIMER_DELAY = 2_147_483_647;
  * await bufio.push(event);
  * await bufio.stop();
  */
-export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
+export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   /** The buffer's name, from the options. */
   readonly name: string;
   /** Where records wait. */
@@ -132,6 +161,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private stopping: Promise<DrainSummary> | undefined;
   /** Recovery of what an earlier process left in a durable storage; a drain waits for it. */
   private recovering: Promise<void> = RESOLVED;
+  /** No batch is reserved before that recovery has told whether records came back from a crash. */
+  private holdForRecovery = false;
 
   // What waits in storage, as this engine knows it; exact for a storage only this engine uses.
   /** Visible records: fresh ones, and retries whose delay has passed. */
@@ -149,6 +180,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private intervalDue = false;
   private pollDue = false;
   private pollTimer: NodeJS.Timeout | undefined;
+  /** Calls `recover()` every `storage.recoveryInterval` ms while running. */
+  private recoveryTimer: NodeJS.Timeout | undefined;
   private storageBackoff = 0;
 
   // Worker calls.
@@ -160,6 +193,20 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private forceUntil = 0;
   private batchSeq = 0;
   private readonly runningBatches = new Set<number>();
+  /** When the first batch since the event loop's last turn was dispatched; -1 if none was. */
+  private turnStartedAt = -1;
+  /** Resets `turnStartedAt` at the event loop's next turn. */
+  private turnTimer: NodeJS.Immediate | undefined;
+  private yieldTimer: NodeJS.Immediate | undefined;
+  private readonly endTurn = (): void => {
+    this.turnTimer = undefined;
+    this.turnStartedAt = -1;
+  };
+  private readonly resumeAfterYield = (): void => {
+    this.yieldTimer = undefined;
+    this.turnStartedAt = -1;
+    this.pump();
+  };
   private flushWaiters: FlushWaiter[] = [];
   private readonly idleWaiters: (() => void)[] = [];
   private readonly retryWakeups: (() => void)[] = [];
@@ -170,8 +217,15 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   /** With `coalesce`: the id of the waiting record of each key. */
   private readonly waitingKeys: Map<string, RecordId> | undefined;
   private readonly bisector: Bisector | undefined;
+  /** For storages whose records outlive a process: dead-letters records that crash it. */
+  private readonly crashGuard: CrashGuard | undefined;
   private pushHooks: Instrumentation<T>[] = [];
   private workHooks: Instrumentation<T>[] = [];
+
+  /** Given to every reserve: records the storage set aside because it could not read them. */
+  private readonly onUnreadable = (records: readonly UnreadableRecord[]): void => {
+    this.reportUnreadable(records);
+  };
 
   /** Idempotency-key scope for a storage that names none: unique, but new in every process. */
   private readonly idScope = `local:${randomUUID()}`;
@@ -184,6 +238,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     dropped: 0,
     deadLettered: 0,
     coalesced: 0,
+    refused: 0,
+    unreadable: 0,
     batches: 0,
     batchRecords: 0,
     workMs: 0,
@@ -209,6 +265,11 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     if (this.options.priority && !features?.priority) throw this.unsupported('priority');
     this.waitingKeys = this.options.coalesce ? new Map() : undefined;
     this.bisector = this.options.bisectOnError ? new Bisector() : undefined;
+    const { batchSize, concurrency, retry } = this.options;
+    this.crashGuard =
+      this.storage.durable || this.storage.shared
+        ? new CrashGuard(batchSize, concurrency, retry.maxAttempts)
+        : undefined;
     this.arrivals = new Arrivals(this.options.flushInterval, this.options.timers, () => {
       this.intervalDue = true;
       this.pump();
@@ -266,8 +327,12 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     this.lifecycle = 'running';
     exitGuard.add(this, () => this.finishBeforeExit());
     this.arrivals.enable(true);
-    if (this.storage.durable || this.storage.shared) this.recovering = this.recoverStored();
+    if (this.storage.durable || this.storage.shared) {
+      this.holdForRecovery = true;
+      this.recovering = this.recoverStored();
+    }
     if (this.storage.shared) this.startPolling();
+    this.startRecoveryTimer();
     this.pump();
   }
 
@@ -276,15 +341,17 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
    *
    * Resolves once the storage holds them (at once for `MemoryStorage`). When the buffer is full,
    * `onFull` decides: wait for room, drop, or reject with `BufferFullError`. Safe to call without
-   * `await` on a buffer with room: the normal path never rejects. An array is always a list of
-   * records; to push a record that is itself an array, wrap it: `push([record])`.
+   * `await`: a refused push rejects for a caller who awaits it, and is in every case counted
+   * (`stats().refused`) and emitted as a `refused` event, never an unhandled rejection. An array
+   * is always a list of records; to push a record that is itself an array, wrap it:
+   * `push([record])`.
    *
    * @throws BufIOClosedError (as a rejection) after `stop()`.
    * @throws InvalidRecordError (as a rejection) for `undefined` or an empty array.
    */
   push(records: T | readonly T[], options?: PushOptions): Promise<void> {
     if (this.lifecycle === 'stopping' || this.lifecycle === 'stopped') {
-      return Promise.reject(new BufIOClosedError(this.name));
+      return this.refuse(records, new BufIOClosedError(this.name));
     }
     try {
       if (
@@ -303,9 +370,9 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       }
       const list = Array.isArray(records) ? (records as readonly T[]) : [records as T];
       this.checkRecords(list);
-      return this.accept(list, undefined, this.laneOf(options));
+      return this.watchRefusal(list, this.accept(list, undefined, this.laneOf(options)));
     } catch (error) {
-      return Promise.reject(error);
+      return this.refuse(records, error);
     }
   }
 
@@ -318,19 +385,28 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
    */
   pushAndWait(record: T, options?: PushOptions): Promise<U | undefined> {
     if (this.storage.shared) {
-      return Promise.reject(
+      return this.refuse(
+        [record],
         new UnsupportedError(
           `pushAndWait is not available on buffer "${this.name}": its storage is shared, so another process may process the record`,
         ),
       );
     }
     if (this.lifecycle === 'stopping' || this.lifecycle === 'stopped') {
-      return Promise.reject(new BufIOClosedError(this.name));
+      return this.refuse([record], new BufIOClosedError(this.name));
     }
-    return new Promise<U | undefined>((resolve, reject) => {
-      this.checkRecords([record]);
-      this.accept([record], { resolve, reject }, this.laneOf(options)).catch(reject);
-    });
+    // Also rejects when the record is dead-lettered or dropped: handled, like every promise here.
+    return handled(
+      new Promise<U | undefined>((resolve, reject) => {
+        try {
+          this.checkRecords([record]);
+          const accepted = this.accept([record], { resolve, reject }, this.laneOf(options));
+          this.watchRefusal([record], accepted).catch(reject);
+        } catch (error) {
+          this.refuse([record], error).catch(reject);
+        }
+      }),
+    );
   }
 
   /**
@@ -341,7 +417,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
    * @throws NoWorkerError (as a rejection) when no worker is attached.
    */
   flush(): Promise<void> {
-    if (!this.worker) return Promise.reject(new NoWorkerError(this.name));
+    if (!this.worker) return rejected(new NoWorkerError(this.name));
     if (this.lifecycle === 'stopped') return RESOLVED;
     const target = this.taken + this.ready;
     this.forceUntil = Math.max(this.forceUntil, target);
@@ -361,8 +437,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
    */
   stop(options: StopOptions = {}): Promise<DrainSummary> {
     const check = new OptionChecker(`buffer "${this.name}"`);
-    this.stopping ??= this.drain(
-      check.number('timeout', options.timeout, DEFAULT_STOP_TIMEOUT, 0, MAX_TIMER_DELAY),
+    this.stopping ??= handled(
+      this.drain(
+        check.number('timeout', options.timeout, DEFAULT_STOP_TIMEOUT, 0, MAX_TIMER_DELAY),
+      ),
     );
     return this.stopping;
   }
@@ -380,6 +458,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       dropped: c.dropped,
       deadLettered: c.deadLettered,
       coalesced: c.coalesced,
+      refused: c.refused,
+      unreadable: c.unreadable,
       batches: c.batches,
       buffered: this.ready + this.retries.delayed,
       capacity: this.options.maxBufferedRecords,
@@ -400,6 +480,25 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     return new UnsupportedError(
       `buffer "${this.name}": option "${option}" needs a storage that supports it, and ${storage} does not (MemoryStorage does)`,
     );
+  }
+
+  /** A push refused at once: counted, told, and rejected without risk of an unhandled rejection. */
+  private refuse(records: T | readonly T[], error: unknown): Promise<never> {
+    this.noteRefused(Array.isArray(records) ? (records as readonly T[]) : [records as T], error);
+    return rejected(error);
+  }
+
+  /** Counts and tells a push that `accepted` turns out to refuse; returns `accepted`, handled. */
+  private watchRefusal(records: readonly T[], accepted: Promise<void>): Promise<void> {
+    // The normal path of an in-memory storage pays nothing.
+    if (accepted === RESOLVED) return accepted;
+    accepted.then(undefined, (error: unknown) => this.noteRefused(records, error));
+    return accepted;
+  }
+
+  private noteRefused(records: readonly T[], error: unknown): void {
+    this.counters.refused += records.length;
+    this.tell('refused', { records, error: toError(error) });
   }
 
   private checkRecords(records: readonly T[]): void {
@@ -615,7 +714,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     const policy = this.options.onFull;
     this.counters.dropped += records.length;
     for (const waiter of waiters) waiter.reject(new RecordDroppedError(this.name, policy));
-    this.emit('dropped', { records, policy });
+    this.tell('dropped', { records, policy });
   }
 
   /** Makes room by dropping the oldest visible records; what still does not fit is dropped too. */
@@ -626,7 +725,10 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   ): Promise<void> {
     const excess = this.buffered() + records.length - this.options.maxBufferedRecords;
     const appendedBefore = this.appended;
-    const victims = await this.storage.reserve(excess, { now: this.now() });
+    const victims = await this.storage.reserve(excess, {
+      now: this.now(),
+      onUnreadable: this.onUnreadable,
+    });
     if (victims.length > 0) {
       this.noteTaken(victims, excess, appendedBefore);
       await this.storage.ack(victims);
@@ -666,12 +768,18 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private pump(): void {
     while (
       !this.reserving &&
+      !this.holdForRecovery &&
       this.worker &&
       this.lifecycle !== 'stopped' &&
-      this.active < this.options.concurrency &&
+      this.active < this.slots() &&
       this.wantsBatch()
     ) {
-      const limit = this.options.batchSize;
+      // Date.now and setImmediate as they are at the call: a test's fake timers control both.
+      if (this.turnStartedAt >= 0 && Date.now() - this.turnStartedAt > TURN_BUDGET_MS) {
+        this.yieldToEventLoop();
+        return;
+      }
+      const limit = this.crashGuard ? this.crashGuard.reserveLimit() : this.options.batchSize;
       const appendedBefore = this.appended;
       let reserved;
       this.reserving = true;
@@ -680,6 +788,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
           now: this.now(),
           maxBytes: this.options.maxBatchBytes,
           laneShare: this.options.priority?.share,
+          onUnreadable: this.onUnreadable,
         });
       } catch (error) {
         this.reserving = false;
@@ -708,6 +817,11 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     }
   }
 
+  /** Worker calls that may run at once: one while records that crashed a process are about. */
+  private slots(): number {
+    return this.crashGuard?.isCareful ? 1 : this.options.concurrency;
+  }
+
   private reserved(batch: StoredRecord<T>[], limit: number, appendedBefore: number): void {
     this.noteTaken(batch, limit, appendedBefore);
     this.pollDue = false;
@@ -715,8 +829,14 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     if (batch.length === 0) {
       this.forceUntil = this.taken;
       this.intervalDue = false;
+      this.crashGuard?.inspect(batch);
+    } else if (this.crashGuard) {
+      const looped = this.crashGuard.inspect(batch);
+      const rest = looped.length === 0 ? batch : batch.filter((entry) => !looped.includes(entry));
+      // A careful batch is one call: its parts must not wait, leased, for another part's call.
+      this.dispatch(rest, looped, this.crashGuard.isCareful);
     } else {
-      this.dispatch(batch);
+      this.dispatch(batch, [], false);
     }
     this.admitBlocked();
     this.settleFlushWaiters();
@@ -758,17 +878,41 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     }
   }
 
-  private dispatch(batch: StoredRecord<T>[]): void {
+  /** The next batches go after a turn of the event loop (see `TURN_BUDGET_MS`). */
+  private yieldToEventLoop(): void {
+    this.yieldTimer ??= setImmediate(this.resumeAfterYield);
+  }
+
+  /** At the end of a drain: no batch follows, so no turn is left to watch. */
+  private forgetTurns(): void {
+    if (this.turnTimer) clearImmediate(this.turnTimer);
+    if (this.yieldTimer) clearImmediate(this.yieldTimer);
+    this.turnTimer = this.yieldTimer = undefined;
+    this.turnStartedAt = -1;
+  }
+
+  private dispatch(batch: StoredRecord<T>[], looped: StoredRecord<T>[], whole: boolean): void {
+    if (this.turnStartedAt < 0) {
+      this.turnStartedAt = Date.now();
+      this.turnTimer = setImmediate(this.endTurn);
+    }
     const seq = ++this.batchSeq;
     this.runningBatches.add(seq);
     this.active++;
     this.inFlight += batch.length;
-    void this.runBatch(batch, seq);
+    void this.runBatch(batch, seq, looped, whole);
   }
 
-  private async runBatch(batch: StoredRecord<T>[], seq: number): Promise<void> {
+  private async runBatch(
+    batch: StoredRecord<T>[],
+    seq: number,
+    looped: StoredRecord<T>[],
+    whole: boolean,
+  ): Promise<void> {
     try {
-      if (this.bisector) {
+      if (looped.length > 0) await this.deadLetterLooped(looped);
+      if (batch.length === 0) return;
+      if (this.bisector && !whole) {
         // Halves of bisected batches get their own calls, one after another in this slot.
         for (const part of this.bisector.partition(batch)) await this.runCall(part);
       } else {
@@ -861,7 +1005,8 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
           }),
         ]);
       }
-      return { ok: true, value: result instanceof Promise ? await result : result };
+      // Any thenable, not only a Promise: query builders (knex, Drizzle, Prisma) run when awaited.
+      return { ok: true, value: isThenable(result) ? await result : result };
     } catch (error) {
       return { ok: false, error: toError(error) };
     } finally {
@@ -914,7 +1059,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     this.counters.processed += entries.length;
     this.bisector?.forget(entries);
     this.waiters.resolve(entries, results);
-    if (this.listens('flushed')) this.emit('flushed', { records, results, durationMs });
+    if (this.listens('flushed')) this.tell('flushed', { records, results, durationMs });
   }
 
   /**
@@ -936,7 +1081,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       } catch (hookError) {
         this.report(hookError);
       }
-      this.emit('failed', { records, error, attempt });
+      this.tell('failed', { records, error, attempt });
     }
     const giveUp = this.lifecycle === 'stopped' && !this.storage.durable;
     const maxAttempts = this.options.retry.maxAttempts;
@@ -965,7 +1110,20 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       }
       this.counters.retried += group.length;
       this.retries.add(at, group.length);
-      this.emit('retrying', { records: group.map((e) => e.record), attempt: attempts + 2, delay });
+      if (this.listens('retrying')) {
+        this.tell('retrying', {
+          records: group.map((e) => e.record),
+          attempt: attempts + 2,
+          delay,
+        });
+      }
+    }
+  }
+
+  /** Records that kept crashing their process go to the dead-letter path, never to the worker. */
+  private async deadLetterLooped(looped: readonly StoredRecord<T>[]): Promise<void> {
+    for (const [crashes, group] of groupBy(looped, crashesOf)) {
+      await this.deadLetter(group, new CrashLoopError(this.name, crashes));
     }
   }
 
@@ -980,7 +1138,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         this.report(new DeadLetterError(records, handlerError));
       }
     }
-    this.emit('deadLettered', { records, error });
+    this.tell('deadLettered', { records, error });
     this.waiters.reject(entries, error);
     this.bisector?.forget(entries);
     try {
@@ -1019,17 +1177,21 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
 
   private async recoverStored(): Promise<void> {
     try {
-      await this.storage.recover();
+      const recovered = await this.storage.recover();
       const hidden = (await this.storage.size()) - this.ready - this.retries.delayed;
+      // Records left by an earlier process may have been leased when it died: probe them first.
+      if (recovered > 0 || hidden > 0) this.crashGuard?.probe();
       if (hidden > 0) {
         // Left by an earlier process: they have waited long enough already.
         this.ready += hidden;
         this.arrivals.addOverdue(hidden);
         this.intervalDue = true;
-        this.pump();
       }
     } catch (error) {
       this.storageFailed('recover', error);
+    } finally {
+      this.holdForRecovery = false;
+      this.pump();
     }
   }
 
@@ -1038,11 +1200,12 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     this.pollTimer = setInterval(
       () => {
         this.pollDue = true;
-        if (!this.storage.shared) return this.pump();
-        Promise.resolve(this.storage.recover()).then(
-          () => this.pump(),
-          (error: unknown) => this.storageFailed('recover', error),
-        );
+        // A shared storage that names no recoveryInterval gets its lapsed leases back per poll.
+        if (this.storage.shared && this.storage.recoveryInterval === undefined) {
+          void this.recoverLapsed();
+        } else {
+          this.pump();
+        }
       },
       Math.max(this.options.flushInterval, 10),
     );
@@ -1052,6 +1215,42 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   private stopPolling(): void {
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.pollTimer = undefined;
+    if (this.recoveryTimer) clearInterval(this.recoveryTimer);
+    this.recoveryTimer = undefined;
+  }
+
+  /** Takes lapsed leases back on the storage's own schedule, not on `flushInterval`'s. */
+  private startRecoveryTimer(): void {
+    const interval = this.storage.recoveryInterval;
+    if (interval === undefined || this.recoveryTimer) return;
+    this.recoveryTimer = setInterval(
+      () => void this.recoverLapsed(),
+      Math.min(Math.max(interval, 1), MAX_TIMER_DELAY),
+    );
+    this.recoveryTimer.unref();
+  }
+
+  /**
+   * Makes records whose holder is gone visible again and dispatchable at once: they have waited
+   * long enough. Returns how many came back.
+   */
+  private async recoverLapsed(): Promise<number> {
+    let recovered: number;
+    try {
+      recovered = await this.storage.recover();
+    } catch (error) {
+      this.storageFailed('recover', error);
+      return 0;
+    }
+    if (recovered > 0) {
+      // They were leased when their holder died: the crash guard looks at them one by one first.
+      this.crashGuard?.probe();
+      this.ready += recovered;
+      this.arrivals.addOverdue(recovered);
+      this.intervalDue = true;
+    }
+    this.pump();
+    return recovered;
   }
 
   /** A storage call failed: report it and try again later, backing off, as the service recovers. */
@@ -1077,8 +1276,21 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     }, this.storageBackoff).unref();
   }
 
+  /** Unreadable records are never processed, so they are counted and reported, never dropped silently. */
+  private reportUnreadable(records: readonly UnreadableRecord[]): void {
+    if (records.length === 0) return;
+    this.counters.unreadable += records.length;
+    const error = new UnreadableRecordError(this.name, records);
+    try {
+      this.options.onError?.(error, []);
+    } catch (hookError) {
+      this.report(hookError);
+    }
+    this.tell('error', error);
+  }
+
   private report(error: unknown): void {
-    this.emit('error', toError(error));
+    this.tell('error', toError(error));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1119,6 +1331,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
     clearTimeout(timer);
     this.lifecycle = 'stopped';
     exitGuard.delete(this);
+    this.forgetTurns();
 
     const closed = new BufIOClosedError(this.name);
     while (this.blocked.length > 0) (this.blocked.shift() as BlockedPush<T>).reject(closed);
@@ -1127,7 +1340,7 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         this.worker ? new DrainTimeoutError(this.name, timeout) : new NoWorkerError(this.name),
       );
     }
-    const remaining = this.storage.durable ? this.ready + this.retries.delayed : 0;
+    const remaining = this.storage.durable ? await this.countRemaining() : 0;
     const leasedElsewhere = await this.countLeasedElsewhere();
     this.retries.clear();
     const inFlight = this.inFlight;
@@ -1145,13 +1358,16 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
       timedOut: !finished,
       durationMs: Date.now() - startedAt,
     };
-    this.emit('drained', summary);
+    this.tell('drained', summary);
     return summary;
   }
 
   /** Flushes until nothing is left, waiting for retries that fall due before `deadline`. */
   private async drainWithin(deadline: number): Promise<void> {
     await this.recovering;
+    const recovers = this.storage.durable || this.storage.shared;
+    // Leases that lapsed since the last recovery are this drain's to process.
+    if (recovers) await this.recoverLapsed();
     while (this.lifecycle === 'stopping') {
       await this.flush();
       if (this.appending > 0) {
@@ -1166,7 +1382,11 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
         continue;
       }
       const next = this.retries.next();
-      if (next === undefined || next > deadline) return;
+      if (next === undefined || next > deadline) {
+        // Before it says what is left: leases that lapsed while it drained.
+        if (recovers && (await this.recoverLapsed()) > 0) continue;
+        return;
+      }
       await new Promise<void>((resolve) => this.retryWakeups.push(resolve));
     }
   }
@@ -1174,12 +1394,25 @@ export class BufIO<T, U = unknown> extends TypedEmitter<BufIOEvents<T, U>> {
   /** What a non-durable storage still holds when the drain ends goes to the dead-letter path. */
   private async handOverRemaining(error: Error): Promise<void> {
     for (;;) {
-      const rest = await this.storage.reserve(this.options.batchSize, { now: Infinity });
+      const rest = await this.storage.reserve(this.options.batchSize, {
+        now: Infinity,
+        onUnreadable: this.onUnreadable,
+      });
       if (rest.length === 0) break;
       await this.deadLetter(rest, error);
     }
     this.ready = 0;
     this.retriesDue = 0;
+  }
+
+  /** What a durable storage holds after the drain, as the storage counts it. */
+  private async countRemaining(): Promise<number> {
+    try {
+      return await this.storage.size();
+    } catch (error) {
+      this.storageFailed('size', error);
+      return this.ready + this.retries.delayed;
+    }
   }
 
   private async countLeasedElsewhere(): Promise<number> {
@@ -1213,7 +1446,7 @@ function reportOf(outcome: CallOutcome, batchLength: number): WorkReport {
   const value = outcome.value;
   const perRecord = Array.isArray(value) && value.length === batchLength;
   return {
-    failed: perRecord ? value.filter((v) => v instanceof Error).length : 0,
+    failed: perRecord ? value.filter(isError).length : 0,
     error: undefined,
   };
 }

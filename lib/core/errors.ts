@@ -1,3 +1,4 @@
+import { types } from 'node:util';
 import type { UnreadableRecord } from './storage.js';
 
 /**
@@ -255,9 +256,32 @@ export class DeadLetterError<T = unknown> extends BufIOError {
   }
 }
 
+/**
+ * Whether a value is an `Error`, from this realm or another: a native driver or a `vm` context
+ * (Jest's) may throw errors whose class is another realm's `Error`.
+ */
+export function isError(value: unknown): value is Error {
+  if (value instanceof Error || types.isNativeError(value)) return true;
+  if (value === null || typeof value !== 'object') return false;
+  // An error class of another realm whose instances are not native errors (built with
+  // Error.call(this), as better-sqlite3's SqliteError is): its chain reaches an Error.prototype.
+  for (
+    let proto: unknown = Object.getPrototypeOf(value);
+    proto;
+    proto = Object.getPrototypeOf(proto)
+  ) {
+    const ctor = Object.hasOwn(proto, 'constructor')
+      ? (proto as { constructor: unknown }).constructor
+      : undefined;
+    if (typeof ctor === 'function' && ctor.name === 'Error' && ctor.prototype === proto)
+      return true;
+  }
+  return false;
+}
+
 /** Turns anything thrown into an `Error`, keeping the original as `cause`. */
 export function toError(value: unknown): Error {
-  if (value instanceof Error) return value;
+  if (isError(value)) return value;
   return new WorkerError(`worker failed with a non-Error value: ${describeValue(value)}`, {
     cause: value,
   });

@@ -1,3 +1,6 @@
+import { EventEmitter } from 'node:events';
+import { toError } from './errors.js';
+import { isThenable } from './thenable.js';
 import type { OnFullPolicy } from './options.js';
 
 /** What `stop()` achieved, also emitted as the `drained` event. */
@@ -6,7 +9,10 @@ export interface DrainSummary {
   readonly processed: number;
   /** Records dead-lettered while draining, those handed over at the timeout included. */
   readonly deadLettered: number;
-  /** Records left in a durable storage, to be processed after a restart. */
+  /**
+   * Records left in a durable storage (waiting, or waiting for a retry), as its `size()` counts
+   * them after the drain: processed after a restart, or by another instance of a shared storage.
+   */
   readonly remaining: number;
   /**
    * Records of a shared storage leased by other holders when the drain ended (other instances, or
@@ -35,6 +41,12 @@ export interface BufIOEvents<T, U = unknown> {
   retrying: { readonly records: readonly T[]; readonly attempt: number; readonly delay: number };
   /** Records removed by a dropping `onFull` policy, never processed. */
   dropped: { readonly records: readonly T[]; readonly policy: OnFullPolicy };
+  /**
+   * A `push` (or `pushAndWait`) was refused: after `stop()`, when full with `onFull: 'error'`,
+   * invalid, or when the storage failed. Emitted whether or not the caller awaited the push, so a
+   * fire-and-forget push is never refused silently.
+   */
+  refused: { readonly records: readonly T[]; readonly error: Error };
   /** Records that failed their last attempt (or could not be drained), after `deadLetter` ran. */
   deadLettered: { readonly records: readonly T[]; readonly error: Error };
   /** `stop()` finished draining. */
@@ -43,60 +55,51 @@ export interface BufIOEvents<T, U = unknown> {
   error: Error;
 }
 
-type Listener<P> = (payload: P) => void;
+/** `BufIOEvents` as Node's `EventEmitter` types its events: one payload argument each. */
+export type BufIOEventMap<T, U = unknown> = {
+  [K in keyof BufIOEvents<T, U>]: [payload: BufIOEvents<T, U>[K]];
+};
 
 /**
- * A small typed event emitter. Unlike Node's `EventEmitter`, an `error` event with no listener is
- * reported with `process.emitWarning` rather than thrown, and a throwing listener is reported as
- * an `error` event: neither may break the engine that emitted the event.
+ * Node's own `EventEmitter`, typed per event (`on`, `once`, `off`, `listenerCount`,
+ * `prependListener`, `events.once`, `events.on`, ... behave exactly as Node's), with one more way
+ * to emit, `tell`, for the engine's own events: listeners cannot break the code that tells them.
+ * An `error` told with no listener is reported with `process.emitWarning` rather than thrown, and
+ * a listener that throws (or returns a promise that rejects) is reported as an `error`, after
+ * which the other listeners still run.
  */
-export class TypedEmitter<E extends { error: Error }> {
-  private readonly listeners: { [K in keyof E]?: Listener<E[K]>[] } = {};
-
-  /** Calls `listener` on every `event`. */
-  on<K extends keyof E>(event: K, listener: Listener<E[K]>): this {
-    (this.listeners[event] ??= []).push(listener);
-    return this;
-  }
-
-  /** Calls `listener` on the next `event` only. */
-  once<K extends keyof E>(event: K, listener: Listener<E[K]>): this {
-    const wrapper: Listener<E[K]> = (payload) => {
-      this.off(event, wrapper);
-      listener(payload);
-    };
-    return this.on(event, wrapper);
-  }
-
-  /** Removes a listener added with `on`. */
-  off<K extends keyof E>(event: K, listener: Listener<E[K]>): this {
-    const list = this.listeners[event];
-    if (list) {
-      const index = list.indexOf(listener);
-      if (index >= 0) list.splice(index, 1);
-    }
-    return this;
-  }
-
-  /** Whether anyone listens to `event`: lets callers skip building a payload nobody reads. */
-  protected listens(event: keyof E): boolean {
-    return (this.listeners[event]?.length ?? 0) > 0;
-  }
-
-  protected emit<K extends keyof E>(event: K, payload: E[K]): void {
-    const list = this.listeners[event];
-    if (!list || list.length === 0) {
-      if (event === 'error') process.emitWarning(payload as Error);
+export class SafeEmitter<E extends Record<keyof E, unknown[]>> extends EventEmitter<E> {
+  protected tell<K extends keyof E & string>(event: K, ...args: E[K]): void {
+    const listeners = this.rawListeners(event as never) as unknown as Listener[];
+    if (listeners.length === 0) {
+      if (event === 'error') process.emitWarning(toError(args[0]));
       return;
     }
-    // A copy, so that a listener removing itself (once) does not skip the next one.
-    for (const listener of list.slice()) {
+    // rawListeners is a copy: a listener removing itself (once) does not skip the next one.
+    for (const listener of listeners) {
       try {
-        listener(payload);
+        const returned = Reflect.apply(listener, this, args);
+        if (isThenable(returned)) {
+          returned.then(undefined, (error: unknown) => this.listenerFailed(event, error));
+        }
       } catch (error) {
-        if (event === 'error') process.emitWarning(error instanceof Error ? error : String(error));
-        else this.emit('error', error instanceof Error ? error : new Error(String(error)));
+        this.listenerFailed(event, error);
       }
     }
   }
+
+  /** Whether anyone listens to `event`: lets callers skip building a payload nobody reads. */
+  protected listens(event: keyof E & string): boolean {
+    return this.listenerCount(event as never) > 0;
+  }
+
+  private listenerFailed(event: string, error: unknown): void {
+    if (event === 'error') {
+      process.emitWarning(toError(error));
+      return;
+    }
+    (this.tell as unknown as (event: string, error: Error) => void)('error', toError(error));
+  }
 }
+
+type Listener = (...args: unknown[]) => unknown;

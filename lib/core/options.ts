@@ -7,7 +7,19 @@ export type OnFullPolicy = 'block' | 'drop-oldest' | 'drop-newest' | 'error';
 
 /** Exponential backoff with full jitter, between failed attempts of the same records. */
 export interface RetryOptions {
-  /** Attempts in all, the first included; after the last, records are dead-lettered. Default 5. */
+  /**
+   * Attempts in all, the first included; after the last, records are dead-lettered. Default 5.
+   *
+   * It also bounds crash loops, on storages whose records outlive the process: a record whose
+   * deliveries keep ending without an ack or a release (the process died, or the lease lapsed,
+   * while the worker had it) is dead-lettered with `CrashLoopError`, at its next delivery and
+   * without calling the worker, once `crashes >= maxAttempts + ceil(log2(batchSize × concurrency))`.
+   * Records that come back after a crash are retried in halves, one call at a time, as
+   * `bisectOnError` does, and a crash in a call shared with other records counts as a split: the
+   * record that kills the process is dead-lettered after at least `maxAttempts` crashes alone,
+   * the records around it are processed. With `batchSize` and `concurrency` 1, a record delivered
+   * `maxAttempts` times without an ack or a release is dead-lettered at the next delivery.
+   */
   maxAttempts?: number;
   /** Upper bound of the first retry's delay, in ms. Default 100. */
   initialDelay?: number;
@@ -76,7 +88,11 @@ export interface BufIOOptions<T, U = unknown> {
   onFull?: OnFullPolicy;
   /** Receives records that failed their last attempt. Default: none (the `deadLettered` event). */
   deadLetter?: DeadLetterHandler<T>;
-  /** Called on every failed attempt, with the records that failed. */
+  /**
+   * Called on every failed attempt, with the records that failed; also with an
+   * `UnreadableRecordError` and no records when the storage met stored records it could not read
+   * back (they are in the error's `records`, and set aside by the storage).
+   */
   onError?: (error: Error, records: T[]) => void;
   /** Where the flush timer lives (see `FlushTimers`). */
   timers?: FlushTimers;

@@ -1,12 +1,20 @@
+import { Heap } from './heap.js';
+
+interface Entry {
+  readonly at: number;
+  count: number;
+}
+
 /**
  * Records released for a retry, counted by when they become visible again, with one timer for the
  * earliest. The timer does not keep the process alive, except while `keepAlive` (a drain, or an
- * exit that must wait for a retry).
+ * exit that must wait for a retry). Kept in a heap: a release costs O(log n) however many retries
+ * an outage has piled up.
  */
 export class RetrySchedule {
   /** Records whose retry delay has not passed. */
   delayed = 0;
-  private entries: { at: number; count: number }[] = [];
+  private readonly entries = new Heap<Entry>((a, b) => a.at < b.at);
   private timer: NodeJS.Timeout | undefined;
   private keepAlive = false;
 
@@ -15,10 +23,9 @@ export class RetrySchedule {
 
   add(at: number, count: number): void {
     this.delayed += count;
-    let i = this.entries.length;
-    while (i > 0 && (this.entries[i - 1] as { at: number }).at > at) i--;
-    this.entries.splice(i, 0, { at, count });
-    if (i === 0) this.arm();
+    const entry = { at, count };
+    this.entries.push(entry);
+    if (this.entries.peek() === entry) this.arm();
   }
 
   /**
@@ -28,19 +35,18 @@ export class RetrySchedule {
   takeEarly(count: number): void {
     let left = Math.min(count, this.delayed);
     this.delayed -= left;
-    while (left > 0 && this.entries.length > 0) {
-      const first = this.entries[0] as { at: number; count: number };
+    for (let first = this.entries.peek(); left > 0 && first; first = this.entries.peek()) {
       const used = Math.min(first.count, left);
       first.count -= used;
       left -= used;
-      if (first.count === 0) this.entries.shift();
+      if (first.count === 0) this.entries.pop();
     }
     this.arm();
   }
 
   /** When the next records become visible, if any wait. */
   next(): number | undefined {
-    return this.entries[0]?.at;
+    return this.entries.peek()?.at;
   }
 
   /** Whether the timer holds the process open. */
@@ -51,7 +57,7 @@ export class RetrySchedule {
 
   /** Forgets every record and the timer. */
   clear(): void {
-    this.entries = [];
+    this.entries.clear();
     this.delayed = 0;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -60,7 +66,7 @@ export class RetrySchedule {
   private arm(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const next = this.entries[0];
+    const next = this.entries.peek();
     if (!next) return;
     this.timer = setTimeout(() => this.fire(), Math.max(0, next.at - Date.now()));
     if (!this.keepAlive) this.timer.unref();
@@ -72,13 +78,11 @@ export class RetrySchedule {
     const now = Date.now() + 1;
     let count = 0;
     let latest = 0;
-    let n = 0;
-    for (; n < this.entries.length && (this.entries[n] as { at: number }).at <= now; n++) {
-      const entry = this.entries[n] as { at: number; count: number };
+    for (let entry = this.entries.peek(); entry && entry.at <= now; entry = this.entries.peek()) {
+      this.entries.pop();
       count += entry.count;
       latest = entry.at;
     }
-    this.entries.splice(0, n);
     this.delayed -= count;
     this.arm();
     if (count > 0) this.onDue(count, latest);

@@ -1,3 +1,4 @@
+import { isError } from './errors.js';
 import type { RecordId } from './storage.js';
 
 /** What the engine tells a worker about the call it is making. */
@@ -20,19 +21,29 @@ export interface WorkContext {
 /**
  * Processes a batch of records.
  *
- * What it returns decides each record's fate:
- * - nothing (`void`): every record was processed;
+ * It may return a promise or any other thenable: a lazy query builder (knex, Drizzle, Prisma)
+ * returned unawaited is run by the engine, which awaits it once, exactly as it awaits a promise.
+ *
+ * What it returns (or its promise resolves to) decides each record's fate:
+ * - nothing (`void`), or a value that is not an array (a driver's result object): every record
+ *   was processed;
  * - an array as long as the batch: element `i` is the outcome of record `i`, an `Error` instance
  *   marks that record failed (it is retried), anything else is its result;
  * - an array of another length: every record was processed, the array is the batch's result;
  * - a thrown error or a rejected promise: the whole batch failed and is retried.
  */
 export interface Worker<T, U = unknown> {
-  work(records: T[], context: WorkContext): Promise<WorkResult<U>> | WorkResult<U>;
+  work(records: T[], context: WorkContext): WorkOutput<U>;
 }
 
 /** What a worker returns: nothing, or one result (or `Error`) per record, or a batch result. */
 export type WorkResult<U> = readonly (U | Error)[] | void;
+
+/**
+ * What `work` may return: a `WorkResult`, another object (what a database driver or ORM resolves
+ * to: every record was processed), or a promise or other thenable of either.
+ */
+export type WorkOutput<U> = WorkResult<U> | object | PromiseLike<WorkResult<U> | object>;
 
 /** A worker written as a plain function. */
 export type WorkFunction<T, U = unknown> = Worker<T, U>['work'];
@@ -50,7 +61,7 @@ export function perRecordOutcomes<U>(
 ): RecordOutcome<U>[] | undefined {
   if (!Array.isArray(result) || result.length !== batchLength) return undefined;
   return result.map((value: unknown) =>
-    value instanceof Error ? { ok: false, error: value } : { ok: true, value: value as U },
+    isError(value) ? { ok: false, error: value } : { ok: true, value: value as U },
   );
 }
 

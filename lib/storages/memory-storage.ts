@@ -9,6 +9,8 @@ import type {
   StorageFeatures,
   StoredRecord,
 } from '../core/storage.js';
+import { ByteBudget } from './byte-budget.js';
+import { RetryBacklog } from './retry-backlog.js';
 
 /** Options of `MemoryStorage`. */
 export interface MemoryStorageOptions<T> {
@@ -19,9 +21,9 @@ export interface MemoryStorageOptions<T> {
   sizeOf?: (record: T) => number;
 }
 
-interface Retry<T> {
-  readonly visibleAt: number;
-  readonly records: StoredRecord<T>[];
+/** A record released for a retry: in memory, ids are numbers. */
+interface RetryEntry<T> extends StoredRecord<T> {
+  readonly id: number;
 }
 
 /** Fresh records of one priority lane, and the sequence number of the oldest. */
@@ -52,11 +54,8 @@ export class MemoryStorage<T> implements Storage<T> {
 
   private readonly lanes: Lane<T>[] = [{ queue: new Queue<T>(), headSeq: 0 }];
   private freshCount = 0;
-  /** Retried records whose delay has passed, in id order. */
-  private due: StoredRecord<T>[] = [];
-  /** Retried records still waiting out their delay, by `visibleAt`. */
-  private delayed: Retry<T>[] = [];
-  private delayedCount = 0;
+  /** Records released for a retry, due or still waiting out their delay. */
+  private readonly retries = new RetryBacklog<RetryEntry<T>>();
   private readonly sizeOf: (record: T) => number;
 
   constructor(options: MemoryStorageOptions<T> = {}) {
@@ -95,17 +94,14 @@ export class MemoryStorage<T> implements Storage<T> {
   }
 
   reserve(limit: number, options: ReserveOptions): StoredRecord<T>[] {
-    this.promoteDue(options.now);
+    const retries = this.retries;
+    retries.promote(options.now);
     const batch: StoredRecord<T>[] = [];
     const budget = new ByteBudget(options.maxBytes, this.sizeOf);
-    let dueTaken = 0;
-    while (batch.length < limit && dueTaken < this.due.length) {
-      const entry = this.due[dueTaken] as StoredRecord<T>;
-      if (!budget.fits(entry.record, batch.length)) return this.finish(batch, dueTaken);
-      batch.push(entry);
-      dueTaken++;
+    for (let entry = retries.peek(); entry && batch.length < limit; entry = retries.peek()) {
+      if (!budget.fits(entry.record, batch.length)) return batch;
+      batch.push(retries.shift() as RetryEntry<T>);
     }
-    this.finish(batch, dueTaken);
     // Each lane takes (1 - laneShare) of the room left when a lower lane holds records, so low
     // lanes always get part of a batch; the lowest non-empty lane takes whatever room is left.
     const share = options.laneShare ?? 0;
@@ -124,25 +120,20 @@ export class MemoryStorage<T> implements Storage<T> {
   ack(): void {}
 
   release(records: readonly StoredRecord<T>[], visibleAt: number): void {
-    if (records.length === 0) return;
-    const retry: Retry<T> = {
+    this.retries.add(
       visibleAt,
-      records: records.map((r) => ({
-        id: r.id,
+      records.map((r) => ({
+        id: r.id as number,
         record: r.record,
         attempts: r.attempts + 1,
         // Nothing crashes between a lease and its end without taking this memory with it.
         deliveries: r.attempts + 2,
       })),
-    };
-    let i = this.delayed.length;
-    while (i > 0 && (this.delayed[i - 1] as Retry<T>).visibleAt > visibleAt) i--;
-    this.delayed.splice(i, 0, retry);
-    this.delayedCount += records.length;
+    );
   }
 
   size(): number {
-    return this.freshCount + this.due.length + this.delayedCount;
+    return this.freshCount + this.retries.size;
   }
 
   recover(): number {
@@ -184,21 +175,6 @@ export class MemoryStorage<T> implements Storage<T> {
     this.freshCount -= taken;
     return taken;
   }
-
-  private finish(batch: StoredRecord<T>[], dueTaken: number): StoredRecord<T>[] {
-    if (dueTaken > 0) this.due = this.due.slice(dueTaken);
-    return batch;
-  }
-
-  /** Moves retries whose delay has passed to `due`, keeping `due` in id order. */
-  private promoteDue(now: number): void {
-    if (this.delayed.length === 0 || (this.delayed[0] as Retry<T>).visibleAt > now) return;
-    let n = 0;
-    while (n < this.delayed.length && (this.delayed[n] as Retry<T>).visibleAt <= now) n++;
-    const promoted = this.delayed.splice(0, n).flatMap((r) => r.records);
-    this.delayedCount -= promoted.length;
-    this.due = this.due.concat(promoted).sort((a, b) => (a.id as number) - (b.id as number));
-  }
 }
 
 /**
@@ -208,24 +184,6 @@ export class MemoryStorage<T> implements Storage<T> {
  */
 function idOf(lane: number, seq: number): number {
   return lane === 0 ? seq : lane * LANE_FACTOR + seq;
-}
-
-/** Tracks a batch's serialized size against `maxBytes`; the first record always fits. */
-class ByteBudget<T> {
-  private used = 0;
-
-  constructor(
-    private readonly maxBytes: number | undefined,
-    private readonly sizeOf: (record: T) => number,
-  ) {}
-
-  fits(record: T, batchLength: number): boolean {
-    if (this.maxBytes === undefined) return true;
-    const size = this.sizeOf(record);
-    if (batchLength > 0 && this.used + size > this.maxBytes) return false;
-    this.used += size;
-    return true;
-  }
 }
 
 /** Length in bytes of a value's JSON text, in UTF-8. */

@@ -368,7 +368,7 @@ describe('decorator and lookup errors', () => {
       '@BufferWorker(): invalid option "name": got "", expected a non-empty string',
     );
     expect(() => OnBufferEvent('events', 'done' as BufferEventName)).toThrow(
-      `@OnBufferEvent(): invalid option "event": got "done", expected one of 'flushed', 'failed', 'retrying', 'dropped', 'deadLettered', 'drained', 'error'`,
+      `@OnBufferEvent(): invalid option "event": got "done", expected one of 'flushed', 'failed', 'retrying', 'dropped', 'refused', 'deadLettered', 'drained', 'error'`,
     );
   });
 

@@ -181,8 +181,11 @@ describe('BufIOModule.forRoot / forFeature', () => {
     expect(drained).toContainEqual(
       expect.stringMatching(/^buffer "metrics" drained .*3 processed/),
     );
-    // Quiet by default: nothing else was logged.
-    expect(logger.bufio()).toHaveLength(2);
+    // The refused push is logged (a fire-and-forget push is never refused silently); nothing else.
+    expect(logger.bufio('warn').map((l) => l.message)).toEqual([
+      'buffer "events": refused a push of 1 record(s): buffer "events" is stopped and no longer accepts records',
+    ]);
+    expect(logger.bufio()).toHaveLength(3);
   });
 
   it('gives each buffer its own storage, from an instance or from the defaults factory', async () => {

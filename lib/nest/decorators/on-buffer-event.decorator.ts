@@ -13,6 +13,7 @@ const EVENTS: readonly BufferEventName[] = [
   'failed',
   'retrying',
   'dropped',
+  'refused',
   'deadLettered',
   'drained',
   'error',

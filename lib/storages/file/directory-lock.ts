@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { StorageLockedError } from '../../core/errors.js';
 import { isErrno, unlinkIfPresent } from './file-io.js';
+import { readSafely, UntrustedFileError } from './safe-files.js';
 
 /** What a lock file says about its holder. */
 interface Holder {
@@ -133,9 +134,12 @@ async function readCurrent(
   if (generation === 0) return { generation, holder: undefined };
   let text: string;
   try {
-    text = await fs.readFile(path.join(directory, lockName(generation)), 'utf8');
+    // Never through a link nor from a FIFO; published by hard link, so it may have two names.
+    text = (await readSafely(path.join(directory, lockName(generation)), true)).toString('utf8');
   } catch (error) {
     if (isErrno(error, 'ENOENT')) return 'changed';
+    // A planted lock name: a holder we cannot read, so the lock is taken over past it.
+    if (error instanceof UntrustedFileError) return { generation, holder: undefined };
     throw error;
   }
   return { generation, holder: parseHolder(text) };

@@ -97,3 +97,18 @@ export async function unlinkIfPresent(file: string): Promise<void> {
     if (!isErrno(error, 'ENOENT')) throw error;
   }
 }
+
+/** Reads into `buf` from `position`, up to its length or the end of the file; returns how much. */
+export async function readAt(fd: number, buf: Buffer, position: number): Promise<number> {
+  let done = 0;
+  while (done < buf.length) {
+    const read = await new Promise<number>((resolve, reject) => {
+      fs.read(fd, buf, done, buf.length - done, position + done, (error, n) =>
+        error ? reject(error) : resolve(n),
+      );
+    });
+    if (read === 0) break;
+    done += read;
+  }
+  return done;
+}

@@ -33,10 +33,20 @@ export interface FileStorageOptions<T> extends DurableStorageOptions<T> {
    */
   segmentBytes?: number;
   /**
-   * Called once the journal has been read at open, with what was replayed and what was cut off.
-   * Without it, a cut is reported to `onError`.
+   * Called once the journal has been read at open, with what was recovered, what was damaged
+   * (and where its bytes were kept), which segments are missing and which files were ignored.
+   * Without it, anything amiss is reported to `onError`.
    */
   onRecovery?: (report: RecoveryReport) => void;
+  /**
+   * Use a directory that others could write into (group- or world-writable, or owned by another
+   * user), which FileStorage otherwise refuses with `UnsafeDirectoryError`. The risk: whoever can
+   * write there can remove or replace journal files (losing records), and plant files under the
+   * names FileStorage uses. FileStorage still never follows a symbolic link there and never
+   * replays a segment without its directory id, but it cannot keep records safe from someone
+   * allowed to delete them. Default false.
+   */
+  allowUnsafeDirectory?: boolean;
 }
 
 export interface ResolvedFileStorageOptions<T> extends ResolvedDurableOptions<T> {
@@ -44,6 +54,7 @@ export interface ResolvedFileStorageOptions<T> extends ResolvedDurableOptions<T>
   readonly durability: Durability;
   readonly segmentBytes: number;
   readonly onRecovery: ((report: RecoveryReport) => void) | undefined;
+  readonly allowUnsafeDirectory: boolean;
 }
 
 export const FILE_STORAGE_DEFAULTS = {
@@ -61,6 +72,7 @@ const KNOWN = new Set<string>([
   'durability',
   'segmentBytes',
   'onRecovery',
+  'allowUnsafeDirectory',
   ...DURABLE_OPTION_NAMES,
 ]);
 
@@ -90,6 +102,11 @@ export function resolveFileStorageOptions<T>(
       MAX_SEGMENT_BYTES,
     ),
     onRecovery: check.optionalFunction('onRecovery', options.onRecovery),
+    allowUnsafeDirectory: check.boolean(
+      'allowUnsafeDirectory',
+      options.allowUnsafeDirectory,
+      false,
+    ),
     ...check.durable<T>(options, MAX_RECORD_BYTES, 'what a journal segment holds comfortably'),
   };
 }

@@ -9,7 +9,13 @@ import type {
   StorageFeatures,
   StoredRecord,
 } from '../../core/storage.js';
-import { encodeRecords, type EncodeOptions } from '../serializer.js';
+import { idText, writeIdentity, type DirectoryIdentity } from './directory-id.js';
+import {
+  encodeRecords,
+  jsonSerializer,
+  type EncodeOptions,
+  type Serializer,
+} from '../serializer.js';
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
 import { DirectoryLock } from './directory-lock.js';
 import {
@@ -21,7 +27,11 @@ import { recoverJournal } from './journal-recovery.js';
 import { JournalWriter } from './journal-writer.js';
 import { LiveIndex } from './live-index.js';
 import type { LiveRecord } from './live-record.js';
-import type { RecoveryReport } from './recovery-report.js';
+import { Quarantine } from './quarantine.js';
+import { describeRecovery, type RecoveryReport } from './recovery-report.js';
+import { RecordReader } from './record-reader.js';
+import { checkDirectory, classifyFileError } from './safe-files.js';
+import { SegmentFiles } from './segment-files.js';
 
 /**
  * Abandons a storage as a crash would, for tests of recovery: nothing queued is written, files
@@ -35,27 +45,39 @@ type State = 'created' | 'open' | 'closing' | 'closed';
 /**
  * A durable storage for one process: an append-only journal of segment files in a directory.
  *
- * Every record is framed with its length and a CRC-32, so a write torn by a crash is found when
- * the journal is read again and cut off, keeping every record before it (see `recovery`).
- * Appends are group-committed: those that arrive while the disk is busy are written together and
- * share one `fdatasync` (see `Durability`). Acknowledgements and releases (with the new attempt
- * count and retry time) are journaled too, with the next write, without waiting for a sync: a
- * crash can at worst deliver a record again (at-least-once), never lose one. Segments whose
- * records are all acknowledged are deleted.
+ * Every record is framed with its length, a tag of its segment and a CRC-32. Reading the journal
+ * at open is salvage-first: damaged bytes anywhere (a write torn by a crash, a flipped bit, a
+ * damaged header) are skipped, copied to `quarantine.log` and cut or covered, and every intact
+ * record before and after them is kept; segments missing from the middle and files that are not
+ * this directory's are reported (see `recovery`). Appends are group-committed: those that arrive
+ * while the disk is busy are written together and share one `fdatasync` (see `Durability`).
+ * Acknowledgements and releases (with the new attempt count and retry time) are journaled too,
+ * with the next write, without waiting for a sync: a crash can at worst deliver a record again
+ * (at-least-once), never lose one. Each reserved batch is journaled before it is handed out (a
+ * lease mark), so `deliveries` counts leases across crashes and restarts. Segments whose records
+ * are all acknowledged are deleted.
+ *
+ * A record whose text the serializer cannot read back is set aside at `reserve`: copied to
+ * quarantine, marked dead in the journal, and reported (`ReserveOptions.onUnreadable` and
+ * `onError`); the others are delivered. A full disk rejects appends with `StorageFullError`, and
+ * the same instance accepts again once space is freed; a refused access is a
+ * `StorageAccessError`.
+ *
+ * The directory must be this user's and not writable by others (`UnsafeDirectoryError`, unless
+ * `allowUnsafeDirectory`); it is created with mode 0700 and its files with 0600, never through a
+ * symbolic link. A directory id (`journal.id`, repeated in every segment header) names it:
+ * segments that do not carry it are not replayed, and `idScope` is `file:<id>`, so record ids,
+ * which are never reused, are keys unique across restarts.
  *
  * With `'fsync'`, appends are written into space that already exists on disk, which makes each
  * sync cheaper: a new segment is grown by zeros ahead of its records, and up to two segments whose
- * records are all acknowledged are kept as spare files (`spare-*.log`, each about `segmentBytes`)
- * and reused as later segments instead of being deleted. Spares hold no records; they stay after
- * `close()` and are reused by the next open (or removed by an open with durability `'none'`).
+ * records are all acknowledged are kept as spare files (`spare-*.log`) and reused.
  *
- * Live records are also kept in memory, so `reserve` never reads the disk; memory follows the
- * number of records waiting, which the buffer's `maxBufferedRecords` bounds. The journal is read
- * only when the storage opens.
+ * Waiting records are kept in memory (see `LiveRecord`), so `reserve` never reads the disk;
+ * memory follows the number of records waiting, which the buffer's `maxBufferedRecords` bounds.
  *
  * A lock file keeps a second process, or a second instance in this process, out of the directory
- * (`StorageLockedError`); a lock left by a dead process is taken over. Files are created with mode
- * 0600, a missing directory with 0700.
+ * (`StorageLockedError`); a lock left by a dead process is taken over.
  *
  * Opening reads files, so it is asynchronous: the constructor only checks options, and the first
  * call opens (or call `open()`, or use `FileStorage.open()`, to see open errors at once).
@@ -78,9 +100,12 @@ export class FileStorage<T> implements Storage<T> {
   private state: State = 'created';
   private opening: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
-  private readonly index = new LiveIndex<T>();
-  private writer: JournalWriter<T> | undefined;
+  private readonly index = new LiveIndex();
+  private writer: JournalWriter | undefined;
+  private reader: RecordReader<T> | undefined;
   private lock: DirectoryLock | undefined;
+  private identity: DirectoryIdentity | undefined;
+  private realDirectory = '';
   private nextId = 0;
   private report: RecoveryReport | undefined;
 
@@ -111,13 +136,19 @@ export class FileStorage<T> implements Storage<T> {
     return this.report;
   }
 
+  /** `file:<directory id>`, once open: names this journal's records for good. */
+  get idScope(): string | undefined {
+    return this.identity ? `file:${idText(this.identity)}` : undefined;
+  }
+
   /**
-   * Creates the directory if needed, locks it and replays the journal. Called by the first
-   * operation; calling it again returns the same promise. A failed open is tried again by the next
-   * call.
+   * Creates the directory if needed, checks it, locks it and replays the journal. Called by the
+   * first operation; calling it again returns the same promise. A failed open is tried again by
+   * the next call.
    *
+   * @throws UnsafeDirectoryError for a directory others could write into.
    * @throws StorageLockedError when another FileStorage holds the directory.
-   * @throws SerializationError when a stored record cannot be deserialized.
+   * @throws StorageAccessError, StorageFullError when the OS refuses a file operation.
    */
   open(): Promise<void> {
     if (this.state !== 'created' && this.state !== 'open')
@@ -136,6 +167,7 @@ export class FileStorage<T> implements Storage<T> {
    * @throws SerializationError (as a rejection) when a record cannot be serialized; nothing of
    * this append is written.
    * @throws RecordTooLargeError (as a rejection) when a record is over `maxRecordBytes`.
+   * @throws StorageFullError (as a rejection) while the disk is full; nothing was written.
    * @throws UnsupportedError (as a rejection) for a `lane` other than 0.
    */
   append(records: readonly T[], options?: AppendOptions): Promise<readonly RecordId[]> {
@@ -151,8 +183,10 @@ export class FileStorage<T> implements Storage<T> {
   }
 
   /**
-   * Leases records from memory (no disk read): due retries first, then fresh records in append
-   * order. `maxBytes` is measured by serialized size. Synchronous once the storage is open.
+   * Leases records (due retries first, then fresh records in append order), deserializes them
+   * and journals the lease before handing them out. Synchronous when the lease mark can be
+   * written at once; records the serializer cannot read back are set aside and reported (see
+   * `FileStorage`). `maxBytes` is measured by serialized size.
    */
   reserve(limit: number, options: ReserveOptions): StoredRecord<T>[] | Promise<StoredRecord<T>[]> {
     if (this.state === 'open') return this.reserveOpen(limit, options);
@@ -190,9 +224,9 @@ export class FileStorage<T> implements Storage<T> {
   }
 
   /**
-   * Writes what is queued, syncs, deletes segments left dead (or keeps them as spares, see above),
-   * closes the files and releases the lock. Records not acknowledged stay in the journal for the
-   * next open; a drained storage leaves no `journal-*.log` file.
+   * Writes what is queued, syncs, records the id floor, deletes segments left dead (or keeps them
+   * as spares, see above), closes the files and releases the lock. Records not acknowledged stay
+   * in the journal for the next open; a drained storage leaves no `journal-*.log` file.
    */
   close(): Promise<void> {
     this.closing ??= this.shutDown();
@@ -210,40 +244,55 @@ export class FileStorage<T> implements Storage<T> {
 
   private async openJournal(): Promise<void> {
     const started = Date.now();
-    const { durability, serializer } = this.options;
-    const created = await fs.mkdir(this.directory, { recursive: true, mode: 0o700 });
-    if (created !== undefined) await fs.chmod(this.directory, 0o700);
-    const directory = await fs.realpath(this.directory);
-    const lock = await DirectoryLock.acquire(directory);
+    let directory = this.directory;
+    let lock: DirectoryLock | undefined;
     try {
-      const journal = await recoverJournal(directory, serializer, durability);
-      const writer = new JournalWriter<T>(
-        {
-          directory,
-          durability,
-          segmentBytes: this.options.segmentBytes,
-          nextSequence: journal.nextSequence,
-          spares: journal.spares,
-        },
+      const created = await fs.mkdir(this.directory, { recursive: true, mode: 0o700 });
+      if (created !== undefined) await fs.chmod(this.directory, 0o700);
+      directory = await fs.realpath(this.directory);
+      if (!this.options.allowUnsafeDirectory) await checkDirectory(directory);
+      lock = await DirectoryLock.acquire(directory);
+      const journal = await recoverJournal(directory);
+      // The id, and the id floor, are on disk before any segment that carries them.
+      await writeIdentity(directory, journal.identity);
+      const files = new SegmentFiles({
+        directory,
+        durability: this.options.durability,
+        segmentBytes: this.options.segmentBytes,
+        directoryId: journal.identity.id,
+        nextSequence: journal.nextSequence,
+        lastSequence: journal.lastSequence,
+        spares: journal.spares,
+        idFloor: () => this.nextId,
+      });
+      const writer = new JournalWriter(
+        directory,
+        this.options.durability === 'fsync',
+        files,
         journal.segments,
         this.index,
       );
       await writer.tidyRecovered();
       this.index.addRecovered(journal.records);
       this.nextId = journal.nextId;
+      this.identity = journal.identity;
+      this.realDirectory = directory;
       this.writer = writer;
-      this.lock = lock;
-      this.report = {
+      this.reader = new RecordReader<T>({
         directory,
-        segments: journal.segmentsRead,
-        records: journal.records.length,
-        retries: journal.records.filter((r) => r.attempts > 0).length,
-        cuts: journal.cuts,
-        durationMs: Date.now() - started,
-      };
+        serializer: this.options.serializer,
+        index: this.index,
+        writer,
+        segments: journal.segments,
+        quarantine: new Quarantine(directory),
+        onError: (error) => this.reportError(error),
+      });
+      this.lock = lock;
+      this.report = { directory, ...journal.report, durationMs: Date.now() - started };
     } catch (error) {
-      await lock.release().catch(() => undefined);
-      throw error;
+      await lock?.release().catch(() => undefined);
+      const file = (error as { path?: unknown } | null)?.path;
+      throw classifyFileError(error, typeof file === 'string' ? file : directory, 'open');
     }
     this.state = 'open';
     this.announceRecovery(this.report);
@@ -262,47 +311,44 @@ export class FileStorage<T> implements Storage<T> {
           ),
         );
       }
-    } else if (report.cuts.length > 0) {
-      const cuts = report.cuts
-        .map((c) => `${c.bytes} byte(s) of ${c.segment} from offset ${c.offset} (${c.reason})`)
-        .join('; ');
-      this.reportError(
-        new StorageError(`FileStorage cut damaged journal data in "${report.directory}": ${cuts}`),
-      );
+      return;
     }
+    const summary = describeRecovery(report);
+    if (summary) this.reportError(new StorageError(summary));
   }
 
   private reportError(error: Error): void {
     try {
       this.options.onError(error);
     } catch {
-      // A throwing error handler must not fail the open it reports from.
+      // A throwing error handler must not fail the call it reports from.
     }
   }
 
   private appendOpen(records: readonly T[], texts: string[]): Promise<readonly RecordId[]> {
     // A close may have begun while this append waited for the open.
     if (this.state !== 'open') return Promise.reject(this.closedError());
-    const writer = this.writer as JournalWriter<T>;
-    const n = records.length;
+    const writer = this.writer as JournalWriter;
+    const n = texts.length;
     if (n === 0) return Promise.resolve([]);
-    const sizes = new Array<number>(n);
+    const live = new Array<LiveRecord>(n);
+    const ids = new Array<RecordId>(n);
+    // JSON gives back an equal record: hand the worker the one pushed (see `LiveRecord`).
+    const keepValue = this.options.serializer === (jsonSerializer as Serializer<unknown>);
     let total = 0;
     for (let i = 0; i < n; i++) {
-      const bytes = Buffer.byteLength(texts[i] as string, 'utf8');
-      sizes[i] = bytes;
-      total += bytes;
-    }
-    const live = new Array<LiveRecord<T>>(n);
-    const ids = new Array<RecordId>(n);
-    for (let i = 0; i < n; i++) {
+      const text = texts[i] as string;
+      const bytes = Buffer.byteLength(text, 'utf8');
       const id = this.nextId++;
+      total += bytes;
       ids[i] = id;
       live[i] = {
         id,
-        record: records[i] as T,
-        bytes: sizes[i] as number,
+        value: keepValue ? records[i] : undefined,
+        text: keepValue ? undefined : text,
+        bytes,
         attempts: 0,
+        deliveries: 0,
         visibleAt: 0,
         segment: 0,
         offset: 0,
@@ -312,13 +358,16 @@ export class FileStorage<T> implements Storage<T> {
     return writer.append(live, texts, ids, total);
   }
 
-  private reserveOpen(limit: number, options: ReserveOptions): StoredRecord<T>[] {
+  private reserveOpen(
+    limit: number,
+    options: ReserveOptions,
+  ): StoredRecord<T>[] | Promise<StoredRecord<T>[]> {
     this.usableWriter();
-    return this.index.reserve(limit, options.now, options.maxBytes);
+    return (this.reader as RecordReader<T>).reserve(limit, options);
   }
 
   /** The writer, if the storage is open and its journal has not failed. */
-  private usableWriter(): JournalWriter<T> {
+  private usableWriter(): JournalWriter {
     const writer = this.writer;
     if (this.state !== 'open' || writer === undefined) throw this.closedError();
     const failure = writer.failure;
@@ -342,10 +391,23 @@ export class FileStorage<T> implements Storage<T> {
     await this.opening?.catch(() => undefined);
     this.state = 'closing';
     try {
+      const identity = this.identity;
+      if (identity && this.nextId > identity.idFloor) {
+        // Ids must not start over once the last segment is gone: the floor goes first.
+        try {
+          this.identity = { ...identity, idFloor: this.nextId };
+          await writeIdentity(this.realDirectory, this.identity);
+        } catch (error) {
+          await this.writer?.abandon();
+          throw classifyFileError(error, this.realDirectory, 'record the id floor in');
+        }
+      }
       await this.writer?.close();
     } finally {
       this.state = 'closed';
-      await this.lock?.release();
+      await this.lock?.release().catch((error: unknown) => {
+        throw classifyFileError(error, this.realDirectory, 'release the lock of');
+      });
     }
   }
 }

@@ -1,194 +1,327 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { SerializationError, StorageError } from '../../core/errors.js';
-import type { Serializer } from '../serializer.js';
-import type { Durability } from './file-storage-options.js';
-import { closeFd, datasync, openFd, syncDirectory, truncateFd } from './file-io.js';
+import { StorageError } from '../../core/errors.js';
 import {
-  FORMAT_VERSION,
-  headerVersion,
+  ID_FILE,
+  idText,
+  newIdentity,
+  readIdentity,
+  type DirectoryIdentity,
+} from './directory-id.js';
+import {
+  currentKind,
+  decodeHeader,
+  LEGACY_VERSION,
+  legacyKind,
   parseSegmentName,
   parseSpareName,
-  readSegment,
-  type FrameVisitor,
+  segmentName,
+  type HeaderRead,
+  type SegmentHeader,
+  type SegmentKind,
 } from './journal-format.js';
 import type { LiveRecord } from './live-record.js';
-import type { RecoveryCut } from './recovery-report.js';
+import { Quarantine } from './quarantine.js';
+import type { IgnoredFile, JournalDamage, RecoveryReport } from './recovery-report.js';
+import { readSafely, UntrustedFileError } from './safe-files.js';
+import { repairSegment } from './segment-repair.js';
+import { scanSegment, type SegmentScan } from './segment-reader.js';
 import { SegmentTable } from './segment-table.js';
+import { JournalReplay } from './journal-replay.js';
 
 /** What replaying a journal directory found. */
-export interface RecoveredJournal<T> {
+export interface RecoveredJournal {
   /** Records not acknowledged, in id (append) order, leased ones at the crash included. */
-  readonly records: LiveRecord<T>[];
+  readonly records: LiveRecord[];
   /** The segments kept, with how many live records each holds. */
   readonly segments: SegmentTable;
   /** Spare files (dead segments kept for reuse), by name; they hold no records. */
   readonly spares: string[];
+  readonly identity: DirectoryIdentity;
   readonly nextId: number;
   /** Above every segment's and every spare's sequence, so no stale frame can carry its tag. */
   readonly nextSequence: number;
-  readonly segmentsRead: number;
-  readonly cuts: RecoveryCut[];
+  /** The newest segment's sequence (the `previous` of the next one); 0 for none. */
+  readonly lastSequence: number;
+  readonly report: Omit<RecoveryReport, 'directory' | 'durationMs'>;
 }
 
-interface Replayed {
-  readonly segment: number;
+/** A segment file as read, with what its header says. */
+interface SegmentFile {
+  readonly name: string;
+  readonly nameSequence: number;
   readonly data: Buffer;
-  readonly offset: number;
-  readonly bytes: number;
-  attempts: number;
-  visibleAt: number;
+  readonly header: HeaderRead;
+}
+
+/** A file taken as (a copy of) segment `sequence`. */
+interface Member {
+  readonly file: SegmentFile;
+  readonly sequence: number;
+  readonly kind: SegmentKind;
+  readonly header: SegmentHeader | undefined;
 }
 
 /**
- * Reads every segment in order and replays its frames. A segment's unreadable tail (a write torn
- * by a crash, or damaged bytes) is cut off the file and reported; the records before it are kept.
- * What follows a segment's last frame cleanly (zeros written ahead, an earlier life's frames) is
- * left alone: it is the space the segment would have been written into.
+ * Reads every segment and replays its trusted frames, salvage first: damaged bytes are skipped
+ * (reading goes on at the next trusted frame), copied to the quarantine file, and only then cut
+ * off or overwritten (see `JournalDamage`). Files that are not this directory's are not replayed:
+ * a segment with another directory id is moved to quarantine, a link or another user's file is
+ * left alone; both are reported. Gaps in the sequence (a segment missing in the middle) are
+ * reported. Only a segment of a newer format refuses the open, before anything is changed.
  */
-export async function recoverJournal<T>(
-  directory: string,
-  serializer: Serializer<T>,
-  durability: Durability,
-): Promise<RecoveredJournal<T>> {
-  const found: [number, string][] = [];
+export async function recoverJournal(directory: string): Promise<RecoveredJournal> {
+  const quarantine = new Quarantine(directory);
+  const ignored: IgnoredFile[] = [];
+  const names = (await fs.readdir(directory)).sort();
   const spares: string[] = [];
   let maxSequence = 0;
-  for (const name of await fs.readdir(directory)) {
-    const sequence = parseSegmentName(name);
-    if (sequence !== undefined) found.push([sequence, name]);
+  const files: SegmentFile[] = [];
+  for (const name of names) {
     const spare = parseSpareName(name);
-    if (spare !== undefined) spares.push(name);
+    const sequence = parseSegmentName(name);
     maxSequence = Math.max(maxSequence, sequence ?? spare ?? 0);
-  }
-  found.sort((a, b) => a[0] - b[0]);
-  spares.sort();
-
-  const live = new Map<number, Replayed>();
-  const segments = new SegmentTable();
-  const cuts: RecoveryCut[] = [];
-  let maxId = -1;
-  let sequence = 0;
-  let data = Buffer.alloc(0);
-  let written = 0;
-  const seen = (id: number): void => {
-    if (id > maxId) maxId = id;
-  };
-  const visitor: FrameVisitor = {
-    append(id, offset, bytes) {
-      live.set(id, { segment: sequence, data, offset, bytes, attempts: 0, visibleAt: 0 });
-      written++;
-      seen(id);
-    },
-    carry(id, attempts, visibleAt, offset, bytes) {
-      live.set(id, { segment: sequence, data, offset, bytes, attempts, visibleAt });
-      written++;
-      seen(id);
-    },
-    ack(first, count) {
-      seen(first + count - 1);
-      if (count <= live.size) {
-        for (let id = first; id < first + count; id++) live.delete(id);
-      } else {
-        for (const id of live.keys()) if (id >= first && id < first + count) live.delete(id);
-      }
-    },
-    release(id, attempts, visibleAt) {
-      seen(id);
-      const record = live.get(id);
-      if (record) {
-        record.attempts = attempts;
-        record.visibleAt = visibleAt;
-      }
-    },
-  };
-
-  for (const [seq, name] of found) {
-    const file = path.join(directory, name);
-    sequence = seq;
-    data = await fs.readFile(file);
-    written = 0;
-    refuseOtherVersions(data, file);
-    const { damage } = readSegment(data, seq, visitor);
-    if (damage) {
-      cuts.push({
-        segment: name,
-        offset: damage.offset,
-        bytes: data.length - damage.offset,
-        reason: damage.reason,
-      });
-      await cutSegment(file, damage.offset);
+    if (spare !== undefined) {
+      if (await isOwnFile(path.join(directory, name), ignored)) spares.push(name);
+      continue;
     }
-    if (damage?.offset !== 0) segments.add(seq, 0, written);
-  }
-  if (cuts.length > 0 && durability === 'fsync') await syncDirectory(directory);
-
-  const ids = [...live.keys()].sort((a, b) => a - b);
-  const records: LiveRecord<T>[] = new Array(ids.length);
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i] as number;
-    const replayed = live.get(id) as Replayed;
-    let record: T;
+    if (sequence === undefined) continue;
     try {
-      const text = replayed.data.toString(
-        'utf8',
-        replayed.offset,
-        replayed.offset + replayed.bytes,
-      );
-      record = serializer.deserialize(text);
+      const data = await readSafely(path.join(directory, name));
+      files.push({ name, nameSequence: sequence, data, header: decodeHeader(data) });
     } catch (error) {
-      const segment = segments.get(replayed.segment)?.name ?? String(replayed.segment);
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new SerializationError(
-        `FileStorage cannot deserialize record ${id} (${segment} at offset ${replayed.offset} in "${directory}"): ${reason}`,
-        { cause: error },
+      if (!(error instanceof UntrustedFileError)) throw error;
+      ignored.push({ file: name, reason: 'untrusted', detail: error.why });
+    }
+  }
+  for (const file of files) {
+    if (file.header.kind === 'other-version') {
+      throw new StorageError(
+        `FileStorage cannot read ${path.join(directory, file.name)}: it was written in journal format version ${file.header.version}, this version reads 3 (and 2)`,
       );
     }
-    const segment = segments.get(replayed.segment);
-    if (segment) segment.live++;
-    records[i] = {
-      id,
-      record,
-      bytes: replayed.bytes,
-      attempts: replayed.attempts,
-      visibleAt: replayed.visibleAt,
-      segment: replayed.segment,
-      offset: replayed.offset,
-      acked: false,
-    };
   }
+
+  const { identity, state } = await findIdentity(directory, files, quarantine, ignored);
+  const members = new Map<number, Member[]>();
+  let legacySegments = 0;
+  for (const file of files) {
+    const member = await classify(file, identity, quarantine, ignored);
+    if (!member) continue;
+    if (member.kind.version === LEGACY_VERSION) legacySegments++;
+    maxSequence = Math.max(maxSequence, member.sequence);
+    const group = members.get(member.sequence);
+    if (group) group.push(member);
+    else members.set(member.sequence, [member]);
+  }
+
+  const replay = new JournalReplay();
+  const segments = new SegmentTable();
+  const damage: JournalDamage[] = [];
+  const missing: string[] = [];
+  let framesRecovered = 0;
+  let framesSkipped = 0;
+  let idFloor = identity.idFloor;
+  let lastSequence = 0;
+  const sequences = [...members.keys()].sort((a, b) => a - b);
+  const newest = sequences[sequences.length - 1];
+  for (const sequence of sequences) {
+    const group = members.get(sequence) as Member[];
+    if (sequence === newest && group.length === 1 && isTornCreation(group[0] as Member)) {
+      damage.push(...(await dropTornSegment(directory, group[0] as Member, quarantine)));
+      continue;
+    }
+    // The file named after the sequence is the segment; others are copies of it.
+    group.sort((a, b) => rank(a) - rank(b));
+    const primary = group[0] as Member;
+    const previous = primary.header?.previous ?? 0;
+    if (lastSequence > 0 && previous > lastSequence) missing.push(segmentName(previous));
+    if (primary.header) idFloor = Math.max(idFloor, primary.header.idFloor);
+
+    const scans = group.map((member) => scanSegment(member.file.data, member.kind));
+    const written = replay.segment(
+      sequence,
+      group.map((member, i) => ({ data: member.file.data, kind: member.kind, scan: scans[i] })),
+    );
+    framesRecovered += replay.lastFrames;
+    for (let i = 0; i < group.length; i++) {
+      const member = group[i] as Member;
+      const scan = scans[i] as SegmentScan;
+      framesSkipped += scan.damage.length;
+      damage.push(
+        ...(await repairSegment({
+          directory,
+          name: member.file.name,
+          data: member.file.data,
+          kind: member.kind,
+          scan,
+          headerDamaged: member.file.header.kind === 'damaged',
+          rewrite: i === 0,
+          quarantine,
+          identity,
+          sequence,
+        })),
+      );
+    }
+    segments.add(sequence, {
+      file: primary.file.name,
+      copies: group.slice(1).map((member) => member.file.name),
+      legacy: primary.kind.version === LEGACY_VERSION,
+      written,
+    });
+    lastSequence = sequence;
+  }
+
+  const records = replay.liveRecords(segments);
   return {
     records,
     segments,
     spares,
-    nextId: maxId + 1,
+    identity: { ...identity, idFloor: Math.max(idFloor, replay.nextId) },
+    nextId: Math.max(idFloor, replay.nextId),
     nextSequence: maxSequence + 1,
-    segmentsRead: found.length,
-    cuts,
+    lastSequence,
+    report: {
+      directoryId: idText(identity),
+      segments: files.length,
+      records: records.length,
+      retries: records.filter((record) => record.attempts > 0).length,
+      framesRecovered,
+      framesSkipped,
+      bytesQuarantined: quarantine.bytesKept,
+      missing,
+      segmentsMissing: missing.length,
+      damage,
+      ignored,
+      identity: state,
+      legacySegments,
+    },
   };
 }
 
-/** A journal from another format version is refused, not cut: its data may well be intact. */
-function refuseOtherVersions(data: Buffer, file: string): void {
-  const version = headerVersion(data);
-  if (version !== undefined && version !== FORMAT_VERSION) {
-    throw new StorageError(
-      `FileStorage cannot read ${file}: it was written in journal format version ${version}, this version reads ${FORMAT_VERSION}`,
-    );
-  }
+/** The file named after its sequence first. */
+function rank(member: Member): number {
+  return member.file.nameSequence === member.sequence ? 0 : 1;
 }
 
-/** Removes a segment's bytes from `offset` on; a segment without a readable header goes whole. */
-async function cutSegment(file: string, offset: number): Promise<void> {
-  if (offset === 0) {
-    await fs.unlink(file);
-    return;
+/** Whether a file is a regular file of ours with one name; reports it otherwise. */
+async function isOwnFile(file: string, ignored: IgnoredFile[]): Promise<boolean> {
+  const stat = await fs.lstat(file);
+  const uid = process.geteuid?.();
+  let why: string | undefined;
+  if (stat.isSymbolicLink()) why = 'it is a symbolic link';
+  else if (!stat.isFile()) why = 'it is not a regular file';
+  else if (uid !== undefined && stat.uid !== uid) why = `it is owned by uid ${stat.uid}`;
+  else if (stat.nlink !== 1) why = `it has ${stat.nlink} names (hard links)`;
+  if (why) ignored.push({ file: path.basename(file), reason: 'untrusted', detail: why });
+  return why === undefined;
+}
+
+/**
+ * The directory's identity: its id file; or, when that is missing or damaged, the id in its
+ * newest segment header; or a new one. A directory of format-2 segments and no id file is one
+ * BufIO 0.2.0 wrote: its segments are its own (`legacyBelow`).
+ */
+async function findIdentity(
+  directory: string,
+  files: readonly SegmentFile[],
+  quarantine: Quarantine,
+  ignored: IgnoredFile[],
+): Promise<{ identity: DirectoryIdentity; state: RecoveryReport['identity'] }> {
+  const found = await readIdentity(directory);
+  if (typeof found === 'object') return { identity: found, state: 'read' };
+  if (found === 'damaged') {
+    const stat = await fs.lstat(path.join(directory, ID_FILE));
+    const moved = await quarantine.moveFile(ID_FILE, stat.size);
+    ignored.push({
+      file: ID_FILE,
+      reason: 'foreign',
+      detail: 'damaged id file',
+      quarantined: moved,
+    });
   }
-  const fd = await openFd(file, 'r+');
-  try {
-    await truncateFd(fd, offset);
-    await datasync(fd);
-  } finally {
-    await closeFd(fd);
+  let newest: SegmentHeader | undefined;
+  let legacyBelow = 0;
+  for (const file of files) {
+    const header = file.header;
+    if (header.kind === 'current' && header.header.sequence >= (newest?.sequence ?? 0)) {
+      newest = header.header;
+    }
+    if (header.kind === 'legacy' && header.sequence === file.nameSequence) {
+      legacyBelow = Math.max(legacyBelow, header.sequence + 1);
+    }
   }
+  if (newest) {
+    return {
+      identity: { id: newest.directoryId, idFloor: 0, legacyBelow },
+      state: 'rebuilt',
+    };
+  }
+  return { identity: newIdentity(legacyBelow), state: found === 'damaged' ? 'rebuilt' : 'created' };
+}
+
+/** Which segment a file is, or undefined (reported, and moved away) when it is not ours. */
+async function classify(
+  file: SegmentFile,
+  identity: DirectoryIdentity,
+  quarantine: Quarantine,
+  ignored: IgnoredFile[],
+): Promise<Member | undefined> {
+  const { header } = file;
+  let detail: string | undefined;
+  if (header.kind === 'current') {
+    if (header.header.directoryId.equals(identity.id)) {
+      const sequence = header.header.sequence;
+      return { file, sequence, kind: currentKind(sequence, identity.id), header: header.header };
+    }
+    detail = `its header names directory id ${header.header.directoryId.toString('hex')}, not this directory's ${idText(identity)}`;
+  } else if (header.kind === 'legacy') {
+    if (header.sequence === file.nameSequence && header.sequence < identity.legacyBelow) {
+      return {
+        file,
+        sequence: header.sequence,
+        kind: legacyKind(header.sequence),
+        header: undefined,
+      };
+    }
+    detail = 'a format-2 segment that was not in the directory when it was upgraded';
+  } else {
+    const sequence = file.nameSequence;
+    const kind =
+      sequence < identity.legacyBelow ? legacyKind(sequence) : currentKind(sequence, identity.id);
+    return { file, sequence, kind, header: undefined };
+  }
+  const moved = await quarantine.moveFile(file.name, file.data.length);
+  ignored.push({ file: file.name, reason: 'foreign', detail, quarantined: moved });
+  return undefined;
+}
+
+/** The newest segment, killed while its header was being written: no frame can be in it. */
+function isTornCreation(member: Member): boolean {
+  return member.file.header.kind === 'damaged' && member.file.data.length < member.kind.headerBytes;
+}
+
+/** Removes a segment torn at its creation; its bytes, if any, go to quarantine first. */
+async function dropTornSegment(
+  directory: string,
+  member: Member,
+  quarantine: Quarantine,
+): Promise<JournalDamage[]> {
+  const { name, data } = member.file;
+  const damage: JournalDamage[] = [];
+  if (data.length > 0) {
+    const [quarantined] = await quarantine.keep([
+      { source: name, offset: 0, reason: 'incomplete', bytes: data },
+    ]);
+    damage.push({
+      segment: name,
+      offset: 0,
+      bytes: data.length,
+      reason: 'incomplete',
+      repair: 'cut',
+      quarantined: quarantined as string,
+    });
+  }
+  await fs.unlink(path.join(directory, name));
+  return damage;
 }

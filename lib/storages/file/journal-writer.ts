@@ -1,92 +1,23 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { BufIOError, StorageError } from '../../core/errors.js';
 import type { RecordId } from '../../core/storage.js';
-import type { Durability } from './file-storage-options.js';
+import { closeFd, readAt, syncDirectory, syncFile } from './file-io.js';
 import {
-  closeFd,
-  datasync,
-  fileSize,
-  isErrno,
-  openFd,
-  syncDirectory,
-  syncFile,
-  truncateFd,
-  unlinkIfPresent,
-  writeFully,
-  writeFullySync,
-} from './file-io.js';
-import {
-  FRAME_HEAD_BYTES,
-  HEADER_BYTES,
   ackFrameBytes,
   appendFrameBytes,
   carryFrameBytes,
   idRanges,
-  frameTag,
+  leaseFrameBytes,
   releaseFrameBytes,
-  segmentHeader,
-  segmentName,
-  spareName,
-  writeAckFrame,
-  writeAppendFrame,
-  writeCarryFrame,
-  writeReleaseFrame,
-} from './journal-format.js';
+  writeLeaseFrame,
+  type Payload,
+} from './journal-frames.js';
+import { encodeOp, OpQueue, type Op } from './journal-ops.js';
 import type { LiveIndex } from './live-index.js';
 import type { LiveRecord } from './live-record.js';
+import { isRefusal, openSafely } from './safe-files.js';
+import type { SegmentFiles } from './segment-files.js';
 import type { Segment, SegmentTable } from './segment-table.js';
-
-interface AppendOp<T> {
-  readonly kind: 'append';
-  readonly records: LiveRecord<T>[];
-  readonly payloads: readonly string[];
-  readonly ids: readonly RecordId[];
-  readonly bytes: number;
-  resolve(ids: readonly RecordId[]): void;
-  reject(error: Error): void;
-}
-
-interface AckOp {
-  readonly kind: 'ack';
-  readonly ranges: number[];
-  /** The segments these acknowledgements make records of dead, each once. */
-  readonly segments: Segment[];
-  readonly bytes: number;
-}
-
-interface ReleaseOp {
-  readonly kind: 'release';
-  readonly visibleAt: number;
-  readonly pairs: number[];
-  readonly bytes: number;
-}
-
-interface CarryOp<T> {
-  readonly kind: 'carry';
-  readonly records: LiveRecord<T>[];
-  readonly payloads: Buffer[];
-  readonly bytes: number;
-}
-
-type Op<T> = AppendOp<T> | AckOp | ReleaseOp | CarryOp<T>;
-
-export interface JournalWriterOptions {
-  readonly directory: string;
-  readonly durability: Durability;
-  readonly segmentBytes: number;
-  /** Sequence number of the next segment to create. */
-  readonly nextSequence: number;
-  /** Spare files found at open, by name. */
-  readonly spares: readonly string[];
-}
-
-/**
- * A burst up to this size is written with a synchronous call: copying it into the page cache takes
- * microseconds, less than a round trip through libuv's thread pool, and that round trip would add
- * to the latency of every append in the burst. Larger bursts are written off the event loop.
- */
-const SYNC_WRITE_BYTES = 64 * 1024;
 
 /**
  * A burst takes queued frames up to this many bytes (or one operation, whatever its size), so that
@@ -97,57 +28,34 @@ const MAX_BURST_BYTES = 4 * 1024 * 1024;
 /** A segment whose live records are at most this fraction of what it held is copied forward. */
 const SPARSE_FRACTION = 0.25;
 
-/**
- * With durability `'fsync'`, a burst that grows the segment's file writes this many bytes of
- * zeros after its frames (in the same write, synced by the same `fdatasync`), so that the next
- * bursts overwrite space that is already allocated: a sync that does not change the file's size
- * skips the file system's metadata commit and takes about half as long (ext4).
- */
-const PREALLOCATE_BYTES = 1024 * 1024;
+/** After the disk refused a burst, what is still queued (acks, releases) is tried again so soon. */
+const REFUSAL_RETRY_MS = 100;
 
 /**
- * With durability `'fsync'`, up to this many dead segment files are kept (renamed `spare-*.log`)
- * to serve as later segments, their space allocated already, rather than deleted.
+ * Decides what the journal writes and when, with group commit: every frame queued while a write
+ * (and its sync) is under way goes into the next write, one buffer and one system call for the
+ * whole burst, followed by one `fdatasync` when the burst holds appends and durability is
+ * `'fsync'`. `SegmentFiles` decides where the bytes land.
+ *
+ * It also keeps the directory small: it retires the oldest segments once every record in them is
+ * acknowledged and the acknowledgement is on disk, and copies the last few live records of an
+ * otherwise dead oldest segment forward (a CARRY frame), so that one record waiting for a retry
+ * does not pin every segment after it.
+ *
+ * A burst the disk refuses (full, or access refused: `StorageFullError`, `StorageAccessError`) is
+ * cut back off the file: its appends and leases reject, its acknowledgements and releases stay
+ * queued, and the journal goes on; the next burst tries again. Any other I/O error stops the
+ * journal for good (the storage then rejects every call), since what reached the disk is no
+ * longer known.
  */
-const MAX_SPARES = 2;
-
-/**
- * Writes the journal with group commit: every frame queued while a write (and its sync) is under
- * way goes into the next write, one buffer and one system call for the whole burst, followed by
- * one `fdatasync` when the burst holds appends and durability is `'fsync'`.
- *
- * It also keeps the directory small: it starts a new segment once the current one is full,
- * retires the oldest segments once every record in them is acknowledged and the acknowledgement
- * is on disk, and copies the last few live records of an otherwise dead oldest segment forward
- * (a CARRY frame), so that one record waiting for a retry does not pin every segment after it.
- *
- * With durability `'fsync'`, frames go into space written before (see `PREALLOCATE_BYTES`): a
- * retired segment's file is kept as a spare, up to `MAX_SPARES`, and becomes the next segment
- * (its header rewritten and synced before any frame goes in); a new file is grown by zeros ahead
- * of its frames. Reading tells the frames of a segment from what was there before by their tag
- * (see `journal-format.ts`).
- *
- * Everything runs in one loop, one step at a time; an I/O error stops the journal for good (the
- * storage then rejects every call), since what reached the disk is no longer known.
- */
-export class JournalWriter<T> {
-  private pending: Op<T>[] = [];
-  private pendingBytes = 0;
+export class JournalWriter {
+  private readonly pending = new OpQueue();
   private running = false;
   private scheduled = false;
+  private retryTimer: NodeJS.Timeout | undefined;
   private idleWaiters: (() => void)[] = [];
   private failed: Error | undefined;
   private abandoned = false;
-
-  private head: Segment | undefined;
-  private fd: number | undefined;
-  /** Where the head's next frame goes. */
-  private headBytes = 0;
-  /** How much of the head's file exists (frames, then zeros or an earlier life's frames). */
-  private headAllocated = 0;
-  private headTag = 0;
-  private nextSequence: number;
-  private readonly spares: string[] = [];
 
   // Bursts are numbered as they take frames from the queue; frames are written in that order.
   private startedBurst = 0;
@@ -155,12 +63,12 @@ export class JournalWriter<T> {
   private syncedBurst = 0;
 
   constructor(
-    private readonly options: JournalWriterOptions,
+    private readonly directory: string,
+    private readonly fsync: boolean,
+    private readonly files: SegmentFiles,
     private readonly segments: SegmentTable,
-    private readonly index: LiveIndex<T>,
-  ) {
-    this.nextSequence = options.nextSequence;
-  }
+    private readonly index: LiveIndex,
+  ) {}
 
   /** The error that stopped the journal, if one did. */
   get failure(): Error | undefined {
@@ -169,7 +77,7 @@ export class JournalWriter<T> {
 
   /** Queues records for the next burst; resolves with their ids once they are on disk. */
   append(
-    records: LiveRecord<T>[],
+    records: LiveRecord[],
     payloads: readonly string[],
     ids: readonly RecordId[],
     payloadBytes: number,
@@ -181,21 +89,16 @@ export class JournalWriter<T> {
     });
   }
 
-  /** Journals acknowledged records; they count as dead from now on. */
-  ack(records: readonly LiveRecord<T>[]): void {
+  /** Journals acknowledged (or set aside) records; they count as dead from now on. */
+  ack(records: readonly LiveRecord[]): void {
     if (records.length === 0) return;
     const ids = new Array<number>(records.length);
-    const segments: Segment[] = [];
-    let last: Segment | undefined;
+    const segments = new Map<Segment, number>();
     for (let i = 0; i < records.length; i++) {
-      const record = records[i] as LiveRecord<T>;
-      const segment = this.segments.recordAcked(record.segment);
+      const record = records[i] as LiveRecord;
       // Until the frame is written, the segment must stay (see `collect`).
-      if (segment && segment !== last && !segments.includes(segment)) {
-        segment.unwrittenAcks++;
-        segments.push(segment);
-      }
-      last = segment;
+      const segment = this.segments.ackQueued(record.segment);
+      if (segment) segments.set(segment, (segments.get(segment) ?? 0) + 1);
       ids[i] = record.id;
     }
     const ranges = idRanges(ids);
@@ -203,11 +106,11 @@ export class JournalWriter<T> {
   }
 
   /** Journals released records' new attempt counts and when they become visible. */
-  release(records: readonly LiveRecord<T>[], visibleAt: number): void {
+  release(records: readonly LiveRecord[], visibleAt: number): void {
     if (records.length === 0) return;
     const pairs = new Array<number>(records.length * 2);
     for (let i = 0; i < records.length; i++) {
-      const record = records[i] as LiveRecord<T>;
+      const record = records[i] as LiveRecord;
       pairs[2 * i] = record.id;
       pairs[2 * i + 1] = record.attempts;
     }
@@ -215,20 +118,32 @@ export class JournalWriter<T> {
   }
 
   /**
-   * Takes the spares found at open (removing those beyond `MAX_SPARES`, or all of them without
-   * fsync) and retires segments left dead by an earlier process. Their records were acknowledged
-   * in later segments, which that process may not have synced: sync those first.
+   * Journals a lease mark: (first id, count, deliveries) triples. Written at once when the head
+   * segment is free (returns true: the frame is in the kernel's hands), else with the next burst
+   * (returns a promise of that). A crash after either cannot lose it; a power loss can, unless a
+   * later sync covered it.
+   *
+   * @throws the typed error of a refused write; nothing was written.
+   */
+  lease(triples: number[]): true | Promise<void> {
+    if (this.failed) throw this.failed;
+    if (this.abandoned) throw abandonedError();
+    const bytes = leaseFrameBytes(triples.length / 3);
+    if (this.files.writeNow(bytes, (buf, tag) => writeLeaseFrame(buf, 0, tag, triples))) {
+      return true;
+    }
+    return new Promise((resolve, reject) => {
+      this.enqueue({ kind: 'lease', triples, bytes, resolve, reject });
+    });
+  }
+
+  /**
+   * Takes the spares found at open and retires segments left dead by an earlier process. Their
+   * records were acknowledged in later segments, which that process may not have synced: sync
+   * those first.
    */
   async tidyRecovered(): Promise<void> {
-    const dir = this.options.directory;
-    let changed = false;
-    for (const name of this.options.spares) {
-      if (this.keepsSpares && this.spares.length < MAX_SPARES) this.spares.push(name);
-      else {
-        await unlinkIfPresent(path.join(dir, name));
-        changed = true;
-      }
-    }
+    let changed = await this.files.adoptSpares();
     const dead: Segment[] = [];
     for (const segment of this.segments.values()) {
       if (segment.live > 0) break;
@@ -236,13 +151,15 @@ export class JournalWriter<T> {
     }
     let i = 0;
     for (const segment of this.segments.values()) {
-      if (dead.length > 0 && i++ >= dead.length) await syncFile(path.join(dir, segment.name));
+      if (dead.length > 0 && i++ >= dead.length) {
+        await syncFile(path.join(this.directory, segment.name));
+      }
     }
     for (const segment of dead) {
-      await this.retire(segment);
+      await this.files.retire(segment, this.segments);
       changed = true;
     }
-    if (changed) await syncDirectory(dir);
+    if (changed) await syncDirectory(this.directory);
   }
 
   /**
@@ -250,18 +167,25 @@ export class JournalWriter<T> {
    * segment that keeps live records is cut to its frames: nothing will be written after them.
    */
   async close(): Promise<void> {
+    clearTimeout(this.retryTimer);
     await this.idle();
-    if (this.failed || this.abandoned) {
-      await this.closeHead().catch(() => undefined);
+    // Writes the disk refused get one more try.
+    if (this.pending.length > 0 && !this.failed && !this.abandoned) await this.run();
+    if (this.failed || this.abandoned || this.pending.length > 0) {
+      await this.files.closeHead().catch(() => undefined);
+      if (this.failed) return;
+      if (this.pending.length > 0) {
+        throw new StorageError(
+          `FileStorage in "${this.directory}" closed with ${this.pending.length} journal write(s) the disk refused; they are lost (records may be delivered again)`,
+        );
+      }
       return;
     }
     try {
       if (this.writtenBurst > this.syncedBurst) await this.sync();
       await this.collect(true);
-      if (this.fd !== undefined && this.headAllocated > this.headBytes) {
-        await truncateFd(this.fd, this.headBytes);
-      }
-      await this.closeHead();
+      await this.files.trimHead();
+      await this.files.closeHead();
     } catch (error) {
       throw this.fail(error);
     }
@@ -273,15 +197,18 @@ export class JournalWriter<T> {
    */
   async abandon(): Promise<void> {
     this.abandoned = true;
-    const error = new StorageError('FileStorage was abandoned without close (a simulated crash)');
-    this.rejectPending(error);
+    clearTimeout(this.retryTimer);
+    this.pending.rejectAll(abandonedError());
     await this.idle();
-    await this.closeHead().catch(() => undefined);
+    await this.files.closeHead().catch(() => undefined);
   }
 
-  private enqueue(op: Op<T>): void {
+  private enqueue(op: Op): void {
     this.pending.push(op);
-    this.pendingBytes += op.bytes;
+    this.schedule();
+  }
+
+  private schedule(): void {
     if (!this.running && !this.scheduled) {
       this.scheduled = true;
       // Let every append of this turn of the event loop join the burst.
@@ -299,270 +226,110 @@ export class JournalWriter<T> {
     if (this.running) return;
     this.running = true;
     try {
-      while (this.pending.length > 0 && !this.failed && !this.abandoned) {
-        await this.burst();
-        if (!this.failed && !this.abandoned) await this.collect(false);
+      let refused = false;
+      while (this.pending.length > 0 && !this.failed && !this.abandoned && !refused) {
+        refused = !(await this.burst());
+        if (!refused && !this.failed && !this.abandoned) await this.collect(false);
+      }
+      if (refused && this.pending.length > 0 && !this.failed && !this.abandoned) {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => this.schedule(), REFUSAL_RETRY_MS);
+        this.retryTimer.unref();
       }
     } catch (error) {
       this.fail(error);
     } finally {
       this.running = false;
+      // Appends queued while the disk refused the burst get their answer now, not after a delay.
+      if (this.pending.hasWaiters()) this.schedule();
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const resolve of waiters) resolve();
     }
   }
 
-  private async burst(): Promise<void> {
-    const { ops, bytes } = this.takeBurst();
+  /** Writes one burst; false when the disk refused it (see the class comment). */
+  private async burst(): Promise<boolean> {
+    const { ops, bytes } = this.pending.take(MAX_BURST_BYTES);
     const burst = ++this.startedBurst;
+    const files = this.files;
+    let position = -1;
+    files.busy = true;
     try {
-      if (
-        this.fd === undefined ||
-        (this.headBytes > HEADER_BYTES && this.headBytes + bytes > this.options.segmentBytes)
-      ) {
-        await this.rotate();
+      if (files.needsRotation(bytes)) {
+        // Older segments are always on disk: a sync of the current one covers everything.
+        if (files.isOpen && this.writtenBurst > this.syncedBurst) await this.sync();
+        await files.rotate(this.segments);
       }
-      const fd = this.fd as number;
-      const head = this.head as Segment;
-      const position = this.headBytes;
-      const fileEnd = this.preallocatedEnd(position, bytes);
+      position = files.headBytes;
+      const fileEnd = files.preallocatedEnd(position, bytes, MAX_BURST_BYTES);
       const buf = Buffer.allocUnsafe(fileEnd - position);
+      const placed: number[] = [];
       let used = 0;
       let appends = false;
       for (const op of ops) {
-        switch (op.kind) {
-          case 'append':
-            appends = true;
-            used = this.encodeAppend(op, buf, used, position, head);
-            break;
-          case 'ack':
-            used = writeAckFrame(buf, used, this.headTag, op.ranges);
-            for (const segment of op.segments) {
-              segment.unwrittenAcks--;
-              if (burst > segment.deadAfterBurst) segment.deadAfterBurst = burst;
-            }
-            break;
-          case 'release':
-            used = writeReleaseFrame(buf, used, this.headTag, op.visibleAt, op.pairs);
-            break;
-          case 'carry':
-            used = this.encodeCarry(op, buf, used, position, head, burst);
-            break;
-        }
+        if (op.kind === 'append') appends = true;
+        used = encodeOp(op, buf, used, position, files.headTag, placed);
       }
       // Zeros after the frames (a carried record acknowledged meanwhile leaves a gap too).
       const length = position + bytes < fileEnd ? buf.length : used;
       if (length > used) buf.fill(0, used, length);
-      try {
-        if (length <= SYNC_WRITE_BYTES) writeFullySync(fd, buf, length, position);
-        else await writeFully(fd, buf, length, position);
-        this.headBytes = position + used;
-        if (position + length > this.headAllocated) this.headAllocated = position + length;
-        this.writtenBurst = burst;
-        if (appends && this.options.durability === 'fsync' && !this.abandoned) await this.sync();
-      } catch (error) {
-        // Leave no half-written frame, nor records whose append is about to reject, in the file.
-        await truncateFd(fd, position).catch(() => undefined);
-        throw error;
+      await files.write(buf, length, used, position);
+      files.busy = false;
+      this.writtenBurst = burst;
+      for (const op of ops) if (op.kind === 'lease') op.resolve();
+      if (appends && this.fsync && !this.abandoned) {
+        try {
+          await this.sync();
+        } catch (error) {
+          await files.cutBack(position);
+          throw error;
+        }
       }
-      if (this.abandoned) throw new StorageError('FileStorage was abandoned without close');
-      for (const op of ops) {
-        if (op.kind !== 'append') continue;
-        this.index.addFresh(op.records);
-        op.resolve(op.ids);
-      }
+      if (this.abandoned) throw abandonedError();
+      this.applyWritten(ops, burst, placed);
+      return true;
     } catch (error) {
+      files.busy = false;
+      if (isRefusal(error) && !this.abandoned) {
+        this.pending.requeue(ops, error as Error);
+        return false;
+      }
       const failure = this.abandoned ? toBufIOError(error) : this.fail(error);
-      for (const op of ops) if (op.kind === 'append') op.reject(failure);
+      for (const op of ops) if (op.kind === 'append' || op.kind === 'lease') op.reject(failure);
+      return true;
     }
   }
 
-  /** Takes the queued frames, up to `MAX_BURST_BYTES` (at least one operation). */
-  private takeBurst(): { ops: Op<T>[]; bytes: number } {
-    const pending = this.pending;
-    if (this.pendingBytes <= MAX_BURST_BYTES || pending.length === 1) {
-      const taken = { ops: pending, bytes: this.pendingBytes };
-      this.pending = [];
-      this.pendingBytes = 0;
-      return taken;
+  /** What a burst on disk changes: where records are, which segments are dead, waiting appends. */
+  private applyWritten(ops: readonly Op[], burst: number, placed: readonly number[]): void {
+    const head = this.files.head as Segment;
+    let p = 0;
+    for (const op of ops) {
+      if (op.kind === 'ack') {
+        for (const [segment, count] of op.segments) this.segments.ackWritten(segment, count, burst);
+      } else if (op.kind === 'append' || op.kind === 'carry') {
+        for (const record of op.records) {
+          const offset = placed[p++] as number;
+          if (offset < 0) continue;
+          if (op.kind === 'carry') this.segments.recordCarried(record.segment, burst);
+          record.segment = head.sequence;
+          record.offset = offset;
+          head.live++;
+          head.written++;
+        }
+        if (op.kind === 'append') {
+          this.index.addFresh(op.records);
+          op.resolve(op.ids);
+        }
+      }
     }
-    let n = 0;
-    let bytes = 0;
-    while (
-      n < pending.length &&
-      (n === 0 || bytes + (pending[n] as Op<T>).bytes <= MAX_BURST_BYTES)
-    ) {
-      bytes += (pending[n] as Op<T>).bytes;
-      n++;
-    }
-    this.pending = pending.slice(n);
-    this.pendingBytes -= bytes;
-    return { ops: pending.slice(0, n), bytes };
-  }
-
-  private encodeAppend(
-    op: AppendOp<T>,
-    buf: Buffer,
-    at: number,
-    position: number,
-    head: Segment,
-  ): number {
-    const { records, payloads } = op;
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i] as LiveRecord<T>;
-      const start = writeAppendFrame(
-        buf,
-        at,
-        this.headTag,
-        record.id,
-        payloads[i] as string,
-        record.bytes,
-      );
-      record.segment = head.sequence;
-      record.offset = position + start;
-      at = start + record.bytes;
-    }
-    head.live += records.length;
-    head.written += records.length;
-    return at;
-  }
-
-  private encodeCarry(
-    op: CarryOp<T>,
-    buf: Buffer,
-    at: number,
-    position: number,
-    head: Segment,
-    burst: number,
-  ): number {
-    for (let i = 0; i < op.records.length; i++) {
-      const record = op.records[i] as LiveRecord<T>;
-      if (record.acked) continue;
-      const start = writeCarryFrame(
-        buf,
-        at,
-        this.headTag,
-        record.id,
-        record.attempts,
-        record.visibleAt,
-        op.payloads[i] as Buffer,
-        record.bytes,
-      );
-      this.segments.recordCarried(record.segment, burst);
-      record.segment = head.sequence;
-      record.offset = position + start;
-      head.live++;
-      head.written++;
-      at = start + record.bytes;
-    }
-    return at;
   }
 
   private async sync(): Promise<void> {
-    if (this.fd === undefined) return;
     const target = this.writtenBurst;
-    await datasync(this.fd);
+    await this.files.sync();
     if (target > this.syncedBurst) this.syncedBurst = target;
-  }
-
-  /** Closes the current segment (on disk first) and starts the next one, in a spare if any. */
-  private async rotate(): Promise<void> {
-    if (this.fd !== undefined) {
-      // Older segments are always on disk: a sync of the current segment then covers everything.
-      if (this.writtenBurst > this.syncedBurst) await this.sync();
-      await this.closeHead();
-    }
-    const dir = this.options.directory;
-    const sequence = this.nextSequence++;
-    const file = path.join(dir, segmentName(sequence));
-    const header = segmentHeader(sequence);
-    const spare = this.spares.shift();
-    let fd: number;
-    if (spare === undefined) {
-      fd = await openFd(file, 'wx', 0o600);
-      this.fd = fd;
-      await writeFully(fd, header, HEADER_BYTES, 0);
-      this.headAllocated = HEADER_BYTES;
-    } else {
-      fd = await openFd(path.join(dir, spare), 'r+');
-      this.fd = fd;
-      this.headAllocated = await this.rewriteSpare(fd, header);
-      await fs.promises.rename(path.join(dir, spare), file);
-    }
-    this.head = this.segments.add(sequence);
-    this.headTag = frameTag(sequence);
-    this.headBytes = HEADER_BYTES;
-    if (this.options.durability === 'fsync') {
-      if (spare === undefined) await datasync(fd);
-      await syncDirectory(dir);
-    }
-  }
-
-  /**
-   * Makes a spare's old contents unreadable as the new segment before it is named as one: the new
-   * header (whose sequence, above all the file's old ones, gives its frames a tag none of the old
-   * frames has), and zeros over its last bytes, so that a frame head cut short by the end of the
-   * file is never made of old bytes (see `readSegment`). Synced. Returns the file's size.
-   */
-  private async rewriteSpare(fd: number, header: Buffer): Promise<number> {
-    const size = Math.max(await fileSize(fd), HEADER_BYTES);
-    await writeFully(fd, header, HEADER_BYTES, 0);
-    const tail = Math.max(HEADER_BYTES, size - FRAME_HEAD_BYTES);
-    if (size > tail) await writeFully(fd, Buffer.alloc(size - tail), size - tail, tail);
-    await datasync(fd);
-    return size;
-  }
-
-  /**
-   * Where the file written by a burst of `bytes` frames at `position` ends: with fsync, a burst
-   * that grows the file grows it by `PREALLOCATE_BYTES` of zeros too (up to the segment's size,
-   * and keeping the write within `MAX_BURST_BYTES`).
-   */
-  private preallocatedEnd(position: number, bytes: number): number {
-    const end = position + bytes;
-    if (!this.keepsSpares || end <= this.headAllocated) return end;
-    const limit = Math.min(
-      this.options.segmentBytes,
-      end + PREALLOCATE_BYTES,
-      position + Math.max(bytes, MAX_BURST_BYTES),
-    );
-    return Math.max(end, limit);
-  }
-
-  /** Preallocated space and spares pay only where syncs are waited for. */
-  private get keepsSpares(): boolean {
-    return this.options.durability === 'fsync';
-  }
-
-  /** Removes a dead segment's file, or keeps it as a spare if it is about a segment's size. */
-  private async retire(segment: Segment): Promise<void> {
-    const dir = this.options.directory;
-    const file = path.join(dir, segment.name);
-    this.segments.delete(segment.sequence);
-    if (this.keepsSpares && this.spares.length < MAX_SPARES) {
-      const size = await fs.promises.stat(file).then(
-        (stat) => stat.size,
-        (error: unknown) => {
-          if (isErrno(error, 'ENOENT')) return 0;
-          throw error;
-        },
-      );
-      if (size >= this.options.segmentBytes / 2) {
-        const spare = spareName(segment.sequence);
-        await fs.promises.rename(file, path.join(dir, spare));
-        this.spares.push(spare);
-        return;
-      }
-    }
-    await unlinkIfPresent(file);
-  }
-
-  private async closeHead(): Promise<void> {
-    const fd = this.fd;
-    this.fd = undefined;
-    this.head = undefined;
-    if (fd !== undefined) await closeFd(fd);
   }
 
   /**
@@ -571,10 +338,9 @@ export class JournalWriter<T> {
    * the acknowledgements of records in earlier ones, so it must outlive them.
    */
   private async collect(final: boolean): Promise<void> {
-    const dir = this.options.directory;
-    let deleted = false;
+    let retired = false;
     for (const segment of this.segments.values()) {
-      const isHead = segment === this.head;
+      const isHead = segment === this.files.head;
       if (isHead && !final) break;
       if (segment.live > 0) {
         if (!final) await this.maybeCarry(segment);
@@ -582,11 +348,10 @@ export class JournalWriter<T> {
       }
       if (segment.unwrittenAcks > 0 || segment.deadAfterBurst > this.writtenBurst) break;
       if (segment.deadAfterBurst > this.syncedBurst) await this.sync();
-      if (isHead) await this.closeHead();
-      await this.retire(segment);
-      deleted = true;
+      await this.files.retire(segment, this.segments);
+      retired = true;
     }
-    if (deleted && this.options.durability === 'fsync') await syncDirectory(dir);
+    if (retired && this.fsync) await syncDirectory(this.directory);
   }
 
   /** Copies the few live records of a mostly dead oldest segment forward, so it can go. */
@@ -596,17 +361,10 @@ export class JournalWriter<T> {
     if (records === undefined) return;
     segment.carried = true;
     if (records.length === 0) return;
-    const payloads = await readPayloads(path.join(this.options.directory, segment.name), records);
+    const payloads = await readPayloads(path.join(this.directory, segment.name), records);
     let bytes = 0;
     for (const record of records) bytes += carryFrameBytes(record.bytes);
     this.enqueue({ kind: 'carry', records, payloads, bytes });
-  }
-
-  private rejectPending(error: Error): void {
-    const ops = this.pending;
-    this.pending = [];
-    this.pendingBytes = 0;
-    for (const op of ops) if (op.kind === 'append') op.reject(error);
   }
 
   private fail(error: unknown): Error {
@@ -616,13 +374,17 @@ export class JournalWriter<T> {
         error instanceof BufIOError
           ? error
           : new StorageError(
-              `FileStorage journal in "${this.options.directory}" failed and accepts nothing more: ${reason}`,
+              `FileStorage journal in "${this.directory}" failed and accepts nothing more: ${reason}`,
               { cause: error },
             );
     }
-    this.rejectPending(this.failed);
+    this.pending.rejectAll(this.failed);
     return this.failed;
   }
+}
+
+function abandonedError(): StorageError {
+  return new StorageError('FileStorage was abandoned without close (a simulated crash)');
 }
 
 function toBufIOError(error: unknown): Error {
@@ -631,17 +393,22 @@ function toBufIOError(error: unknown): Error {
     : new StorageError('FileStorage was abandoned without close', { cause: error });
 }
 
-async function readPayloads(
-  file: string,
-  records: readonly LiveRecord<unknown>[],
-): Promise<Buffer[]> {
-  const handle = await fs.promises.open(file, 'r');
+/** The payloads of records: their text where it is held, else their bytes read back. */
+async function readPayloads(file: string, records: readonly LiveRecord[]): Promise<Payload[]> {
+  if (records.every((record) => record.text !== undefined)) {
+    return records.map((record) => record.text as string);
+  }
+  const { fd } = await openSafely(file, 'read');
   try {
-    const payloads: Buffer[] = [];
+    const payloads: Payload[] = [];
     for (const record of records) {
+      if (record.text !== undefined) {
+        payloads.push(record.text);
+        continue;
+      }
       const payload = Buffer.allocUnsafe(record.bytes);
-      const { bytesRead } = await handle.read(payload, 0, record.bytes, record.offset);
-      if (bytesRead !== record.bytes) {
+      const read = await readAt(fd, payload, record.offset);
+      if (read !== record.bytes) {
         throw new StorageError(
           `FileStorage could not read record ${record.id} back from ${path.basename(file)}`,
         );
@@ -650,6 +417,6 @@ async function readPayloads(
     }
     return payloads;
   } finally {
-    await handle.close();
+    await closeFd(fd);
   }
 }

@@ -1,40 +1,97 @@
-import type { CutReason } from './journal-format.js';
+import type { DamageReason } from './segment-reader.js';
 
-export type { CutReason } from './journal-format.js';
+export type { DamageReason } from './segment-reader.js';
 
 /**
- * Bytes cut off a segment at open because they could not be trusted: a frame cut short
- * (`'incomplete'`, the mark of a write torn by a crash: it runs past the end of the file, or it is
- * the segment's last, crosses a 4 KiB page boundary and fails its checksum), a frame whose
- * checksum does not match, or bytes that are not a frame of this segment where one was due since
- * frames of it follow (`'checksum'`), or a frame that does not parse (`'malformed'`). Every record
- * before the cut is kept; the cut bytes are removed from the file.
+ * Bytes of a segment that could not be read at open, and what was done: they were copied to the
+ * quarantine file first (`quarantined` says where), then, for bytes at the end of a segment,
+ * `'cut'` off the file; for bytes between frames, `'padded'` (overwritten by a frame that reading
+ * skips, so the next open reads the segment cleanly); for a header, `'header-rewritten'`; or
+ * `'kept'` (a copy of a segment, left as it is). Every trusted frame before and after them was
+ * replayed.
  *
  * Zeros written ahead of the frames, and the frames of a reused file's earlier life, are where a
- * segment ends cleanly: they are not cut nor reported.
+ * segment ends cleanly: they are not damage.
  */
-export interface RecoveryCut {
+export interface JournalDamage {
   /** File name of the segment, within the directory. */
   readonly segment: string;
-  /** Where the cut starts, in bytes from the start of the segment. */
+  /** Where the damaged bytes start, in bytes from the start of the segment. */
   readonly offset: number;
-  /** How many bytes were cut, to the end of the segment. */
   readonly bytes: number;
-  readonly reason: CutReason;
+  readonly reason: DamageReason;
+  readonly repair: 'cut' | 'padded' | 'header-rewritten' | 'kept';
+  /** Where their copy is: `"<quarantine file> at offset <n>"`. */
+  readonly quarantined: string;
+}
+
+/**
+ * A file under a journal name that was not replayed: `'foreign'`, a segment of another directory
+ * or a format-2 segment this directory did not hold when it was upgraded (moved to
+ * `quarantine-<name>-<time>`, see `quarantined`); `'untrusted'`, a symbolic link, something that
+ * is not a regular file, a file of another user or with several names (left alone, unopened or
+ * unused).
+ */
+export interface IgnoredFile {
+  readonly file: string;
+  readonly reason: 'foreign' | 'untrusted';
+  readonly detail: string;
+  readonly quarantined?: string;
 }
 
 /** What `FileStorage` found in its journal when it opened. */
 export interface RecoveryReport {
   /** The journal directory, resolved. */
   readonly directory: string;
+  /** The directory's id (hex), from `journal.id`; `idScope` is `file:<directoryId>`. */
+  readonly directoryId: string;
   /** Segment files read. */
   readonly segments: number;
-  /** Records replayed as still to be processed (leased ones at a crash included). */
+  /** Records recovered: replayed as still to be processed (leased ones at a crash included). */
   readonly records: number;
   /** Of `records`, those waiting for a retry (released at least once). */
   readonly retries: number;
-  /** What was cut off, one entry per damaged segment; empty when the journal was intact. */
-  readonly cuts: readonly RecoveryCut[];
+  /** Trusted frames replayed. */
+  readonly framesRecovered: number;
+  /** Damaged stretches skipped (each one frame or more); see `damage`. */
+  readonly framesSkipped: number;
+  /** Bytes copied or moved to quarantine: damaged stretches, and foreign files. */
+  readonly bytesQuarantined: number;
+  /** Segments missing from the middle of the sequence (deleted or lost), by name. */
+  readonly missing: readonly string[];
+  /** `missing.length`. */
+  readonly segmentsMissing: number;
+  readonly damage: readonly JournalDamage[];
+  readonly ignored: readonly IgnoredFile[];
+  /**
+   * What happened to the id file: `'created'` (a new directory, or one written by BufIO 0.2.0:
+   * its format-2 segments are read as they are and replaced as they empty), `'rebuilt'` (missing
+   * or damaged, taken back from the segment headers), or `'read'`.
+   */
+  readonly identity: 'created' | 'rebuilt' | 'read';
+  /** Format-2 segments (BufIO 0.2.0) read. */
+  readonly legacySegments: number;
   /** Time taken to open, lock and replay, in ms. */
   readonly durationMs: number;
+}
+
+/** One message for `onError` about what an open found amiss, or undefined when nothing was. */
+export function describeRecovery(report: RecoveryReport): string | undefined {
+  const parts: string[] = [];
+  for (const d of report.damage) {
+    parts.push(
+      `${d.bytes} damaged byte(s) of ${d.segment} at offset ${d.offset} (${d.reason}), ${d.repair}, kept in ${d.quarantined}`,
+    );
+  }
+  if (report.missing.length > 0) {
+    parts.push(`segment(s) missing from the sequence: ${report.missing.join(', ')}`);
+  }
+  for (const file of report.ignored) {
+    const where = file.quarantined ? `, moved to ${file.quarantined}` : '';
+    parts.push(`${file.file} ignored (${file.reason}: ${file.detail}${where})`);
+  }
+  if (report.identity === 'rebuilt')
+    parts.push('the id file was missing or damaged and was rebuilt');
+  if (parts.length === 0) return undefined;
+  return `FileStorage found damage in journal "${report.directory}": ${parts.join('; ')}`;
 }

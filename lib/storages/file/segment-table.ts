@@ -3,7 +3,12 @@ import { segmentName } from './journal-format.js';
 /** What the storage knows of one segment file. */
 export interface Segment {
   readonly sequence: number;
+  /** Its file, within the directory (named after the sequence, unless only a copy was found). */
   readonly name: string;
+  /** Other files found holding a copy of it; removed with it. */
+  readonly copies: readonly string[];
+  /** Written in format 2 (BufIO 0.2.0): deleted when dead, never kept as a spare. */
+  readonly legacy: boolean;
   /** Records whose bytes are in this segment and are not acknowledged. */
   live: number;
   /** Records written to this segment in all (appended or carried into it). */
@@ -19,17 +24,28 @@ export interface Segment {
   carried: boolean;
 }
 
+/** How a segment found at open is added. */
+export interface FoundSegment {
+  readonly file: string;
+  readonly copies: readonly string[];
+  readonly legacy: boolean;
+  readonly written: number;
+}
+
 /** The journal's segments, oldest first. */
 export class SegmentTable {
   private readonly bySequence = new Map<number, Segment>();
   private last: Segment | undefined;
 
-  add(sequence: number, live = 0, written = 0): Segment {
+  /** Adds a segment: a new one (the head), or one found at open. */
+  add(sequence: number, found?: FoundSegment): Segment {
     const segment: Segment = {
       sequence,
-      name: segmentName(sequence),
-      live,
-      written,
+      name: found?.file ?? segmentName(sequence),
+      copies: found?.copies ?? [],
+      legacy: found?.legacy ?? false,
+      live: 0,
+      written: found?.written ?? 0,
       deadAfterBurst: 0,
       unwrittenAcks: 0,
       carried: false,
@@ -60,11 +76,20 @@ export class SegmentTable {
     return this.bySequence.size;
   }
 
-  /** A record of `sequence` is dead, the frame saying so waiting to be written. */
-  recordAcked(sequence: number): Segment | undefined {
+  /** A record of `sequence` is dead, the frame saying so queued: the segment must wait for it. */
+  ackQueued(sequence: number): Segment | undefined {
     const segment = this.get(sequence);
-    if (segment) segment.live--;
+    if (segment) {
+      segment.live--;
+      segment.unwrittenAcks++;
+    }
     return segment;
+  }
+
+  /** The acknowledgements queued for `segment` are written, in burst `burst`. */
+  ackWritten(segment: Segment, count: number, burst: number): void {
+    segment.unwrittenAcks -= count;
+    if (burst > segment.deadAfterBurst) segment.deadAfterBurst = burst;
   }
 
   /** A record of `sequence` moved out of it, in burst `burst`. */

@@ -7,6 +7,22 @@ import { removeDir, tempDir } from './file-test-support.js';
 
 type Options = Omit<FileStorageOptions<ConformanceRecord>, 'directory'>;
 
+/** The text of the record `plantUnreadable` stores: the serializer below cannot read it back. */
+const PLANTED = 'planted: the serializer cannot read this back';
+
+/**
+ * JSON, except that the planted record does not deserialize, as a record written by an older
+ * serializer, or whose text was damaged, would not.
+ */
+const serializer = {
+  serialize: (record: ConformanceRecord): string => JSON.stringify(record),
+  deserialize: (text: string): ConformanceRecord => {
+    const record = JSON.parse(text) as ConformanceRecord;
+    if (record.text === PLANTED) throw new SyntaxError('unexpected record shape');
+    return record;
+  },
+};
+
 /**
  * Runs the suite over a directory per test. `reopen` opens a new instance on the same directory;
  * a crash is simulated by abandoning the old instance: its queued writes are dropped and its
@@ -21,6 +37,8 @@ function register(name: string, options: Options): void {
       async create() {
         const storage = new FileStorage<ConformanceRecord>({
           ...options,
+          serializer,
+          onError: () => undefined,
           directory: await tempDir('conformance'),
         });
         directories.set(storage, storage.directory);
@@ -29,7 +47,12 @@ function register(name: string, options: Options): void {
       async reopen(previous, crashed) {
         const directory = directories.get(previous) as string;
         if (crashed) await (previous as FileStorage<ConformanceRecord>)[abandonStorage]();
-        const next = new FileStorage<ConformanceRecord>({ ...options, directory });
+        const next = new FileStorage<ConformanceRecord>({
+          ...options,
+          serializer,
+          onError: () => undefined,
+          directory,
+        });
         directories.set(next, directory);
         return next;
       },
@@ -39,6 +62,9 @@ function register(name: string, options: Options): void {
           if (directory) await removeDir(directory);
         }
         for (const storage of storages) directories.delete(storage);
+      },
+      async plantUnreadable(storage) {
+        await storage.append([{ n: -1, text: PLANTED }]);
       },
       leaseWaitMs: 1000,
     },

@@ -1,12 +1,14 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { readIdentity } from '../../../lib/storages/file/directory-id.js';
 import {
-  FRAME_HEAD_BYTES,
-  HEADER_BYTES,
+  currentKind,
   parseSegmentName,
-  readSegment,
+  type SegmentKind,
 } from '../../../lib/storages/file/journal-format.js';
+import { replayFrame, type FrameVisitor } from '../../../lib/storages/file/journal-frames.js';
+import { scanSegment } from '../../../lib/storages/file/segment-reader.js';
 
 /** A fresh directory under the system's temp directory; remove it with `removeDir`. */
 export function tempDir(label: string): Promise<string> {
@@ -32,27 +34,41 @@ export async function lockFiles(directory: string): Promise<string[]> {
   return (await fs.readdir(directory)).filter((name) => /^LOCK\.\d+$/.test(name));
 }
 
+/** How the frames of a segment file are recognized (its directory's id, its sequence). */
+export async function kindOf(file: string): Promise<SegmentKind> {
+  const identity = await readIdentity(path.dirname(file));
+  if (typeof identity !== 'object') throw new Error(`no id file beside ${file}`);
+  return currentKind(sequenceOf(file), identity.id);
+}
+
 /** Where each frame of a segment starts, and the payload offsets of its APPEND frames. */
 export async function frameOffsets(
   file: string,
 ): Promise<{ frames: number[]; payloads: number[]; end: number }> {
   const data = await fs.readFile(file);
-  const payloads: number[] = [];
-  const { end } = readSegment(data, sequenceOf(file), {
-    append: (_id, offset) => void payloads.push(offset),
-    carry: () => undefined,
-    ack: () => undefined,
-    release: () => undefined,
-  });
-  // Walk the length fields to find frame starts, up to where the segment's frames end.
+  const kind = await kindOf(file);
+  const scan = scanSegment(data, kind);
   const frames: number[] = [];
-  let at = HEADER_BYTES;
-  while (at < end) {
+  const payloads: number[] = [];
+  for (let i = 0; i < scan.frames.length; i += 2) {
+    const at = scan.frames[i] as number;
     frames.push(at);
-    at += FRAME_HEAD_BYTES + data.readUInt32LE(at);
+    replayFrame(data, at, scan.frames[i + 1] as number, kind, {
+      ...ignoreFrames,
+      append: (_id, offset) => void payloads.push(offset),
+    });
   }
-  return { frames, payloads, end };
+  return { frames, payloads, end: scan.end };
 }
+
+/** A visitor that ignores every frame, to override one kind of. */
+export const ignoreFrames: FrameVisitor = {
+  append: () => undefined,
+  carry: () => undefined,
+  ack: () => undefined,
+  release: () => undefined,
+  lease: () => undefined,
+};
 
 /** The sequence number in a segment file's name. */
 export function sequenceOf(file: string): number {
@@ -64,14 +80,30 @@ export function sequenceOf(file: string): number {
 /** The payloads of a segment's APPEND frames, parsed as JSON, in file order. */
 export async function appendedIn(file: string): Promise<unknown[]> {
   const data = await fs.readFile(file);
+  const kind = await kindOf(file);
+  const scan = scanSegment(data, kind);
   const records: unknown[] = [];
-  readSegment(data, sequenceOf(file), {
-    append: (_id, offset, bytes) => {
-      records.push(JSON.parse(data.toString('utf8', offset, offset + bytes)));
-    },
-    carry: () => undefined,
-    ack: () => undefined,
-    release: () => undefined,
-  });
+  for (let i = 0; i < scan.frames.length; i += 2) {
+    replayFrame(data, scan.frames[i] as number, scan.frames[i + 1] as number, kind, {
+      ...ignoreFrames,
+      append: (_id, offset, bytes) => {
+        records.push(JSON.parse(data.toString('utf8', offset, offset + bytes)));
+      },
+    });
+  }
   return records;
 }
+
+/** The record most FileStorage tests store. */
+export interface Rec {
+  readonly n: number;
+  readonly text: string;
+}
+
+export const rec = (n: number): Rec => ({ n, text: `record ${n}` });
+
+/** A fixed engine clock for `reserve`. */
+export const T0 = 1_700_000_000_000;
+
+export const range = (from: number, to: number): number[] =>
+  Array.from({ length: to - from }, (_, i) => from + i);

@@ -1,44 +1,34 @@
 import { describe, expect, it } from '@jest/globals';
 import { crc32 } from '../../../lib/storages/file/crc32.js';
 import {
-  FRAME_HEAD_BYTES,
   HEADER_BYTES,
-  appendFrameBytes,
+  currentKind,
+  decodeHeader,
+  encodeHeader,
   frameTag,
-  writeAppendFrame,
-  readSegment,
-  segmentHeader,
-  type SegmentRead,
+  type SegmentKind,
 } from '../../../lib/storages/file/journal-format.js';
+import {
+  FRAME_HEAD_BYTES,
+  appendFrameBytes,
+  replayFrame,
+  writeAppendFrame,
+} from '../../../lib/storages/file/journal-frames.js';
+import { scanSegment, type SegmentScan } from '../../../lib/storages/file/segment-reader.js';
+import { ignoreFrames } from './file-test-support.js';
 
 /*
- * The reading rules of journal format 2 on hand-built segments: where a segment's frames end
- * cleanly (end of file, zeros written ahead, frames of the file's earlier life) and what is
- * damage (a frame of this segment that fails, or frames of this segment after a gap).
+ * The reading rules of journal format 3 on hand-built segments: where a segment's frames end
+ * cleanly (end of file, zeros written ahead, frames of the file's earlier life), and how damage is
+ * skipped: reading goes on at the next trusted frame.
  */
 
 const SEQUENCE = 7;
+const DIRECTORY = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+const KIND = currentKind(SEQUENCE, DIRECTORY);
 
-/** Writes frames of segment `sequence` into `into` from `at`, one APPEND per payload; returns their starts and end. */
-function framesAt(into: Buffer, at: number, sequence: number, payloads: string[]): number[] {
-  const starts: number[] = [];
-  for (const [i, text] of payloads.entries()) {
-    starts.push(at);
-    const bytes = Buffer.byteLength(text);
-    const body = appendFrameBytes(bytes) - FRAME_HEAD_BYTES;
-    // Written through a scratch buffer, since the frame writers need the whole frame's room.
-    const scratch = Buffer.alloc(FRAME_HEAD_BYTES + body);
-    writeAppend(scratch, sequence, 100 + i, text, bytes);
-    scratch.copy(into, at);
-    at += scratch.length;
-  }
-  starts.push(at);
-  return starts;
-}
-
-function writeAppend(buf: Buffer, sequence: number, id: number, text: string, bytes: number): void {
+function writeAppend(buf: Buffer, tag: number, id: number, text: string, bytes: number): void {
   // Same layout as writeAppendFrame, spelled out here so that the test checks the format too.
-  const tag = frameTag(sequence);
   let p = FRAME_HEAD_BYTES;
   buf[p++] = 1;
   buf.writeDoubleLE(id, p);
@@ -50,6 +40,26 @@ function writeAppend(buf: Buffer, sequence: number, id: number, text: string, by
   buf.writeUInt32LE(crc32(buf, FRAME_HEAD_BYTES, p, crc32(buf, 0, 8)), 8);
 }
 
+/** Writes APPEND frames of segment `sequence` into `into` from `at`; returns their starts and end. */
+function framesAt(into: Buffer, at: number, sequence: number, payloads: string[]): number[] {
+  const starts: number[] = [];
+  const tag = frameTag(sequence, DIRECTORY);
+  for (const [i, text] of payloads.entries()) {
+    starts.push(at);
+    const bytes = Buffer.byteLength(text);
+    const scratch = Buffer.alloc(appendFrameBytes(bytes));
+    writeAppend(scratch, tag, 100 + i, text, bytes);
+    scratch.copy(into, at);
+    at += scratch.length;
+  }
+  starts.push(at);
+  return starts;
+}
+
+function header(sequence: number): Buffer {
+  return encodeHeader({ sequence, directoryId: DIRECTORY, previous: sequence - 1, idFloor: 50 });
+}
+
 /** A segment file: header, then `payloads` as frames, in a file of `size` bytes (zeros after). */
 function segment(
   payloads: string[],
@@ -59,145 +69,232 @@ function segment(
   let bytes = HEADER_BYTES;
   for (const text of payloads) bytes += appendFrameBytes(Buffer.byteLength(text));
   const data = Buffer.alloc(Math.max(size ?? bytes, bytes));
-  segmentHeader(sequence).copy(data, 0);
+  header(sequence).copy(data, 0);
   return { data, starts: framesAt(data, HEADER_BYTES, sequence, payloads) };
 }
 
-function read(data: Buffer, sequence = SEQUENCE): SegmentRead & { ids: number[] } {
+function read(
+  data: Buffer,
+  kind: SegmentKind = KIND,
+): Omit<SegmentScan, 'frames'> & { ids: number[] } {
   const ids: number[] = [];
-  const result = readSegment(data, sequence, {
-    append: (id) => void ids.push(id),
-    carry: () => undefined,
-    ack: () => undefined,
-    release: () => undefined,
-  });
-  return { ...result, ids };
+  const { frames, ...rest } = scanSegment(data, kind);
+  for (let i = 0; i < frames.length; i += 2) {
+    replayFrame(data, frames[i] as number, frames[i + 1] as number, kind, {
+      ...ignoreFrames,
+      append: (id) => void ids.push(id),
+    });
+  }
+  return { ...rest, ids };
 }
 
 const texts = (n: number, pad = 0): string[] =>
   Array.from({ length: n }, (_, i) => `{"n":${i},"pad":"${'x'.repeat(pad)}"}`);
+const ids = (from: number, to: number): number[] =>
+  Array.from({ length: to - from }, (_, i) => 100 + from + i);
 
-describe('journal format 2: where a segment ends', () => {
-  it('the header carries the magic, the version and the sequence', () => {
-    const header = segmentHeader(2 ** 40 + 5);
-    expect(header.subarray(0, 8).toString('latin1')).toBe('BUFIOJ\x02\x00');
-    expect(header.readUInt32LE(8) + header.readUInt32LE(12) * 2 ** 32).toBe(2 ** 40 + 5);
-    expect(HEADER_BYTES).toBe(16);
+describe('journal format 3', () => {
+  describe('header', () => {
+    it('carries the magic, the version, the sequence, the directory id, the previous sequence and the id floor, under a checksum', () => {
+      const bytes = encodeHeader({
+        sequence: 2 ** 40 + 5,
+        directoryId: DIRECTORY,
+        previous: 2 ** 40 + 4,
+        idFloor: 1234,
+      });
+      expect(bytes.length).toBe(HEADER_BYTES);
+      expect(bytes.subarray(0, 8).toString('latin1')).toBe('BUFIOJ\x03\x00');
+      expect(bytes.subarray(16, 32)).toEqual(DIRECTORY);
+      expect(decodeHeader(bytes)).toEqual({
+        kind: 'current',
+        header: {
+          sequence: 2 ** 40 + 5,
+          directoryId: DIRECTORY,
+          previous: 2 ** 40 + 4,
+          idFloor: 1234,
+        },
+      });
+    });
+
+    it.each([0, 6, 9, 20, 33, 41, 49])(
+      'a flipped byte at %i makes it damaged, not another version',
+      (at) => {
+        const bytes = header(3);
+        bytes[at] = (bytes[at] as number) ^ 0x10;
+        expect(decodeHeader(bytes)).toEqual({ kind: 'damaged' });
+      },
+    );
+
+    it('a header of another version is told apart from damage', () => {
+      const bytes = header(3);
+      bytes[6] = 9;
+      bytes.writeUInt32LE(crc32(bytes, 0, 48), 48);
+      expect(decodeHeader(bytes)).toEqual({ kind: 'other-version', version: 9 });
+    });
+
+    it('a format-2 header (BufIO 0.2.0) is read as legacy', () => {
+      const bytes = Buffer.alloc(16);
+      bytes.write('BUFIOJ\x02\x00', 0, 'latin1');
+      bytes.writeUInt32LE(12, 8);
+      expect(decodeHeader(bytes)).toEqual({ kind: 'legacy', sequence: 12 });
+    });
   });
 
   it('a frame is length, tag, checksum, body (the layout the tests below build by hand)', () => {
     const text = '{"a":1}';
     const bytes = Buffer.byteLength(text);
     const expected = Buffer.alloc(appendFrameBytes(bytes));
-    writeAppend(expected, SEQUENCE, 42, text, bytes);
+    writeAppend(expected, KIND.tag, 42, text, bytes);
     const actual = Buffer.alloc(appendFrameBytes(bytes));
-    const payloadAt = writeAppendFrame(actual, 0, frameTag(SEQUENCE), 42, text, bytes);
+    const payloadAt = writeAppendFrame(actual, 0, KIND.tag, 42, text, bytes);
     expect(actual).toEqual(expected);
     expect(payloadAt).toBe(FRAME_HEAD_BYTES + 9);
   });
 
-  it('frame tags are never 0 and differ between neighbouring sequences', () => {
-    expect(frameTag(0xffffffff - 1)).not.toBe(0);
-    expect(frameTag(0xffffffff)).not.toBe(0);
-    const tags = new Set(Array.from({ length: 1000 }, (_, i) => frameTag(i + 1)));
+  it('frame tags are never 0, differ between neighbouring sequences, and between directories', () => {
+    expect(frameTag(0xffffffff - 1, Buffer.alloc(16))).not.toBe(0);
+    expect(frameTag(0xfffffffe, Buffer.alloc(16, 0xff))).not.toBe(0);
+    const tags = new Set(Array.from({ length: 1000 }, (_, i) => frameTag(i + 1, DIRECTORY)));
     expect(tags.size).toBe(1000);
     expect(tags.has(0)).toBe(false);
+    const other = Buffer.from(DIRECTORY);
+    other[0] = (other[0] as number) ^ 1;
+    expect(frameTag(SEQUENCE, other)).not.toBe(frameTag(SEQUENCE, DIRECTORY));
   });
 
-  it('frames up to the end of the file: every frame, clean end', () => {
-    const { data, starts } = segment(texts(5));
-    expect(read(data)).toEqual({ end: starts[5], ids: [100, 101, 102, 103, 104] });
-  });
+  describe('where a segment ends', () => {
+    it('frames up to the end of the file: every frame, clean end', () => {
+      const { data, starts } = segment(texts(5));
+      expect(read(data)).toEqual({ end: starts[5], damage: [], ids: ids(0, 5) });
+    });
 
-  it.each([1, 5, FRAME_HEAD_BYTES - 1, FRAME_HEAD_BYTES, 4096])(
-    'zeros after the frames (%i bytes) are a clean end, not damage',
-    (zeros) => {
-      const clean = segment(texts(3));
-      const { data, starts } = segment(texts(3), clean.data.length + zeros);
-      expect(read(data)).toEqual({ end: starts[3], ids: [100, 101, 102] });
-    },
-  );
+    it.each([1, 5, FRAME_HEAD_BYTES - 1, FRAME_HEAD_BYTES, 4096])(
+      'zeros after the frames (%i bytes) are a clean end, not damage',
+      (zeros) => {
+        const clean = segment(texts(3));
+        const { data, starts } = segment(texts(3), clean.data.length + zeros);
+        expect(read(data)).toEqual({ end: starts[3], damage: [], ids: ids(0, 3) });
+      },
+    );
 
-  it("an earlier life's frames after the frames are a clean end; none of them is replayed", () => {
-    // The file was segment 3, with 8 frames; now segment 7 wrote 2 frames over its start.
-    const old = segment(texts(8, 20), undefined, 3);
-    const data = Buffer.from(old.data);
-    segmentHeader(SEQUENCE).copy(data, 0);
-    const starts = framesAt(data, HEADER_BYTES, SEQUENCE, ['{"new":0}', '{"new":1}']);
-    const result = read(data);
-    expect(result).toEqual({ end: starts[2], ids: [100, 101] });
-    // The stale frames are intact frames of segment 3: read as such, they all pass.
-    expect(read(old.data, 3).ids).toHaveLength(8);
-  });
+    it("an earlier life's frames after the frames are a clean end; none of them is replayed", () => {
+      const old = segment(texts(8, 20), undefined, 3);
+      const data = Buffer.from(old.data);
+      header(SEQUENCE).copy(data, 0);
+      const starts = framesAt(data, HEADER_BYTES, SEQUENCE, ['{"new":0}', '{"new":1}']);
+      expect(read(data)).toEqual({ end: starts[2], damage: [], ids: ids(0, 2) });
+      expect(read(old.data, currentKind(3, DIRECTORY)).ids).toHaveLength(8);
+    });
 
-  it('a frame of the previous sequence is not taken for one of this segment', () => {
-    const { data } = segment(texts(4), undefined, SEQUENCE - 1);
-    segmentHeader(SEQUENCE).copy(data, 0);
-    expect(read(data)).toEqual({ end: HEADER_BYTES, ids: [] });
-  });
-
-  it('a frame head cut short by the end of the file, not zeros, is incomplete', () => {
-    const { data, starts } = segment(texts(3));
-    const torn = Buffer.concat([data, Buffer.from([9, 0, 0, 0, 7])]);
-    expect(read(torn)).toEqual({
-      end: starts[3],
-      damage: { offset: starts[3], reason: 'incomplete' },
-      ids: [100, 101, 102],
+    it('frames of the previous sequence, or of another directory, are not taken for ours', () => {
+      const { data } = segment(texts(4), undefined, SEQUENCE - 1);
+      header(SEQUENCE).copy(data, 0);
+      expect(read(data)).toEqual({ end: HEADER_BYTES, damage: [], ids: [] });
+      const other = Buffer.from(DIRECTORY);
+      other[1] = (other[1] as number) ^ 1;
+      expect(read(segment(texts(4)).data, currentKind(SEQUENCE, other)).ids).toEqual([]);
     });
   });
 
-  it('zeros followed by a frame of this segment are damage: something in the middle was lost', () => {
-    const { data, starts } = segment(texts(5));
-    const at = starts[2] as number;
-    data.fill(0, at, starts[3]);
-    expect(read(data)).toEqual({
-      end: at,
-      damage: { offset: at, reason: 'checksum' },
-      ids: [100, 101],
+  describe('damage', () => {
+    it('a frame head cut short by the end of the file, not zeros, is an incomplete tail', () => {
+      const { data, starts } = segment(texts(3));
+      const torn = Buffer.concat([data, Buffer.from([9, 0, 0, 0, 7])]);
+      expect(read(torn)).toEqual({
+        end: starts[3],
+        damage: [{ offset: starts[3], bytes: 5, reason: 'incomplete', tail: true }],
+        ids: ids(0, 3),
+      });
     });
-  });
 
-  it('a damaged tag on the last frame is damage, not a clean end', () => {
-    const { data, starts } = segment(texts(3));
-    const last = starts[2] as number;
-    data[last + 5] = (data[last + 5] as number) ^ 0x40;
-    expect(read(data)).toEqual({
-      end: last,
-      damage: { offset: last, reason: 'checksum' },
-      ids: [100, 101],
+    it('zeros where a frame was, with frames after: skipped, and every later frame kept', () => {
+      const { data, starts } = segment(texts(5));
+      const at = starts[2] as number;
+      data.fill(0, at, starts[3]);
+      expect(read(data)).toEqual({
+        end: starts[5],
+        damage: [
+          { offset: at, bytes: (starts[3] as number) - at, reason: 'checksum', tail: false },
+        ],
+        ids: [100, 101, 103, 104],
+      });
     });
-  });
 
-  it('a last frame that fails its checksum within one page is a checksum cut', () => {
-    const { data, starts } = segment(texts(3));
-    const last = starts[2] as number;
-    data[last + FRAME_HEAD_BYTES + 12] = 0x21;
-    expect(read(data).damage).toEqual({ offset: last, reason: 'checksum' });
-  });
-
-  it('a last frame that fails across a 4 KiB boundary is what a torn write leaves: incomplete', () => {
-    // Frames of ~300 bytes: some frame crosses offset 4096.
-    const { data, starts } = segment(texts(20, 280), 8192);
-    const k = starts.findIndex((start, i) => start < 4096 && (starts[i + 1] as number) > 4096);
-    expect(k).toBeGreaterThan(0);
-    // The write stopped at the page boundary: what follows is what was there before (zeros).
-    data.fill(0, 4096);
-    expect(read(data)).toEqual({
-      end: starts[k],
-      damage: { offset: starts[k], reason: 'incomplete' },
-      ids: Array.from({ length: k }, (_, i) => 100 + i),
+    it.each([
+      ['its length', 1],
+      ['its tag', 5],
+      ['its checksum', 9],
+      ['its type', FRAME_HEAD_BYTES],
+      ['its payload', FRAME_HEAD_BYTES + 12],
+    ])('a flipped byte in %s costs that frame only', (_label, delta) => {
+      const { data, starts } = segment(texts(6, 10));
+      const at = starts[2] as number;
+      data[at + delta] = (data[at + delta] as number) ^ 0x40;
+      const result = read(data);
+      expect(result.ids).toEqual([100, 101, 103, 104, 105]);
+      expect(result.damage).toEqual([
+        { offset: at, bytes: (starts[3] as number) - at, reason: 'checksum', tail: false },
+      ]);
     });
-  });
 
-  it('a frame that fails across a 4 KiB boundary with frames of this segment after it is a checksum cut', () => {
-    const { data, starts } = segment(texts(20, 280), 8192);
-    const k = starts.findIndex((start, i) => start < 4096 && (starts[i + 1] as number) > 4096);
-    data[4100] = (data[4100] as number) ^ 0x01;
-    expect(read(data).damage).toEqual({ offset: starts[k], reason: 'checksum' });
-  });
+    it('a damaged tag on the last frame is damage, not a clean end', () => {
+      const { data, starts } = segment(texts(3));
+      const last = starts[2] as number;
+      data[last + 5] = (data[last + 5] as number) ^ 0x40;
+      expect(read(data)).toEqual({
+        end: last,
+        damage: [{ offset: last, bytes: data.length - last, reason: 'checksum', tail: true }],
+        ids: ids(0, 2),
+      });
+    });
 
-  it('a header naming another sequence is malformed: the file is not this segment', () => {
-    const { data } = segment(texts(2), undefined, SEQUENCE + 1);
-    expect(read(data)).toEqual({ end: 0, damage: { offset: 0, reason: 'malformed' }, ids: [] });
+    it('a last frame that fails within one page is checksum damage; across a 4 KiB boundary, incomplete', () => {
+      const small = segment(texts(3));
+      small.data[(small.starts[2] as number) + FRAME_HEAD_BYTES + 12] = 0x21;
+      expect(read(small.data).damage).toEqual([
+        expect.objectContaining({ offset: small.starts[2], reason: 'checksum', tail: true }),
+      ]);
+      const { data, starts } = segment(texts(20, 280), 8192);
+      const k = starts.findIndex((start, i) => start < 4096 && (starts[i + 1] as number) > 4096);
+      expect(k).toBeGreaterThan(0);
+      data.fill(0, 4096);
+      expect(read(data)).toEqual({
+        end: starts[k],
+        damage: [
+          {
+            offset: starts[k],
+            bytes: 4096 - (starts[k] as number),
+            reason: 'incomplete',
+            tail: true,
+          },
+        ],
+        ids: ids(0, k),
+      });
+    });
+
+    it('a frame head inside a payload is not taken for a frame unless its checksum holds', () => {
+      // A payload that holds this segment's tag, a plausible length and a wrong checksum.
+      const fake = Buffer.alloc(24);
+      fake.writeUInt32LE(8, 0);
+      fake.writeUInt32LE(KIND.tag, 4);
+      fake.writeUInt32LE(0xdeadbeef, 8);
+      const { data, starts } = segment(['{"a":0}', 'x'.repeat(40), '{"a":2}']);
+      const payload = (starts[1] as number) + FRAME_HEAD_BYTES + 9;
+      fake.copy(data, payload + 4);
+      const end = starts[2] as number;
+      data.writeUInt32LE(
+        crc32(
+          data,
+          (starts[1] as number) + FRAME_HEAD_BYTES,
+          end,
+          crc32(data, starts[1], (starts[1] as number) + 8),
+        ),
+        (starts[1] as number) + 8,
+      );
+      expect(read(data).ids).toEqual([100, 101, 102]);
+      // Damage the frame holding it: reading resynchronizes past the fake head, on the next frame.
+      data[(starts[1] as number) + 1] ^= 0x7f;
+      expect(read(data).ids).toEqual([100, 102]);
+    });
   });
 });

@@ -50,6 +50,10 @@ async function lastSegment(): Promise<string> {
   return path.join(directory, files[files.length - 1] as string);
 }
 
+/** The damage a report lists, without where its copy went. */
+const cutsOf = (report: RecoveryReport): unknown[] =>
+  report.damage.map(({ segment, offset, bytes, reason }) => ({ segment, offset, bytes, reason }));
+
 const range = (from: number, to: number): number[] =>
   Array.from({ length: to - from }, (_, i) => from + i);
 
@@ -67,7 +71,15 @@ describe('FileStorage recovery', () => {
     await writeRecords(20);
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 20));
-    expect(report).toMatchObject({ records: 20, retries: 0, cuts: [], segments: 1 });
+    expect(report).toMatchObject({
+      records: 20,
+      retries: 0,
+      damage: [],
+      framesSkipped: 0,
+      bytesQuarantined: 0,
+      segmentsMissing: 0,
+      segments: 1,
+    });
   });
 
   it('a write torn mid-record is cut off; every record before it is kept, in order', async () => {
@@ -81,7 +93,7 @@ describe('FileStorage recovery', () => {
 
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 9));
-    expect(report.cuts).toEqual([
+    expect(cutsOf(report)).toEqual([
       {
         segment: path.basename(file),
         offset: lastFrame,
@@ -102,7 +114,7 @@ describe('FileStorage recovery', () => {
     await fs.truncate(file, lastFrame + 3);
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 4));
-    expect(report.cuts).toEqual([
+    expect(cutsOf(report)).toEqual([
       { segment: path.basename(file), offset: lastFrame, bytes: 3, reason: 'incomplete' },
     ]);
   });
@@ -121,7 +133,7 @@ describe('FileStorage recovery', () => {
 
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 9));
-    expect(report.cuts).toEqual([
+    expect(cutsOf(report)).toEqual([
       {
         segment: path.basename(file),
         offset: lastFrame,
@@ -142,7 +154,7 @@ describe('FileStorage recovery', () => {
     await fs.writeFile(file, data);
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 9));
-    expect(report.cuts).toEqual([
+    expect(cutsOf(report)).toEqual([
       {
         segment: path.basename(file),
         offset: lastFrame,
@@ -152,7 +164,7 @@ describe('FileStorage recovery', () => {
     ]);
   });
 
-  it('damage inside a segment keeps what precedes it and reports what was cut', async () => {
+  it('damage inside a segment costs the damaged record only: kept in quarantine, padded over, read cleanly after', async () => {
     directory = await tempDir('recovery');
     await writeRecords(10);
     const file = await lastSegment();
@@ -162,15 +174,21 @@ describe('FileStorage recovery', () => {
     data[at] = (data[at] as number) ^ 0x01;
     await fs.writeFile(file, data);
     const { numbers, report } = await reopen();
-    expect(numbers).toEqual(range(0, 5));
-    expect(report.cuts).toEqual([
-      {
-        segment: path.basename(file),
-        offset: frames[5],
-        bytes: data.length - (frames[5] as number),
-        reason: 'checksum',
-      },
+    expect(numbers).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9]);
+    const bytes = (frames[6] as number) - (frames[5] as number);
+    expect(cutsOf(report)).toEqual([
+      { segment: path.basename(file), offset: frames[5], bytes, reason: 'checksum' },
     ]);
+    expect(report).toMatchObject({ framesSkipped: 1, bytesQuarantined: bytes, records: 9 });
+    expect(report.damage[0]?.repair).toBe('padded');
+    // The damaged frame's bytes, as they were, are in quarantine.
+    const kept = await fs.readFile(path.join(directory, 'quarantine.log'));
+    const body = kept.subarray(kept.indexOf(0x0a) + 1, kept.length - 1);
+    expect(body).toEqual(data.subarray(frames[5], frames[6]));
+    for (const storage of open.splice(0)) await storage.close();
+    const again = await reopen();
+    expect(again.report.damage).toEqual([]);
+    expect(again.numbers).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9]);
   });
 
   it('with many segments, a torn last segment loses nothing from the earlier ones', async () => {
@@ -185,20 +203,52 @@ describe('FileStorage recovery', () => {
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 119));
     expect(report.segments).toBe(files.length);
-    expect(report.cuts).toEqual([
+    expect(cutsOf(report)).toEqual([
       { segment: path.basename(file), offset: lastFrame, bytes: 12, reason: 'incomplete' },
     ]);
   });
 
-  it('a segment torn before its header was complete is removed and reported', async () => {
+  it('a newest segment torn before its header was complete is kept in quarantine, removed and reported', async () => {
     directory = await tempDir('recovery');
     await writeRecords(4);
     const torn = 'journal-000000000099.log';
     await fs.writeFile(path.join(directory, torn), Buffer.from('BUF'), { mode: 0o600 });
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 4));
-    expect(report.cuts).toEqual([{ segment: torn, offset: 0, bytes: 3, reason: 'incomplete' }]);
+    expect(cutsOf(report)).toEqual([{ segment: torn, offset: 0, bytes: 3, reason: 'incomplete' }]);
+    expect(report.damage[0]?.repair).toBe('cut');
     expect(await segmentFiles(directory)).not.toContain(torn);
+    const kept = await fs.readFile(path.join(directory, 'quarantine.log'), 'latin1');
+    expect(kept).toMatch(
+      /^BUFIO-QUARANTINE \{"source":"journal-000000000099.log","offset":0,"bytes":3,"reason":"incomplete",.*\}\nBUF\n$/,
+    );
+  });
+
+  it('an empty newest segment (killed right after creating it) is removed without a report', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(4);
+    await fs.writeFile(path.join(directory, 'journal-000000000099.log'), '', { mode: 0o600 });
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 4));
+    expect(report.damage).toEqual([]);
+    expect(await segmentFiles(directory)).not.toContain('journal-000000000099.log');
+  });
+
+  it('a segment in the middle whose header is damaged keeps its frames, and its header is written anew', async () => {
+    directory = await tempDir('recovery');
+    await writeRecords(60, 1024);
+    const names = await segmentFiles(directory);
+    const middle = path.join(directory, names[1] as string);
+    const data = await fs.readFile(middle);
+    data[10] = (data[10] as number) ^ 0x55;
+    await fs.writeFile(middle, data);
+    const { numbers, report } = await reopen();
+    expect(numbers).toEqual(range(0, 60));
+    expect(report.damage.map((d) => [d.segment, d.offset, d.reason, d.repair])).toEqual([
+      [names[1], 0, 'header', 'header-rewritten'],
+    ]);
+    for (const storage of open.splice(0)) await storage.close();
+    expect((await reopen()).report.damage).toEqual([]);
   });
 
   it('records appended after a cut survive the next open, with no cut reported again', async () => {
@@ -207,12 +257,12 @@ describe('FileStorage recovery', () => {
     const file = await lastSegment();
     await fs.truncate(file, (await fs.stat(file)).size - 1);
     const first = await FileStorage.open<Rec>({ directory, onRecovery: () => undefined });
-    expect(first.recovery?.cuts).toHaveLength(1);
+    expect(first.recovery?.damage).toHaveLength(1);
     await first.append([rec(100), rec(101)]);
     await first.close();
     const { numbers, report } = await reopen();
     expect(numbers).toEqual([0, 1, 2, 3, 4, 100, 101]);
-    expect(report.cuts).toEqual([]);
+    expect(cutsOf(report)).toEqual([]);
   });
 
   it('without onRecovery, a cut is reported as a process warning', async () => {
@@ -230,7 +280,9 @@ describe('FileStorage recovery', () => {
     } finally {
       emitWarning.mockRestore();
     }
-    const mine = messages.filter((message) => message.includes('FileStorage cut damaged journal'));
+    const mine = messages.filter((message) =>
+      message.includes('FileStorage found damage in journal'),
+    );
     expect(mine).toHaveLength(1);
     expect(mine[0]).toContain(path.basename(file));
     expect(mine[0]).toContain('(incomplete)');
@@ -265,7 +317,7 @@ describe('FileStorage recovery', () => {
       ['StorageError', 'BUFIO_STORAGE_FAILED'],
     ]);
     expect(errors[0]?.message).toMatch(
-      new RegExp(`FileStorage cut damaged journal data .*${path.basename(file)}.*\\(incomplete\\)`),
+      new RegExp(`FileStorage found damage in journal .*${path.basename(file)}.*\\(incomplete\\)`),
     );
     expect(errors[1]?.message).toBe('FileStorage onRecovery listener threw: listener bug');
     expect(errors[1]?.cause).toEqual(new Error('listener bug'));

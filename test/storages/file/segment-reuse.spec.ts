@@ -5,7 +5,9 @@ import path from 'node:path';
 import { crc32 } from '../../../lib/storages/file/crc32.js';
 import { abandonStorage } from '../../../lib/storages/file/file-storage.js';
 import { FileStorage, type RecoveryReport } from '../../../lib/storages/file/index.js';
-import { FRAME_HEAD_BYTES, frameTag } from '../../../lib/storages/file/journal-format.js';
+import { readIdentity, type DirectoryIdentity } from '../../../lib/storages/file/directory-id.js';
+import { frameTag } from '../../../lib/storages/file/journal-format.js';
+import { FRAME_HEAD_BYTES } from '../../../lib/storages/file/journal-frames.js';
 import {
   appendedIn,
   frameOffsets,
@@ -78,6 +80,13 @@ async function numbersIn(storage: FileStorage<Rec>): Promise<number[]> {
 }
 
 const inode = (file: string): number => fs.statSync(file).ino;
+
+/** Where a file's bytes end, zeros written ahead left out. */
+function withoutTrailingZeros(data: Buffer): number {
+  let used = data.length;
+  while (used > 0 && data[used - 1] === 0) used--;
+  return used;
+}
 const inDir = (name: string): string => path.join(directory, name);
 
 /**
@@ -130,7 +139,7 @@ describe('FileStorage: writing into space that exists already', () => {
       expect(size).toBeGreaterThan(end);
 
       const { storage: next, reports } = await open();
-      expect(reports[0]).toMatchObject({ records: 30, cuts: [] });
+      expect(reports[0]).toMatchObject({ records: 30, damage: [] });
       expect(await numbersIn(next)).toEqual(range(0, 30));
       // Recovery leaves the zeros alone: nothing was damaged.
       expect(fs.statSync(file).size).toBe(size);
@@ -156,7 +165,10 @@ describe('FileStorage: writing into space that exists already', () => {
       }
       await storage.ack(await storage.reserve(100, { now: T0 }));
       await storage.close();
-      expect(await fsp.readdir(directory)).toEqual([expect.stringMatching(/^LOCK\.\d+$/)]);
+      expect((await fsp.readdir(directory)).sort()).toEqual([
+        expect.stringMatching(/^LOCK\.\d+$/),
+        'journal.id',
+      ]);
     });
   });
 
@@ -172,7 +184,7 @@ describe('FileStorage: writing into space that exists already', () => {
       await handle.close();
 
       const { storage, reports } = await open({ segmentBytes: 1024 });
-      expect(reports[0]).toMatchObject({ records: 0, segments: 0, cuts: [] });
+      expect(reports[0]).toMatchObject({ records: 0, segments: 0, damage: [] });
       expect(await spareFiles(directory)).toEqual(spares);
       const events: string[] = [];
       const realSync = fs.fdatasync;
@@ -230,7 +242,7 @@ describe('FileStorage: writing into space that exists already', () => {
       expect(now.subarray(end).includes('record number')).toBe(true);
 
       const { storage: next, reports } = await open({ segmentBytes: 1024 });
-      expect(reports[0]).toMatchObject({ records: 3, cuts: [] });
+      expect(reports[0]).toMatchObject({ records: 3, damage: [] });
       expect(await numbersIn(next)).toEqual([500, 501, 502]);
     });
 
@@ -274,12 +286,14 @@ describe('FileStorage: writing into space that exists already', () => {
       await fsp.writeFile(file, data);
 
       const { storage, reports } = await open({ segmentBytes: 8192 });
-      expect(reports[0]?.cuts).toEqual([
+      expect(reports[0]?.damage).toEqual([
         {
           segment: path.basename(file),
           offset: frames[k],
-          bytes: data.length - (frames[k] as number),
+          bytes: withoutTrailingZeros(data) - (frames[k] as number),
           reason: 'incomplete',
+          repair: 'cut',
+          quarantined: `${inDir('quarantine.log')} at offset 0`,
         },
       ]);
       expect(await numbersIn(storage)).toEqual(range(1000, 1000 + k));
@@ -294,12 +308,14 @@ describe('FileStorage: writing into space that exists already', () => {
       await fsp.writeFile(file, data);
 
       const { storage, reports } = await open({ segmentBytes: 8192 });
-      expect(reports[0]?.cuts).toEqual([
+      expect(reports[0]?.damage).toEqual([
         {
           segment: path.basename(file),
           offset: last,
-          bytes: data.length - last,
+          bytes: withoutTrailingZeros(data) - last,
           reason: 'checksum',
+          repair: 'cut',
+          quarantined: `${inDir('quarantine.log')} at offset 0`,
         },
       ]);
       expect(await numbersIn(storage)).toEqual(range(1000, 1099));
@@ -309,7 +325,7 @@ describe('FileStorage: writing into space that exists already', () => {
       ['a valid frame of another segment (a stale frame)', 'stale'],
       ['zeros', 'zeros'],
     ] as const)(
-      'in the middle of an older segment, %s where a frame was is damage: cut and reported',
+      'in the middle of an older segment, %s where a frame was is damage: skipped, padded over and reported; later frames kept',
       async (_label, kind) => {
         const { storage } = await open({ segmentBytes: 1024 });
         await appendAll(storage, range(0, 60), 3);
@@ -326,19 +342,26 @@ describe('FileStorage: writing into space that exists already', () => {
         if (kind === 'zeros') data.fill(0, at, end);
         else {
           // Sealed as a frame of the segment before: it passes every check but the tag.
-          data.writeUInt32LE(frameTag(sequenceOf(file) - 1), at + 4);
+          const identity = (await readIdentity(directory)) as DirectoryIdentity;
+          data.writeUInt32LE(frameTag(sequenceOf(file) - 1, identity.id), at + 4);
           const crc = crc32(data, at + FRAME_HEAD_BYTES, end, crc32(data, at, at + 8));
           data.writeUInt32LE(crc, at + 8);
         }
         await fsp.writeFile(file, data);
 
         const { storage: next, reports } = await open({ segmentBytes: 1024 });
-        expect(reports[0]?.cuts).toEqual([
-          { segment: files[1], offset: at, bytes: data.length - at, reason: 'checksum' },
+        expect(reports[0]?.damage).toEqual([
+          {
+            segment: files[1],
+            offset: at,
+            bytes: end - at,
+            reason: 'checksum',
+            repair: 'padded',
+            quarantined: `${inDir('quarantine.log')} at offset 0`,
+          },
         ]);
-        const lost = new Set(inFile.slice(2).map((r) => r.n));
-        expect(lost.size).toBeGreaterThan(0);
-        expect(await numbersIn(next)).toEqual(range(0, 60).filter((n) => !lost.has(n)));
+        const lost = (inFile[2] as Rec).n;
+        expect(await numbersIn(next)).toEqual(range(0, 60).filter((n) => n !== lost));
       },
     );
   });
