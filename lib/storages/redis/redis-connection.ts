@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { BufIOError, StorageError, StorageUnavailableError } from '../../core/errors.js';
-import type { RedisClient } from './lua-script.js';
+import { isNoScript, type LuaScript, type RedisClient } from './lua-script.js';
 
 const STATE_EVENTS = ['ready', 'close', 'end'] as const;
 
@@ -92,6 +92,35 @@ export class RedisConnection {
     } catch (error) {
       throw storageFailure(operation, error);
     }
+  }
+
+  /** Runs a script (see `run`), loading it if the server does not know it. */
+  script(
+    operation: string,
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    return this.run(operation, () => script.run(this.client, keys, args));
+  }
+
+  /**
+   * The reply of a script queued on a pipeline. If the server did not know the script, nothing of
+   * it ran, and it runs now on its own (loading it).
+   *
+   * @throws StorageUnavailableError or StorageError, naming the operation.
+   */
+  async queued(
+    operation: string,
+    result: [Error | null, unknown] | undefined,
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    const [error, reply] = result ?? [new Error('no reply in the pipeline'), undefined];
+    if (!error) return reply;
+    if (isNoScript(error)) return this.script(operation, script, keys, args);
+    throw storageFailure(operation, error);
   }
 
   /** `promise`, or a `StorageUnavailableError` if it does not settle within `commandTimeout`. */

@@ -10,22 +10,22 @@ import type {
   StoredRecord,
   UnreadableRecord,
 } from '../../core/storage.js';
-import { AppendBatcher, type CallOutcome } from '../append-batcher.js';
-import { LeaseRenewal } from '../lease-renewal.js';
 import { encodeRecords, type EncodeOptions } from '../serializer.js';
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
 import { KEY_NAMES, type RedisStorageKeys } from './buffer-keys.js';
 import { isProvenGone, markOpen } from './consumer-name.js';
 import { LegacyLayout, payloadOf, pendingCount } from './legacy-layout.js';
-import { isNoScript, type LuaScript, type RedisClient } from './lua-script.js';
-import { isUnavailable, RedisConnection, storageFailure } from './redis-connection.js';
+import { HeldLeases } from './held-leases.js';
+import type { LuaScript, RedisClient } from './lua-script.js';
+import { RedisConnection, storageFailure } from './redis-connection.js';
 import {
   type RedisStorageOptions,
   type ResolvedRedisStorageOptions,
   resolveRedisStorageOptions,
 } from './redis-storage-options.js';
 import { RetryHints } from './retry-hints.js';
-import { ACK, APPEND, ENSURE, RECOVER, RELEASE, RENEW, SET_ASIDE, TAKE, TRIM } from './scripts.js';
+import { ENSURE, RECOVER, RELEASE, SET_ASIDE, TAKE } from './scripts.js';
+import { StreamAppends } from './stream-appends.js';
 import { fieldsOf, StreamWatch } from './stream-watch.js';
 
 export type { RedisStorageKeys } from './buffer-keys.js';
@@ -34,10 +34,6 @@ export type { RedisStorageKeys } from './buffer-keys.js';
 const PROMOTE_CAP = 1000;
 /** Most records one RECOVER call makes visible again; `recover()` calls it until done. */
 const RECOVER_CAP = 1000;
-/** Records per append script: a tick of many producers in one, without holding Redis up long. */
-const APPEND_CHUNK = 1000;
-/** How long to wait before sending again when Redis is connected but answered "busy/loading". */
-const BUSY_PAUSE = 100;
 /** Shortest interval of the engine's recovery timer: an idle instance costs at most ~1 call/s. */
 const MIN_RECOVERY_INTERVAL = 1000;
 /** How long one blocking read of `watch()` waits: an idle watch costs 2 round trips per period. */
@@ -90,14 +86,10 @@ export class RedisStorage<T> implements Storage<T> {
   /** How `append` serializes records, and names this storage in its errors. */
   private readonly encoding: EncodeOptions<T>;
   private readonly connection: RedisConnection;
-  private readonly appends: AppendBatcher;
+  private readonly appends: StreamAppends;
   private readonly keyList: readonly string[];
-  /** Records this instance leased and has not acked or released: their leases are renewed. */
-  private readonly leases: LeaseRenewal;
-  /** Of those, the ones leased from `due` (the others are pending entries of the stream). */
-  private readonly leasedFromDue = new Set<string>();
-  /** Records processed whose ack failed (Redis was unreachable): acked again before other work. */
-  private readonly unacked = new Set<string>();
+  /** Records this instance leased and has not acked or released. */
+  private readonly leases: HeldLeases;
   private readonly hints: RetryHints;
   private readonly legacy: LegacyLayout | undefined;
   private watcher: StreamWatch | undefined;
@@ -140,24 +132,24 @@ export class RedisStorage<T> implements Storage<T> {
         group: this.options.group,
         leaseTimeout,
         run: (operation, call) => this.connection.run(operation, () => call(this.client)),
-        append: (texts) => this.appendNow('recover', texts),
+        append: (texts) => this.appends.now('recover', texts),
         newScope,
-        script: (script, keys, args) =>
-          this.connection.run('recover', () => script.run(this.client, keys, args)),
+        script: (script, keys, args) => this.connection.script('recover', script, keys, args),
       });
-    this.appends = new AppendBatcher({
-      write: (calls) => this.writeAppends(calls),
-      failure: (error) => storageFailure('append', error),
-      isUnavailable,
-      pause: (_retry, until) => this.waitToAppend(until),
-      // One connection, pipelined: bursts of successive ticks keep their order in flight.
-      oneAtATime: false,
+    this.appends = new StreamAppends({
+      connection: this.connection,
+      stream: this.keys.stream,
+      ensureStream: () => this.ensureStream(),
       onUnavailable: this.options.onUnavailable,
       unavailableTimeout: this.options.unavailableTimeout,
     });
-    this.leases = new LeaseRenewal({
+    this.leases = new HeldLeases({
+      connection: this.connection,
+      keys: this.keys,
+      keyList: this.keyList,
+      group: this.options.group,
+      consumer,
       leaseTimeout,
-      renew: (ids) => this.renew(ids),
       report: (error) => this.report(error),
     });
   }
@@ -208,7 +200,7 @@ export class RedisStorage<T> implements Storage<T> {
   async reserve(limit: number, options: ReserveOptions): Promise<StoredRecord<T>[]> {
     if (this.closing) throw this.closedError('reserve');
     if (!(limit >= 1)) return [];
-    await this.retryUnacked();
+    await this.leases.retryUnacked();
     await this.open();
     const max = Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER));
     let taken: TakenRecord[] = [];
@@ -219,7 +211,6 @@ export class RedisStorage<T> implements Storage<T> {
       room = options.maxBytes !== undefined || took.full ? 0 : max - taken.length;
     }
     const fresh = room > 0 ? await this.readFresh(room) : [];
-    for (const record of taken) if (record.fromDue) this.leasedFromDue.add(record.id);
     const batch = await this.decode(taken, fresh, options.onUnreadable);
     this.watcher?.reserved();
     return batch;
@@ -234,20 +225,13 @@ export class RedisStorage<T> implements Storage<T> {
   async ack(records: readonly StoredRecord<T>[]): Promise<void> {
     if (records.length === 0) return;
     if (this.closing) throw this.closedError('ack');
-    const ids = records.map((r) => String(r.id));
-    try {
-      await this.acknowledge(ids);
-    } catch (error) {
-      if (isUnavailable(error) && !this.closing) {
-        // Processed already: keep the leases and ack them once Redis is back, rather than let
-        // them expire and have the records processed again.
-        for (const id of ids) this.unacked.add(id);
-      } else {
-        this.forget(ids);
-      }
-      throw error;
-    }
-    this.forget(ids);
+    // Processed already: while the storage is open, keep the leases of an ack that met an outage
+    // and ack them once Redis is back, rather than let them expire and the records be processed
+    // again.
+    await this.leases.ack(
+      records.map((r) => String(r.id)),
+      !this.closing,
+    );
   }
 
   /**
@@ -264,7 +248,7 @@ export class RedisStorage<T> implements Storage<T> {
       this.hints.released(visibleAt);
     } finally {
       // Released, or left leased without renewal: then it comes back when its lease expires.
-      this.forget(ids);
+      this.leases.forget(ids);
     }
   }
 
@@ -298,7 +282,7 @@ export class RedisStorage<T> implements Storage<T> {
    */
   async recover(): Promise<number> {
     if (this.closing) throw this.closedError('recover');
-    await this.retryUnacked();
+    await this.leases.retryUnacked();
     await this.open();
     let recovered = await this.recoverLapsed([]);
     recovered += (await this.legacy?.migrate(this.client.isCluster)) ?? 0;
@@ -351,7 +335,6 @@ export class RedisStorage<T> implements Storage<T> {
     this.closing ??= (async () => {
       await this.appends.idle();
       this.leases.stop();
-      this.leasedFromDue.clear();
       await this.watcher?.stop();
       markOpen(this.consumer, false);
       await this.connection.close();
@@ -515,7 +498,10 @@ export class RedisStorage<T> implements Storage<T> {
         unreadable.push({ id, payload, location: this.invalidLocation(id), cause });
       }
     }
-    this.leases.hold(held);
+    this.leases.hold(
+      held,
+      taken.filter((record) => record.fromDue).map((record) => record.id),
+    );
     if (unreadable.length > 0) await this.setAside(unreadable, onUnreadable);
     return batch;
   }
@@ -525,8 +511,7 @@ export class RedisStorage<T> implements Storage<T> {
     records: readonly UnreadableRecord[],
     onUnreadable: ReserveOptions['onUnreadable'],
   ): Promise<void> {
-    const ids = records.map((record) => String(record.id));
-    this.forget(ids);
+    this.leases.forget(records.map((record) => String(record.id)));
     try {
       await this.script('reserve', SET_ASIDE, [
         this.options.group,
@@ -560,207 +545,13 @@ export class RedisStorage<T> implements Storage<T> {
     return `Redis hash "${keyPrefix}${this.keys.invalid}", field "${id}"`;
   }
 
-  /**
-   * Stream records: `XACK` and TRIM in one round trip; those TRIM could not reach (acks out of
-   * order) get an `XDEL`. Records from `due`, and stream records that were no longer pending
-   * (recovered elsewhere meanwhile), go through the ACK script, which removes them wherever.
-   */
-  private async acknowledge(ids: readonly string[]): Promise<void> {
-    const [fromStream, fromDue] = this.bySource(ids);
-    const { group } = this.options;
-    const results = await this.connection.run('ack', () => {
-      const pipeline = this.client.pipeline();
-      if (fromStream.length > 0) {
-        pipeline.xack(this.keys.stream, group, ...fromStream);
-        TRIM.queue(pipeline, this.keyList, [group]);
-      }
-      if (fromDue.length > 0) ACK.queue(pipeline, this.keyList, [group, ...fromDue]);
-      return pipeline.exec();
-    });
-    const replies = results ?? [];
-    let anywhere: readonly string[] = [];
-    if (fromStream.length > 0) {
-      const [ackError, acked] = replies[0] ?? [new Error('no reply to XACK')];
-      if (ackError) throw storageFailure('ack', ackError);
-      const floor = String(await this.queued('ack', TRIM, replies[1], [group]));
-      if (Number(acked) < fromStream.length || floor === '') {
-        anywhere = fromStream;
-      } else {
-        const above = fromStream.filter((id) => compareIds(id, floor) >= 0);
-        if (above.length > 0) {
-          await this.connection.run('ack', () => this.client.xdel(this.keys.stream, ...above));
-        }
-      }
-    }
-    if (fromDue.length > 0) {
-      await this.queued('ack', ACK, replies[fromStream.length > 0 ? 2 : 0], [group, ...fromDue]);
-    }
-    if (anywhere.length > 0) await this.script('ack', ACK, [group, ...anywhere]);
-  }
-
-  /** Extends leases: stream entries with `XCLAIM … JUSTID`, records from `due` with RENEW. */
-  private async renew(ids: readonly string[]): Promise<void> {
-    const [fromStream, fromDue] = this.bySource(ids);
-    const { group, leaseTimeout } = this.options;
-    const results = await this.connection.run('lease renewal', () => {
-      const pipeline = this.client.pipeline();
-      if (fromStream.length > 0) {
-        pipeline.xclaim(this.keys.stream, group, this.consumer, 0, ...fromStream, 'JUSTID');
-      }
-      if (fromDue.length > 0) {
-        RENEW.queue(pipeline, this.keyList, [this.consumer, leaseTimeout, ...fromDue]);
-      }
-      return pipeline.exec();
-    });
-    const replies = results ?? [];
-    if (fromStream.length > 0 && replies[0]?.[0]) {
-      throw storageFailure('lease renewal', replies[0][0]);
-    }
-    if (fromDue.length > 0) {
-      await this.queued('lease renewal', RENEW, replies[fromStream.length > 0 ? 1 : 0], [
-        this.consumer,
-        leaseTimeout,
-        ...fromDue,
-      ]);
-    }
-  }
-
-  /** Leased ids split by where they were leased from: the stream, and `due`. */
-  private bySource(ids: readonly string[]): [readonly string[], readonly string[]] {
-    if (this.leasedFromDue.size === 0) return [ids, []];
-    return [
-      ids.filter((id) => !this.leasedFromDue.has(id)),
-      ids.filter((id) => this.leasedFromDue.has(id)),
-    ];
-  }
-
-  private forget(ids: readonly string[]): void {
-    this.leases.forget(ids);
-    if (this.leasedFromDue.size > 0) for (const id of ids) this.leasedFromDue.delete(id);
-    if (this.unacked.size > 0) for (const id of ids) this.unacked.delete(id);
-  }
-
-  private async retryUnacked(): Promise<void> {
-    if (this.unacked.size === 0) return;
-    const ids = [...this.unacked];
-    try {
-      await this.acknowledge(ids);
-    } catch (error) {
-      if (isUnavailable(error)) throw error;
-      // Refused rather than unreachable: stop holding them; their leases expire and the records
-      // are processed again (at least once), rather than every reserve failing from now on.
-      this.forget(ids);
-      this.report(error);
-      return;
-    }
-    this.forget(ids);
-  }
-
-  /**
-   * One pipeline for the appends of a tick, in as few commands as possible: the calls' records go
-   * in one APPEND script per up to `APPEND_CHUNK` records, cut only between calls, so that each
-   * call is stored whole or not at all. One command rather than one per record halves the
-   * client's CPU per record, which is what bounds the rate here.
-   */
-  private async writeAppends(calls: readonly (readonly string[])[]): Promise<CallOutcome[]> {
-    await this.connection.whenReady('append', false, Infinity);
-    const chunks: (readonly string[])[][] = [];
-    let chunk: (readonly string[])[] = [];
-    let size = 0;
-    for (const texts of calls) {
-      if (size > 0 && size + texts.length > APPEND_CHUNK) {
-        chunks.push(chunk);
-        chunk = [];
-        size = 0;
-      }
-      chunk.push(texts);
-      size += texts.length;
-    }
-    if (chunk.length > 0) chunks.push(chunk);
-    const texts = chunks.map((group) =>
-      group.length === 1 ? (group[0] as string[]) : group.flat(),
-    );
-    const pipeline = this.client.pipeline();
-    for (const chunkTexts of texts) APPEND.queue(pipeline, [this.keys.stream], chunkTexts);
-    const results = await this.connection.bounded('append', pipeline.exec());
-    if (!results) throw new StorageError('Redis append failed: the pipeline returned no results');
-    const outcomes: CallOutcome[] = [];
-    for (let i = 0; i < chunks.length; i++) {
-      const group = chunks[i] as (readonly string[])[];
-      let ids: unknown[];
-      try {
-        const [error, reply] = results[i] ?? [new Error('no reply in the pipeline'), undefined];
-        // Nothing of the chunk was stored: the server did not know the script, or the stream
-        // is missing. Either is mended by sending it again on its own.
-        if (isNoScript(error) || isNoStream(error))
-          ids = await this.appendNow('append', texts[i] as string[]);
-        else if (error) throw storageFailure('append', error);
-        else ids = reply as unknown[];
-      } catch (error) {
-        outcomes.push(...group.map(() => error as Error));
-        continue;
-      }
-      let at = 0;
-      for (const call of group) outcomes.push(ids.slice(at, (at += call.length)).map(String));
-    }
-    return outcomes;
-  }
-
-  /** One APPEND on its own, creating the stream first if it is missing. */
-  private async appendNow(operation: string, texts: readonly string[]): Promise<unknown[]> {
-    const append = () =>
-      this.connection.run(operation, () => APPEND.run(this.client, [this.keys.stream], texts));
-    try {
-      return (await append()) as unknown[];
-    } catch (error) {
-      if (!isNoStream((error as { cause?: unknown }).cause)) throw error;
-      await this.ensureStream();
-      return (await append()) as unknown[];
-    }
-  }
-
-  /**
-   * Before appends that met an unreachable Redis are sent again: waits for the connection to be
-   * ready, until `until`; or, when it is ready already (Redis answered "busy" or "loading"), a
-   * moment. A client that has ended will not come back: its appends fail now.
-   */
-  private async waitToAppend(until: number): Promise<void> {
-    if (this.client.status === 'ready') {
-      await new Promise((resolve) =>
-        setTimeout(resolve, Math.max(0, Math.min(BUSY_PAUSE, until - Date.now()))),
-      );
-      return;
-    }
-    try {
-      await this.connection.whenReady('append', true, until);
-    } catch (error) {
-      if (this.client.status === 'end') throw error;
-    }
-  }
-
   /** Runs one of the scripts over the buffer's keys, as one bounded Redis call. */
   private script(
     operation: string,
     script: LuaScript,
     args: readonly (string | number)[],
   ): Promise<unknown> {
-    return this.connection.run(operation, () => script.run(this.client, this.keyList, args));
-  }
-
-  /**
-   * The reply of a script queued on a pipeline; if the server did not know the script, nothing of
-   * it ran, and it runs now on its own (loading it).
-   */
-  private async queued(
-    operation: string,
-    script: LuaScript,
-    result: [Error | null, unknown] | undefined,
-    args: readonly (string | number)[],
-  ): Promise<unknown> {
-    const [error, reply] = result ?? [new Error('no reply in the pipeline'), undefined];
-    if (!error) return reply;
-    if (isNoScript(error)) return this.script(operation, script, args);
-    throw storageFailure(operation, error);
+    return this.connection.script(operation, script, this.keyList, args);
   }
 
   /** A connection for blocking reads, closed with the storage; never the user's own client. */
@@ -788,36 +579,9 @@ export class RedisStorage<T> implements Storage<T> {
   }
 }
 
-/** APPEND found no stream (nothing was stored). */
-function isNoStream(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith('NOSTREAM');
-}
-
 /** A scope for a stream a script may create: random, never drawn twice. */
 function newScope(): string {
   return randomBytes(10).toString('hex');
-}
-
-/**
- * Compares two stream ids (`<ms>-<seq>`, decimal, no leading zeros) in stream order: by the length
- * of each part, then digit by digit. Called for every acked id: it allocates nothing.
- */
-export function compareIds(a: string, b: string): number {
-  const dashA = a.indexOf('-');
-  const dashB = b.indexOf('-');
-  if (dashA !== dashB) return dashA - dashB;
-  for (let i = 0; i < dashA; i++) {
-    const d = a.charCodeAt(i) - b.charCodeAt(i);
-    if (d !== 0) return d;
-  }
-  const seqA = a.length - dashA;
-  const seqB = b.length - dashB;
-  if (seqA !== seqB) return seqA - seqB;
-  for (let i = 1; i < seqA; i++) {
-    const d = a.charCodeAt(dashA + i) - b.charCodeAt(dashB + i);
-    if (d !== 0) return d;
-  }
-  return 0;
 }
 
 /**

@@ -15,7 +15,7 @@ import {
 } from '../../../lib/storages/redis/index.js';
 import fc from 'fast-check';
 import { hashedPart } from '../../../lib/storages/redis/buffer-keys.js';
-import { compareIds } from '../../../lib/storages/redis/redis-storage.js';
+import { compareIds } from '../../../lib/storages/redis/held-leases.js';
 import { describeWith, REDIS_URL } from '../../support/services.js';
 import { sleep } from '../../support/wait.js';
 import { freePort } from './free-port.js';
