@@ -237,7 +237,9 @@ export async function durableSuite(config: RunConfig): Promise<SuiteResult> {
   if (typeof redis === 'string') notes.push(`RedisStorage rows not measured: ${redis}`);
   else {
     redis.disconnect();
-    contenders.push(...redisContenders(tag, { producers: PRODUCERS, throughBufIO }));
+    contenders.push(
+      ...redisContenders(tag, { producers: PRODUCERS, quick: config.quick, throughBufIO }),
+    );
   }
   const postgres = await connectPostgres();
   if (typeof postgres === 'string') notes.push(`PostgresStorage rows not measured: ${postgres}`);
