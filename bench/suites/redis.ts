@@ -20,7 +20,7 @@ import {
   type Target,
 } from '../harness.js';
 import { makeRecords, type BenchRecord } from '../records.js';
-import { costPerRecord, type RedisCost, redisCounters, withRedisCost } from '../redis-server.js';
+import { type RedisCost, redisCounters, withRedisCost } from '../redis-server.js';
 import { connectRedis, REDIS_URL, runTag } from '../services.js';
 import { throughBatcher } from './redis-contenders.js';
 
@@ -309,49 +309,77 @@ interface DepthPoint {
  */
 async function measureDepth(config: RunConfig, tag: string): Promise<DepthPoint[]> {
   const depth = config.quick ? 100_000 : 1_000_000;
-  const shallow = 10_000;
-  const perPoint = config.quick ? 20_000 : 50_000;
+  const perRun = config.quick ? 10_000 : 25_000;
   const admin = await connect();
   const points: DepthPoint[] = [];
-  const measure = async (
-    loop: string,
-    waiting: number,
-    work: () => Promise<number>,
-  ): Promise<void> => {
-    const before = await redisCounters(admin);
-    const t0 = now();
-    const records = await work();
-    const micros = ((now() - t0) * 1000) / records;
-    points.push({
-      loop,
-      waiting,
-      microsPerRecord: micros,
-      server: costPerRecord(before, await redisCounters(admin), records),
-    });
-    config.log(
-      `  redis depth: ${loop}, ${waiting.toLocaleString('en-US')} waiting: ${fmt(micros)} µs per record`,
-    );
-  };
   const open = (what: string): RedisStorage<BenchRecord> =>
     new RedisStorage<BenchRecord>({ url: REDIS_URL, prefix: `bufio-bench:${tag}:${what}` });
   const storages: RedisStorage<BenchRecord>[] = [];
-  try {
-    for (const waiting of [0, depth]) {
-      const storage = open(`fresh-${waiting}`);
-      storages.push(storage);
-      await fill(storage, waiting);
-      await freshRound(storage, 5 * BATCH); // warm
-      await measure('fresh records behind a backlog', waiting, () => freshRound(storage, perPoint));
+  /**
+   * Two storages, one shallow and one deep, measured in the order shallow, deep, deep, shallow,
+   * so that a drift of the machine's speed weighs on both alike; each point sums its two runs.
+   */
+  const compare = async (
+    loop: string,
+    [shallow, deep]: readonly [number, number],
+    prepare: (storage: RedisStorage<BenchRecord>, waiting: number) => Promise<void>,
+    work: (storage: RedisStorage<BenchRecord>) => Promise<number>,
+  ): Promise<void> => {
+    const sides = [shallow, deep].map((waiting) => ({
+      waiting,
+      storage: open(`${loop.split(' ')[0] ?? 'loop'}-${waiting}`),
+      records: 0,
+      ms: 0,
+      cpuSeconds: 0,
+      commands: 0,
+    }));
+    for (const side of sides) {
+      storages.push(side.storage);
+      await prepare(side.storage, side.waiting);
     }
-    for (const waiting of [shallow, depth]) {
-      const storage = open(`failing-${waiting}`);
-      storages.push(storage);
-      await fill(storage, waiting);
-      await failRound(storage, waiting);
-      await measure('a failing worker: every batch released', waiting, () =>
-        failRound(storage, perPoint),
+    for (const side of [sides[0], sides[1], sides[1], sides[0]] as typeof sides) {
+      const before = await redisCounters(admin);
+      const t0 = now();
+      side.records += await work(side.storage);
+      side.ms += now() - t0;
+      const after = await redisCounters(admin);
+      side.cpuSeconds += after.cpuSeconds - before.cpuSeconds;
+      side.commands += after.commands - before.commands - 1;
+    }
+    for (const side of sides) {
+      points.push({
+        loop,
+        waiting: side.waiting,
+        microsPerRecord: (side.ms * 1000) / side.records,
+        server: {
+          cpuMicros: (side.cpuSeconds * 1e6) / side.records,
+          commands: side.commands / side.records,
+        },
+      });
+      config.log(
+        `  redis depth: ${loop}, ${side.waiting.toLocaleString('en-US')} waiting: ${fmt((side.cpuSeconds * 1e6) / side.records)} µs of Redis CPU per record`,
       );
     }
+  };
+  try {
+    await compare(
+      'fresh records behind a backlog',
+      [0, depth],
+      async (storage, waiting) => {
+        await fill(storage, waiting);
+        await freshRound(storage, 5 * BATCH); // warm
+      },
+      (storage) => freshRound(storage, perRun),
+    );
+    await compare(
+      'a failing worker: every batch released',
+      [10_000, depth],
+      async (storage, waiting) => {
+        await fill(storage, waiting);
+        await failRound(storage, waiting);
+      },
+      (storage) => failRound(storage, perRun),
+    );
   } finally {
     for (const storage of storages) {
       await storage.close();
@@ -536,7 +564,8 @@ export async function redisSuite(config: RunConfig): Promise<SuiteResult> {
     tables: [
       cycle.table,
       {
-        title: 'cost per record with records waiting (one run each)',
+        title:
+          'cost per record with records waiting (two runs each, in the order shallow, deep, deep, shallow)',
         columns: [
           'loop',
           'records waiting',
