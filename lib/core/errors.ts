@@ -125,6 +125,18 @@ export class UnsupportedError extends BufIOError {
   }
 }
 
+/** `UnsupportedError` for an engine option that the buffer's storage does not support. */
+export function unsupportedOption(
+  buffer: string,
+  option: string,
+  storage: object,
+): UnsupportedError {
+  const name = storage.constructor?.name ?? 'the storage';
+  return new UnsupportedError(
+    `buffer "${buffer}": option "${option}" needs a storage that supports it, and ${name} does not (MemoryStorage does)`,
+  );
+}
+
 /** The storage's backing service cannot be reached. Appends may be retried by the caller. */
 export class StorageUnavailableError extends BufIOError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -279,12 +291,38 @@ export function isError(value: unknown): value is Error {
   return false;
 }
 
-/** Turns anything thrown into an `Error`, keeping the original as `cause`. */
+/**
+ * Turns what a storage, a hook, a listener or a handler threw into an `Error`: an `Error` (of any
+ * realm) as it is, anything else wrapped, the original kept as `cause`. Worker results go through
+ * `toError` instead, which says the worker failed.
+ */
+export function asError(value: unknown): Error {
+  if (isError(value)) return value;
+  const text =
+    typeof value === 'string' ? value : `non-Error value thrown: ${describeValue(value)}`;
+  return new Error(text, { cause: value });
+}
+
+/**
+ * Turns what a worker threw or failed a record with into an `Error`: a non-`Error` value becomes
+ * a `WorkerError` (BUFIO_WORKER_FAILED), keeping the original as `cause`.
+ */
 export function toError(value: unknown): Error {
   if (isError(value)) return value;
   return new WorkerError(`worker failed with a non-Error value: ${describeValue(value)}`, {
     cause: value,
   });
+}
+
+/**
+ * The error to report for a failed storage call: a BufIO error (the storage's own typed error) as
+ * it is, anything else wrapped in a `StorageError` that names the buffer and the operation.
+ */
+export function storageFailure(buffer: string, operation: string, error: unknown): Error {
+  if (isError(error) && String((error as { code?: unknown }).code).startsWith('BUFIO_')) {
+    return error;
+  }
+  return new StorageError(`storage ${operation} failed for buffer "${buffer}"`, { cause: error });
 }
 
 /** A short, safe rendering of a value for an error message. */

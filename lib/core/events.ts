@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { toError } from './errors.js';
+import { asError } from './errors.js';
 import { isThenable } from './thenable.js';
 import type { OnFullPolicy } from './options.js';
 
@@ -55,6 +55,19 @@ export interface BufIOEvents<T, U = unknown> {
   error: Error;
 }
 
+/**
+ * How the engine's units tell the buffer's events, without holding the buffer: closures over its
+ * `tell` and `listens`, made once by `BufIO`.
+ */
+export interface EventSink<T, U> {
+  /** Tells `event` to its listeners, who cannot break the caller (see `SafeEmitter.tell`). */
+  tell<K extends keyof BufIOEvents<T, U>>(event: K, payload: BufIOEvents<T, U>[K]): void;
+  /** Whether anyone listens to `event`: lets callers skip building a payload nobody reads. */
+  listens(event: keyof BufIOEvents<T, U>): boolean;
+  /** A failure outside a worker call (the storage, a hook, a handler): an `error` event. */
+  report(error: unknown): void;
+}
+
 /** `BufIOEvents` as Node's `EventEmitter` types its events: one payload argument each. */
 export type BufIOEventMap<T, U = unknown> = {
   [K in keyof BufIOEvents<T, U>]: [payload: BufIOEvents<T, U>[K]];
@@ -72,7 +85,7 @@ export class SafeEmitter<E extends Record<keyof E, unknown[]>> extends EventEmit
   protected tell<K extends keyof E & string>(event: K, ...args: E[K]): void {
     const listeners = this.rawListeners(event as never) as unknown as Listener[];
     if (listeners.length === 0) {
-      if (event === 'error') process.emitWarning(toError(args[0]));
+      if (event === 'error') process.emitWarning(asError(args[0]));
       return;
     }
     // rawListeners is a copy: a listener removing itself (once) does not skip the next one.
@@ -95,10 +108,10 @@ export class SafeEmitter<E extends Record<keyof E, unknown[]>> extends EventEmit
 
   private listenerFailed(event: string, error: unknown): void {
     if (event === 'error') {
-      process.emitWarning(toError(error));
+      process.emitWarning(asError(error));
       return;
     }
-    (this.tell as unknown as (event: string, error: Error) => void)('error', toError(error));
+    (this.tell as unknown as (event: string, error: Error) => void)('error', asError(error));
   }
 }
 

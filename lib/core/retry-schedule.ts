@@ -6,14 +6,13 @@ interface Entry {
 }
 
 /**
- * Records released for a retry, counted by when they become visible again, with one timer for the
- * earliest. The timer does not keep the process alive, except while `keepAlive` (a drain, or an
- * exit that must wait for a retry). Kept in a heap: a release costs O(log n) however many retries
- * an outage has piled up.
+ * When records released for a retry become visible again: counts by time, one timer for the
+ * earliest (the `Backlog` keeps the total). The timer does not keep the process alive, except
+ * while `keepAlive` (a drain, or an exit that must wait for a retry). Kept in a heap: a release
+ * costs O(log n) however many retries an outage has piled up, and an entry is one release, never
+ * one record.
  */
 export class RetrySchedule {
-  /** Records whose retry delay has not passed. */
-  delayed = 0;
   private readonly entries = new Heap<Entry>((a, b) => a.at < b.at);
   private timer: NodeJS.Timeout | undefined;
   private keepAlive = false;
@@ -22,7 +21,6 @@ export class RetrySchedule {
   constructor(private readonly onDue: (count: number, at: number) => void) {}
 
   add(at: number, count: number): void {
-    this.delayed += count;
     const entry = { at, count };
     this.entries.push(entry);
     if (this.entries.peek() === entry) this.arm();
@@ -31,10 +29,10 @@ export class RetrySchedule {
   /**
    * `count` records were reserved before their timer fired (the storage's clock passed their
    * time first): they no longer wait. Taken from the earliest, which are the ones the storage saw.
+   * `count` is at most what the schedule holds.
    */
   takeEarly(count: number): void {
-    let left = Math.min(count, this.delayed);
-    this.delayed -= left;
+    let left = count;
     for (let first = this.entries.peek(); left > 0 && first; first = this.entries.peek()) {
       const used = Math.min(first.count, left);
       first.count -= used;
@@ -58,7 +56,6 @@ export class RetrySchedule {
   /** Forgets every record and the timer. */
   clear(): void {
     this.entries.clear();
-    this.delayed = 0;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -83,7 +80,6 @@ export class RetrySchedule {
       count += entry.count;
       latest = entry.at;
     }
-    this.delayed -= count;
     this.arm();
     if (count > 0) this.onDue(count, latest);
   }

@@ -1,4 +1,5 @@
 import { isError } from './errors.js';
+import type { WorkReport } from './instrumentation.js';
 import type { RecordId } from './storage.js';
 
 /** What the engine tells a worker about the call it is making. */
@@ -99,4 +100,18 @@ export class CallContext implements WorkContext {
     this.reason = reason;
     this.controller?.abort(reason);
   }
+}
+
+/** How a worker call ended: with a value (its result), or failed as a whole. */
+export type CallOutcome = { ok: true; value: unknown } | { ok: false; error: Error };
+
+/**
+ * A worker call's outcome as instrumentation sees it: the rule of `perRecordOutcomes`, counted
+ * without building the outcomes twice.
+ */
+export function reportOf(outcome: CallOutcome, batchLength: number): WorkReport {
+  if (!outcome.ok) return { failed: batchLength, error: outcome.error };
+  const value = outcome.value;
+  const perRecord = Array.isArray(value) && value.length === batchLength;
+  return { failed: perRecord ? value.filter(isError).length : 0, error: undefined };
 }

@@ -1,5 +1,5 @@
 import { InvalidOptionsError } from '../core/errors.js';
-import { OptionChecker } from '../core/options.js';
+import { MAX_TIMER_DELAY, OptionChecker } from '../core/options.js';
 
 /** What makes `BufIOHealthIndicator.isHealthy()` report a buffer down. */
 export interface BufIOHealthOptions {
@@ -45,7 +45,6 @@ export const HEALTH_DEFAULTS = {
 } as const;
 
 const KNOWN = new Set(['buffers', 'storageTimeout', 'maxFillRatio', 'fillDuration', 'deadLetters']);
-const MAX_TIMER_DELAY = 2_147_483_647;
 const CONTEXT = 'BufIOHealthIndicator';
 
 /**

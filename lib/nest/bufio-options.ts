@@ -1,5 +1,10 @@
 import { InvalidOptionsError } from '../core/errors.js';
-import { type BufIOOptions, OptionChecker, resolveOptions } from '../core/options.js';
+import {
+  type BufIOOptions,
+  MAX_TIMER_DELAY,
+  OptionChecker,
+  resolveOptions,
+} from '../core/options.js';
 import type { Storage } from '../core/storage.js';
 import { DEFAULT_SHUTDOWN_TIMEOUT } from './bufio.constants.js';
 import type {
@@ -20,7 +25,6 @@ const NUMERIC_KEYS = [
 ] as const;
 const NUMERIC_RETRY_KEYS = ['maxAttempts', 'initialDelay', 'maxDelay', 'factor'] as const;
 const NUMERIC_TEXT = /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?\s*$/i;
-const MAX_TIMER_DELAY = 2_147_483_647;
 const ROOT_CONTEXT = 'BufIOModule.forRoot()';
 const FEATURE_CONTEXT = 'BufIOModule.forFeature()';
 

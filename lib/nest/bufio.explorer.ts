@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, type OnModuleInit, Optional } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import { BufIO } from '../core/bufio.js';
-import { InvalidOptionsError } from '../core/errors.js';
+import { asError, InvalidOptionsError } from '../core/errors.js';
 import type { Worker } from '../core/worker.js';
 import { BufIOMetadataAccessor } from './bufio-metadata.accessor.js';
 import { BUFIO_LOGGER_CONTEXT, DEFAULT_SHUTDOWN_TIMEOUT } from './bufio.constants.js';
@@ -201,7 +201,7 @@ export class BufIOExplorer implements OnModuleInit {
   /** Runs a handler; what it throws or rejects with is logged, and never reaches the buffer. */
   private call(instance: object, handler: unknown, payload: unknown, where: string): void {
     const fail = (error: unknown): void => {
-      const err = error instanceof Error ? error : new Error(String(error));
+      const err = asError(error);
       this.logger.error(`${where} failed: ${err.message}`, err.stack);
     };
     try {

@@ -4,6 +4,7 @@ import {
   Logger,
   type OnApplicationBootstrap,
 } from '@nestjs/common';
+import { asError } from '../core/errors.js';
 import { BUFIO_LOGGER_CONTEXT } from './bufio.constants.js';
 import { BufIORegistry } from './bufio.registry.js';
 import { BufIOScheduler } from './bufio.scheduler.js';
@@ -32,7 +33,7 @@ export class BufIOOrchestrator implements OnApplicationBootstrap, BeforeApplicat
       if (settings.flushCron !== undefined) {
         this.scheduler.addCron(name, settings.flushCron, () => {
           buffer.flush().catch((error: unknown) => {
-            const err = error instanceof Error ? error : new Error(String(error));
+            const err = asError(error);
             this.logger.error(
               `buffer "${name}": scheduled flush failed: ${err.message}`,
               err.stack,
@@ -51,7 +52,7 @@ export class BufIOOrchestrator implements OnApplicationBootstrap, BeforeApplicat
         try {
           await buffer.stop({ timeout: settings.shutdownTimeout });
         } catch (error) {
-          const err = error instanceof Error ? error : new Error(String(error));
+          const err = asError(error);
           this.logger.error(`buffer "${name}": stop failed: ${err.message}`, err.stack);
         }
       }),

@@ -1,4 +1,4 @@
-import { OptionChecker } from '../core/options.js';
+import { MAX_TIMER_DELAY, OptionChecker } from '../core/options.js';
 import { jsonSerializer, type Serializer } from './serializer.js';
 
 /** What `append` does while a shared storage's server cannot be reached. */
@@ -81,8 +81,8 @@ export const STORAGE_DEFAULTS = {
   unavailableTimeout: 10_000,
 } as const;
 
-/** `setTimeout` clamps longer delays to 1 ms, which would turn a long timeout into a busy loop. */
-export const MAX_TIMER_DELAY = 2_147_483_647;
+/** Re-exported for the storages' options; defined once, in lib/core. */
+export { MAX_TIMER_DELAY };
 
 /** Below this, a lease would have to be renewed faster than a round trip can be relied on. */
 const MIN_LEASE_TIMEOUT = 50;

@@ -1,6 +1,6 @@
 import type { BufIO, BufIOStats } from '../core/bufio.js';
 import { DrainTimeoutError } from '../core/errors.js';
-import { OptionChecker } from '../core/options.js';
+import { MAX_TIMER_DELAY, OptionChecker } from '../core/options.js';
 
 /** Options of `drain()`. */
 export interface DrainOptions {
@@ -9,7 +9,6 @@ export interface DrainOptions {
 }
 
 const DEFAULT_TIMEOUT = 5000;
-const MAX_TIMEOUT = 2_147_483_647;
 
 /**
  * Flushes `buffer` until nothing waits in it and no worker call runs: records pushed so far,
@@ -34,7 +33,7 @@ export async function drain<T, U>(
     options.timeout,
     DEFAULT_TIMEOUT,
     0,
-    MAX_TIMEOUT,
+    MAX_TIMER_DELAY,
   );
   const deadline = Date.now() + timeout;
   for (;;) {

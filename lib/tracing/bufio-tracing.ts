@@ -7,6 +7,7 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import type { BufIO } from '../core/bufio.js';
+import { asError } from '../core/errors.js';
 import type { Instrumentation, WorkCall, WorkReport } from '../core/instrumentation.js';
 import type { RecordId } from '../core/storage.js';
 import { PushLinks } from './push-links.js';
@@ -114,7 +115,7 @@ export class BufIOTracing<T> implements Instrumentation<T> {
       }
       return report;
     } catch (error) {
-      const err = error instanceof Error ? error : new Error(String(error));
+      const err = asError(error);
       span.recordException(err);
       span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
       throw error;
