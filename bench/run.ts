@@ -9,6 +9,7 @@ import { memorySuite } from './suites/memory.js';
 import { postgresSuite } from './suites/postgres.js';
 import { postgresStorageSuite } from './suites/postgres-storage.js';
 import { pushCostSuite } from './suites/push-cost.js';
+import { redisSuite } from './suites/redis.js';
 
 /** The suites, in the order of the issue; `--suite <id>` picks some. */
 const SUITES: Record<string, (config: RunConfig) => Promise<SuiteResult>> = {
@@ -18,6 +19,7 @@ const SUITES: Record<string, (config: RunConfig) => Promise<SuiteResult>> = {
   memory: memorySuite,
   latency: latencySuite,
   'postgres-storage': postgresStorageSuite,
+  redis: redisSuite,
 };
 
 const USAGE = `usage: npm run bench [-- --quick] [-- --suite <${Object.keys(SUITES).join('|')}> ...]

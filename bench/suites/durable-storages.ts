@@ -5,12 +5,10 @@ import pg from 'pg';
 import { BufIO, type Storage } from '../../lib/index.js';
 import { FileStorage } from '../../lib/storages/file/index.js';
 import { PostgresStorage } from '../../lib/storages/postgres/index.js';
-import { RedisStorage } from '../../lib/storages/redis/index.js';
 import {
   fdatasyncPerRecord,
   insertJsonPerRecord,
   perRecordProducers,
-  xaddPerRecord,
 } from '../baselines/per-record.js';
 import {
   deferred,
@@ -28,7 +26,13 @@ import {
 } from '../harness.js';
 import { makeRecords, type BenchRecord } from '../records.js';
 import { pgBossContenders } from './postgres-peers.js';
-import { connectPostgres, connectRedis, POSTGRES_URL, REDIS_URL, runTag } from '../services.js';
+import { connectPostgres, connectRedis, POSTGRES_URL, runTag } from '../services.js';
+import {
+  REDIS_METHOD,
+  redisContenders,
+  redisDurableTargets,
+  redisServerTables,
+} from './redis-contenders.js';
 
 const PRODUCERS = 100;
 const WARMUP_RECORDS = 10_000;
@@ -159,54 +163,6 @@ function fileContenders(): Contender[] {
   return [naive(1), naive(PRODUCERS), viaStorage('fsync'), viaStorage('none')];
 }
 
-function redisContenders(tag: string): Contender[] {
-  let run = 0;
-  return [
-    {
-      name: 'XADD per record',
-      group: 'RedisStorage',
-      baseline: true,
-      async prepare() {
-        const redis = await connectRedis();
-        if (typeof redis === 'string') throw new Error(redis);
-        const key = `bufio-bench:${tag}:xadd:${run++}`;
-        return {
-          run: (records, deadline) =>
-            timed(() =>
-              perRecordProducers(records, PRODUCERS, deadline, xaddPerRecord(redis, key)),
-            ),
-          dispose: async () => {
-            await redis.del(key);
-            redis.disconnect();
-          },
-        };
-      },
-    },
-    {
-      name: 'BufIO + RedisStorage',
-      group: 'RedisStorage',
-      baseline: false,
-      async prepare() {
-        const storage = new RedisStorage<BenchRecord>({
-          url: REDIS_URL,
-          prefix: `bufio-bench:${tag}:storage:${run++}`,
-        });
-        return {
-          run: (records, deadline) => throughBufIO(storage, records, deadline),
-          dispose: async () => {
-            await storage.close(); // BufIO's stop() has closed it already; closing is idempotent
-            // The storage's client is gone with it: delete the keys over a connection of our own.
-            const redis = await connectRedis();
-            if (typeof redis === 'string') throw new Error(redis);
-            await redis.del(...Object.values(storage.keys));
-            redis.disconnect();
-          },
-        };
-      },
-    },
-  ];
-}
-
 function postgresContenders(tag: string): Contender[] {
   let run = 0;
   const dropTable = async (table: string): Promise<void> => {
@@ -292,7 +248,9 @@ export async function durableSuite(config: RunConfig): Promise<SuiteResult> {
   if (typeof redis === 'string') notes.push(`RedisStorage rows not measured: ${redis}`);
   else {
     redis.disconnect();
-    contenders.push(...redisContenders(tag));
+    contenders.push(
+      ...redisContenders(tag, { producers: PRODUCERS, quick: config.quick, throughBufIO }),
+    );
   }
   const postgres = await connectPostgres();
   if (typeof postgres === 'string') notes.push(`PostgresStorage rows not measured: ${postgres}`);
@@ -395,6 +353,7 @@ export async function durableSuite(config: RunConfig): Promise<SuiteResult> {
       `The naive journal runs twice: with one producer, the loop the issue's target was set against (about 4,000 records/s when the issue was planned), and with ${PRODUCERS} producers. With ${PRODUCERS} producers, up to four \`fdatasync\` calls run at once on libuv's threads and each makes every write before it durable, so the file system commits them in groups by accident: that baseline is several times faster, and 50× of it is beyond even FileStorage with durability \`'none'\` on this machine. The target is against the single loop, as the issue set it; the ratio to the ${PRODUCERS}-producer loop is in the table's last column.`,
       'The PostgreSQL peer users pick instead, pg-boss (bench/suites/postgres-peers.ts; the newest release that runs on Node 20), in a schema of its own per run with its maintenance off: `insert` in chunks of 1000 jobs by one producer while the jobs are consumed, either by 10 `work` handlers (batchSize 500; pg-boss waits its polling interval, 0.5 s at least, between fetches of each handler) or by one loop of `fetch` (500) and `complete`; the clock stops when every job inserted has been handled.',
       `Each run takes up to ${maxRecords.toLocaleString('en-US')} records or stops pushing after ${timeBox / 1000} s, whichever comes first (the records column says how many); a fresh directory, key prefix or table per run, removed afterwards. ${rounds} rounds, the order rotating and reversing from round to round (\`roundOrder\` in bench/harness.ts); a runner of our own. The ratio is to the group's per-record baseline in the same round. Before the rounds, each contender runs once untimed (up to ${WARMUP_RECORDS.toLocaleString('en-US')} records or ${WARMUP_MS} ms).`,
+      ...REDIS_METHOD,
     ],
     tables: [
       {
@@ -402,9 +361,10 @@ export async function durableSuite(config: RunConfig): Promise<SuiteResult> {
         columns: ['storage', 'contender', 'records per run', 'records/s', 'vs per-record baseline'],
         rows,
       },
+      ...redisServerTables(results),
     ],
     measurements,
-    targets,
+    targets: [...targets, ...redisDurableTargets(results)],
     notes,
     seconds: (now() - started) / 1000,
   };

@@ -8,14 +8,11 @@ import {
   toError,
   WorkTimeoutError,
 } from './errors.js';
-import type { EventSink } from './events.js';
+import type { EngineContext } from './engine.js';
 import type { Instrumentation, WorkCall, WorkReport } from './instrumentation.js';
-import type { ResolvedOptions } from './options.js';
 import { retryDelay } from './retry.js';
-import type { Counters } from './stats.js';
-import type { Storage, StoredRecord } from './storage.js';
+import type { StoredRecord } from './storage.js';
 import { isThenable } from './thenable.js';
-import type { Waiters } from './waiters.js';
 import {
   CallContext,
   type CallOutcome,
@@ -25,13 +22,7 @@ import {
 } from './worker.js';
 
 /** What a `BatchRunner` needs from the engine around it. */
-export interface BatchRunnerDeps<T, U> {
-  readonly name: string;
-  readonly storage: Storage<T>;
-  readonly options: ResolvedOptions<T, U>;
-  readonly counters: Counters;
-  readonly waiters: Waiters<U>;
-  readonly events: EventSink<T, U>;
+export interface BatchRunnerDeps<T, U> extends EngineContext<T, U> {
   /** Whether failed records are dead-lettered at once: the buffer stopped and cannot keep them. */
   readonly givesUp: () => boolean;
   /** `count` records were released for a retry, visible again at `at`. */

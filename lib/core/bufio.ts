@@ -1,26 +1,23 @@
 import { MemoryStorage } from '../storages/memory-storage.js';
-import { Backlog } from './backlog.js';
-import { BatchRunner } from './batch-runner.js';
-import { Bisector } from './bisect.js';
-import { Coalescer } from './coalescer.js';
-import { Dispatcher } from './dispatcher.js';
+import type { Backlog } from './backlog.js';
+import type { BatchRunner } from './batch-runner.js';
+import type { Coalescer } from './coalescer.js';
+import type { Dispatcher } from './dispatcher.js';
 import {
   asError,
-  BufferFullError,
   BufIOClosedError,
   DrainTimeoutError,
   InvalidOptionsError,
-  InvalidRecordError,
   NoWorkerError,
-  RecordDroppedError,
   storageFailure,
   UnsupportedError,
+  unsupportedOption,
 } from './errors.js';
 import { type BufIOEventMap, type DrainSummary, type EventSink, SafeEmitter } from './events.js';
 import type { Instrumentation } from './instrumentation.js';
 import {
   type BufIOOptions,
-  laneIndex,
+  laneOf,
   MAX_TIMER_DELAY,
   OptionChecker,
   type ResolvedOptions,
@@ -28,11 +25,13 @@ import {
 } from './options.js';
 import { Queue } from './queue.js';
 import { Counters, type BufIOStats } from './stats.js';
-import type { AppendOptions, RecordId, Storage } from './storage.js';
-import { type Waiter, Waiters } from './waiters.js';
+import type { Awaitable, RecordId, Storage } from './storage.js';
+import { Waiters } from './waiters.js';
 import type { Worker, WorkFunction } from './worker.js';
 import { exitGuard } from './exit-guard.js';
 import { handled, rejected } from './handled.js';
+import { type Admission, appendOptions, type BlockedPush, checkRecords } from './admission.js';
+import { wireEngine } from './engine.js';
 
 export type { BufIOStats } from './stats.js';
 
@@ -49,14 +48,6 @@ export interface StopOptions {
 export interface PushOptions {
   /** Priority lane, by name or number (see the `priority` option). */
   priority?: string | number;
-}
-
-interface BlockedPush<T> {
-  readonly records: readonly T[];
-  readonly waiter: Waiter<unknown> | undefined;
-  readonly lane: number | undefined;
-  resolve(): void;
-  reject(error: Error): void;
 }
 
 const RESOLVED = Promise.resolve();
@@ -86,8 +77,8 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   private stopping: Promise<DrainSummary> | undefined;
   /** What waits in storage, as this engine believes (the counting model is in its header). */
   private readonly backlog: Backlog;
-  private readonly blocked = new Queue<BlockedPush<T>>();
-  private admitting = false;
+  /** The admission's queue of pushes blocked for room, read by the fast path of `push`. */
+  private readonly blocked: Queue<BlockedPush<T, U>>;
   private readonly waiters = new Waiters<U>();
   /** Only with the `coalesce` option. */
   private readonly coalescer: Coalescer<T, U> | undefined;
@@ -100,6 +91,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   };
   private readonly runner: BatchRunner<T, U>;
   private readonly dispatcher: Dispatcher<T, U>;
+  private readonly admission: Admission<T, U>;
 
   /**
    * @throws InvalidOptionsError when an option is of the wrong type or out of range; the error
@@ -111,46 +103,28 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     this.options = resolveOptions(options);
     this.name = this.options.name;
     this.storage = this.options.storage ?? new MemoryStorage<T>();
-    const { features } = this.storage;
-    if (this.options.coalesce) {
-      if (!(features?.coalesce && canCoalesce(this.storage))) throw this.unsupported('coalesce');
-      this.coalescer = new Coalescer(
-        this.options.coalesce,
-        this.storage,
-        this.counters,
-        this.waiters,
-      );
-    }
-    if (this.options.priority && !features?.priority) throw this.unsupported('priority');
-    this.backlog = new Backlog(this.options.flushInterval, this.options.timers, {
-      intervalDue: () => this.dispatcher.noteIntervalDue(),
-      retriesDue: () => this.dispatcher.pump(),
-    });
-    this.runner = new BatchRunner<T, U>(
-      {
-        name: this.name,
-        storage: this.storage,
-        options: this.options,
-        counters: this.counters,
-        waiters: this.waiters,
-        events: this.events,
-        givesUp: () => this.lifecycle === 'stopped' && !this.storage.durable,
-        retryScheduled: (at, count) => this.backlog.scheduleRetry(at, count),
-      },
-      this.options.bisectOnError ? new Bisector() : undefined,
-    );
-    this.dispatcher = new Dispatcher<T, U>({
+    const { counters, waiters, events } = this;
+    const context = {
       name: this.name,
       storage: this.storage,
       options: this.options,
-      backlog: this.backlog,
-      runner: this.runner,
-      coalescer: this.coalescer,
-      counters: this.counters,
-      events: this.events,
+      counters,
+      waiters,
+      events,
+    };
+    if (this.options.priority && !this.storage.features?.priority) {
+      throw unsupportedOption(this.name, 'priority', this.storage);
+    }
+    const units = wireEngine(context, {
       state: () => this.lifecycle,
-      roomFreed: () => this.admitBlocked(),
+      stored: (ids, records) => this.noteStored(ids, records),
     });
+    this.backlog = units.backlog;
+    this.coalescer = units.coalescer;
+    this.runner = units.runner;
+    this.dispatcher = units.dispatcher;
+    this.admission = units.admission;
+    this.blocked = this.admission.blocked;
   }
 
   /** Where the buffer is in its life. */
@@ -225,7 +199,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
    */
   push(records: T | readonly T[], options?: PushOptions): Promise<void> {
     if (this.lifecycle === 'stopping' || this.lifecycle === 'stopped') {
-      return this.refuse(records, new BufIOClosedError(this.name));
+      return this.admission.refuse(records, new BufIOClosedError(this.name));
     }
     try {
       const backlog = this.backlog;
@@ -238,16 +212,18 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
         backlog.ready + backlog.delayed + backlog.appending < this.options.maxBufferedRecords
       ) {
         // The common case, one record into a buffer with room: no arrays made on the way.
-        const id = this.storage.appendOne(records as T, this.appendOptions(this.laneOf(options)));
+        const lane = laneOf(this.options.priority, options?.priority, this.name);
+        const id = this.storage.appendOne(records as T, appendOptions(lane));
         if (this.pushHooks.length > 0) this.runPushHooks([id], [records as T]);
         this.noteAppended(1);
         return RESOLVED;
       }
       const list = Array.isArray(records) ? (records as readonly T[]) : [records as T];
-      this.checkRecords(list);
-      return this.watchRefusal(list, this.accept(list, undefined, this.laneOf(options)));
+      checkRecords(this.name, list);
+      const lane = laneOf(this.options.priority, options?.priority, this.name);
+      return this.admission.admit(list, undefined, lane);
     } catch (error) {
-      return this.refuse(records, error);
+      return this.admission.refuse(records, error);
     }
   }
 
@@ -260,7 +236,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
    */
   pushAndWait(record: T, options?: PushOptions): Promise<U | undefined> {
     if (this.storage.shared) {
-      return this.refuse(
+      return this.admission.refuse(
         [record],
         new UnsupportedError(
           `pushAndWait is not available on buffer "${this.name}": its storage is shared, so another process may process the record`,
@@ -268,17 +244,17 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       );
     }
     if (this.lifecycle === 'stopping' || this.lifecycle === 'stopped') {
-      return this.refuse([record], new BufIOClosedError(this.name));
+      return this.admission.refuse([record], new BufIOClosedError(this.name));
     }
     // Also rejects when the record is dead-lettered or dropped: handled, like every promise here.
     return handled(
       new Promise<U | undefined>((resolve, reject) => {
         try {
-          this.checkRecords([record]);
-          const accepted = this.accept([record], { resolve, reject }, this.laneOf(options));
-          this.watchRefusal([record], accepted).catch(reject);
+          checkRecords(this.name, [record]);
+          const lane = laneOf(this.options.priority, options?.priority, this.name);
+          this.admission.admit([record], { resolve, reject }, lane).catch(reject);
         } catch (error) {
-          this.refuse([record], error).catch(reject);
+          this.admission.refuse([record], error).catch(reject);
         }
       }),
     );
@@ -315,191 +291,23 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
 
   /** Counters and timings; cheap enough to poll. */
   stats(): BufIOStats {
-    const c = this.counters;
-    return {
+    return this.counters.toStats({
       name: this.name,
       state: this.lifecycle,
-      pushed: c.pushed,
-      processed: c.processed,
-      failed: c.failed,
-      retried: c.retried,
-      dropped: c.dropped,
-      deadLettered: c.deadLettered,
-      coalesced: c.coalesced,
-      refused: c.refused,
-      unreadable: c.unreadable,
-      batches: c.batches,
       buffered: this.backlog.waiting(),
       capacity: this.options.maxBufferedRecords,
       inFlight: this.dispatcher.inFlight,
       blockedPushes: this.blocked.length,
-      lastFlushAt: c.lastFlushAt,
-      meanBatchSize: c.batches === 0 ? 0 : c.batchRecords / c.batches,
-      meanWorkMs: c.batches === 0 ? 0 : c.workMs / c.batches,
-      maxWorkMs: c.maxWorkMs,
-    };
+    });
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Accepting records
-
-  private unsupported(option: string): UnsupportedError {
-    const storage = this.storage.constructor?.name ?? 'the storage';
-    return new UnsupportedError(
-      `buffer "${this.name}": option "${option}" needs a storage that supports it, and ${storage} does not (MemoryStorage does)`,
-    );
-  }
-
-  /** A push refused at once: counted, told, and rejected without risk of an unhandled rejection. */
-  private refuse(records: T | readonly T[], error: unknown): Promise<never> {
-    this.noteRefused(Array.isArray(records) ? (records as readonly T[]) : [records as T], error);
-    return rejected(error);
-  }
-
-  /** Counts and tells a push that `accepted` turns out to refuse; returns `accepted`, handled. */
-  private watchRefusal(records: readonly T[], accepted: Promise<void>): Promise<void> {
-    // The normal path of an in-memory storage pays nothing.
-    if (accepted === RESOLVED) return accepted;
-    accepted.then(undefined, (error: unknown) => this.noteRefused(records, error));
-    return accepted;
-  }
-
-  private noteRefused(records: readonly T[], error: unknown): void {
-    this.counters.refused += records.length;
-    this.tell('refused', { records, error: asError(error) });
-  }
-
-  private checkRecords(records: readonly T[]): void {
-    if (records.length === 0) {
-      throw new InvalidRecordError(`push to buffer "${this.name}" got an empty array`);
-    }
-    for (let i = 0; i < records.length; i++) {
-      if (records[i] === undefined) {
-        const at = records.length > 1 ? ` at index ${i}` : '';
-        throw new InvalidRecordError(
-          `push to buffer "${this.name}" got undefined${at}: a record must be a value`,
-        );
-      }
-    }
-  }
-
-  private laneOf(options: PushOptions | undefined): number | undefined {
-    const priority = this.options.priority;
-    const requested = options?.priority;
-    if (requested === undefined) return priority?.defaultLane;
-    const lane = priority ? laneIndex(priority.names, requested) : -1;
-    if (lane < 0) {
-      const expected = priority
-        ? `one of the lanes (${priority.names.join(', ')})`
-        : 'no priority: the "priority" option is not set';
-      throw new InvalidOptionsError(
-        'priority',
-        requested,
-        expected,
-        `push to buffer "${this.name}"`,
-      );
-    }
-    return lane;
-  }
-
-  /** Whether `count` more records may be appended now, ahead of no blocked push. */
-  private hasRoom(count: number): boolean {
-    return (
-      count === 0 ||
-      (this.blocked.length === 0 && this.buffered() + count <= this.options.maxBufferedRecords)
-    );
-  }
-
-  private buffered(): number {
-    return this.backlog.buffered();
-  }
-
-  private accept(
-    input: readonly T[],
-    waiter: Waiter<U> | undefined,
-    lane: number | undefined,
-  ): Promise<void> {
-    // With 'error', a push that does not fit is refused whole: none of it may be merged first.
-    const coalescer = this.coalescer;
-    if (
-      coalescer &&
-      this.options.onFull === 'error' &&
-      !this.hasRoom(coalescer.countFresh(input))
-    ) {
-      return Promise.reject(new BufferFullError(this.name, this.options.maxBufferedRecords));
-    }
-    const records = coalescer ? coalescer.mergeWaiting(input, waiter) : input;
-    const n = records.length;
-    if (n === 0) return RESOLVED;
-    if (this.hasRoom(n)) {
-      return this.append(records, waiter, lane);
-    }
-    switch (this.options.onFull) {
-      case 'error':
-        return Promise.reject(new BufferFullError(this.name, this.options.maxBufferedRecords));
-      case 'drop-newest':
-        this.drop(records, waiter ? [waiter] : []);
-        return RESOLVED;
-      case 'drop-oldest':
-        return this.evictOldest(records, waiter, lane);
-      case 'block': {
-        const admitted = new Promise<void>((resolve, reject) => {
-          this.blocked.push({
-            records,
-            waiter: waiter as Waiter<unknown> | undefined,
-            lane,
-            resolve,
-            reject,
-          });
-        });
-        this.admitBlocked(); // a push larger than the whole buffer goes in when it is empty
-        return admitted;
-      }
-    }
-  }
-
-  private append(
-    records: readonly T[],
-    waiter: Waiter<U> | undefined,
-    lane: number | undefined,
-  ): Promise<void> {
-    let stored;
-    try {
-      stored = this.storage.append(records, this.appendOptions(lane));
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    if (!(stored instanceof Promise)) {
-      this.onAppended(records, stored, waiter);
-      return RESOLVED;
-    }
-    const n = records.length;
-    this.backlog.startAppend(n);
-    return stored.then(
-      (ids) => {
-        this.backlog.endAppend(n);
-        this.onAppended(records, ids, waiter);
-      },
-      (error: unknown) => {
-        this.backlog.endAppend(n);
-        this.admitBlocked();
-        throw error;
-      },
-    );
-  }
-
-  private onAppended(
-    records: readonly T[],
-    ids: readonly RecordId[],
-    waiter: Waiter<U> | undefined,
-  ): void {
-    const n = records.length;
-    if (waiter) this.waiters.add(ids[0] as RecordId, waiter);
-    this.coalescer?.remember(records, ids);
+  /** Records went into the storage through the admission (the slow path of `push`). */
+  private noteStored(ids: readonly RecordId[], records: readonly T[]): void {
     if (this.pushHooks.length > 0) this.runPushHooks(ids, records);
-    this.noteAppended(n);
+    this.noteAppended(records.length);
   }
 
+  /** Counts appended records; dispatches a batch once `batchSize` wait. Inlined into `push`. */
   private noteAppended(n: number): void {
     this.counters.pushed += n;
     const backlog = this.backlog;
@@ -511,69 +319,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     for (const hook of this.pushHooks) hook.onPush?.(ids, records);
   }
 
-  private appendOptions(lane: number | undefined): AppendOptions | undefined {
-    return lane === undefined ? undefined : { lane };
-  }
-
-  /** Lets blocked pushes in, in order, while there is room. */
-  private admitBlocked(): void {
-    // Appending can dispatch a batch, which frees room and calls back here: the loop below
-    // already goes on while there is room, and re-entering would resolve pushes out of order.
-    if (this.admitting) return;
-    this.admitting = true;
-    try {
-      while (this.blocked.length > 0) {
-        const next = this.blocked.peek() as BlockedPush<T>;
-        const room = this.options.maxBufferedRecords - this.buffered();
-        // An array larger than the whole buffer gets in once the buffer is empty.
-        if (next.records.length > room && this.buffered() > 0) return;
-        this.blocked.shift();
-        this.append(next.records, next.waiter as Waiter<U> | undefined, next.lane).then(
-          next.resolve,
-          next.reject,
-        );
-      }
-    } finally {
-      this.admitting = false;
-    }
-  }
-
-  private drop(records: readonly T[], waiters: readonly Waiter<U>[]): void {
-    const policy = this.options.onFull;
-    this.counters.dropped += records.length;
-    for (const waiter of waiters) waiter.reject(new RecordDroppedError(this.name, policy));
-    this.tell('dropped', { records, policy });
-  }
-
-  /** Makes room by dropping the oldest visible records; what still does not fit is dropped too. */
-  private async evictOldest(
-    records: readonly T[],
-    waiter: Waiter<U> | undefined,
-    lane: number | undefined,
-  ): Promise<void> {
-    const excess = this.buffered() + records.length - this.options.maxBufferedRecords;
-    const victims = await this.dispatcher.evict(excess);
-    if (victims.length > 0) {
-      const rejected = new RecordDroppedError(this.name, this.options.onFull);
-      this.waiters.reject(victims, rejected);
-      this.drop(
-        victims.map((v) => v.record),
-        [],
-      );
-    }
-    // Records in flight or waiting for a retry cannot be evicted: drop the oldest incoming instead.
-    const room = Math.max(0, this.options.maxBufferedRecords - this.buffered());
-    if (room >= records.length) return this.append(records, waiter, lane);
-    this.drop(records.slice(0, records.length - room), waiter ? [waiter] : []);
-    if (room > 0) return this.append(records.slice(records.length - room), undefined, lane);
-  }
-
   private report(error: unknown): void {
     this.tell('error', asError(error));
   }
-
-  // ---------------------------------------------------------------------------------------------
-  // Flush completion and draining
 
   private async drain(timeout: number): Promise<DrainSummary> {
     this.lifecycle = 'stopping';
@@ -595,8 +343,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     exitGuard.delete(this);
     this.dispatcher.forgetTurns();
 
-    const closed = new BufIOClosedError(this.name);
-    while (this.blocked.length > 0) (this.blocked.shift() as BlockedPush<T>).reject(closed);
+    this.admission.rejectBlocked(new BufIOClosedError(this.name));
     if (!this.storage.durable) {
       await this.dispatcher.handOver(
         this.runner.hasWorker
@@ -604,8 +351,14 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
           : new NoWorkerError(this.name),
       );
     }
-    const remaining = this.storage.durable ? await this.countRemaining() : 0;
-    const leasedElsewhere = await this.countLeasedElsewhere();
+    // What a durable storage still holds, and what other holders lease, as the storage counts it.
+    const { storage } = this;
+    const remaining = storage.durable
+      ? await this.count('size', () => storage.size(), this.backlog.waiting())
+      : 0;
+    const leasedElsewhere = storage.leasedElsewhere
+      ? await this.count('leasedElsewhere', () => storage.leasedElsewhere?.() ?? 0, 0)
+      : 0;
     this.backlog.forgetRetries();
     const inFlight = this.dispatcher.inFlight;
     // Close once running calls have settled, so that their acks reach the storage.
@@ -626,23 +379,17 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     return summary;
   }
 
-  /** What a durable storage holds after the drain, as the storage counts it. */
-  private async countRemaining(): Promise<number> {
+  /** A count the storage gives after the drain; `fallback` when it fails (reported). */
+  private async count(
+    operation: string,
+    ask: () => Awaitable<number>,
+    fallback: number,
+  ): Promise<number> {
     try {
-      return await this.storage.size();
+      return await ask();
     } catch (error) {
-      this.report(storageFailure(this.name, 'size', error));
-      return this.backlog.waiting();
-    }
-  }
-
-  private async countLeasedElsewhere(): Promise<number> {
-    if (!this.storage.leasedElsewhere) return 0;
-    try {
-      return await this.storage.leasedElsewhere();
-    } catch (error) {
-      this.report(storageFailure(this.name, 'leasedElsewhere', error));
-      return 0;
+      this.report(storageFailure(this.name, operation, error));
+      return fallback;
     }
   }
 
@@ -653,11 +400,4 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     // The retry timer does not keep the process alive; at exit, it must, until the retry is made.
     this.backlog.keepAlive(true);
   }
-}
-
-/** Whether a storage implements `coalesce` (as `features.coalesce` promises). */
-function canCoalesce<T>(
-  storage: Storage<T>,
-): storage is Storage<T> & Required<Pick<Storage<T>, 'coalesce'>> {
-  return typeof storage.coalesce === 'function';
 }

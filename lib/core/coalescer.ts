@@ -1,5 +1,6 @@
-import type { Storage, MergeFunction, RecordId, StoredRecord } from './storage.js';
-import type { CoalesceOptions } from './options.js';
+import type { EngineContext } from './engine.js';
+import { unsupportedOption } from './errors.js';
+import type { MergeFunction, RecordId, Storage, StoredRecord } from './storage.js';
 import type { Counters } from './stats.js';
 import type { Waiter, Waiters } from './waiters.js';
 
@@ -13,15 +14,20 @@ export class Coalescer<T, U> {
   private readonly waiting = new Map<string, RecordId>();
   private readonly keyOf: (record: T) => string;
   private readonly merge: MergeFunction<T>;
+  private readonly storage: Storage<T> & Required<Pick<Storage<T>, 'coalesce'>>;
+  private readonly counters: Counters;
+  private readonly waiters: Waiters<U>;
 
-  constructor(
-    options: Readonly<Required<CoalesceOptions<T>>>,
-    private readonly storage: Storage<T> & Required<Pick<Storage<T>, 'coalesce'>>,
-    private readonly counters: Counters,
-    private readonly waiters: Waiters<U>,
-  ) {
-    this.keyOf = options.key;
-    this.merge = options.merge;
+  /** @throws UnsupportedError when the storage cannot coalesce. */
+  constructor({ name, options, storage, counters, waiters }: EngineContext<T, U>) {
+    if (!options.coalesce || !storage.features?.coalesce || !canCoalesce(storage)) {
+      throw unsupportedOption(name, 'coalesce', storage);
+    }
+    this.keyOf = options.coalesce.key;
+    this.merge = options.coalesce.merge;
+    this.storage = storage;
+    this.counters = counters;
+    this.waiters = waiters;
   }
 
   /** How many records `mergeWaiting` would leave of `records` to append. */
@@ -76,4 +82,10 @@ export class Coalescer<T, U> {
       if (this.waiting.get(key) === entry.id) this.waiting.delete(key);
     }
   }
+}
+
+function canCoalesce<T>(
+  storage: Storage<T>,
+): storage is Storage<T> & Required<Pick<Storage<T>, 'coalesce'>> {
+  return typeof storage.coalesce === 'function';
 }

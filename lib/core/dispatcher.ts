@@ -4,23 +4,16 @@ import type { BufIOState } from './bufio.js';
 import type { Coalescer } from './coalescer.js';
 import { CrashGuard } from './crash-guard.js';
 import { storageFailure, UnreadableRecordError } from './errors.js';
-import type { EventSink } from './events.js';
+import type { EngineContext } from './engine.js';
 import { FlushTracker } from './flush-tracker.js';
-import type { ResolvedOptions } from './options.js';
-import type { Counters } from './stats.js';
-import type { ReserveOptions, Storage, StoredRecord, UnreadableRecord } from './storage.js';
+import type { ReserveOptions, StoredRecord, UnreadableRecord } from './storage.js';
 import { StorageWatch } from './storage-watch.js';
 
 /** What a `Dispatcher` needs from the engine around it. */
-export interface DispatcherDeps<T, U> {
-  readonly name: string;
-  readonly storage: Storage<T>;
-  readonly options: ResolvedOptions<T, U>;
+export interface DispatcherDeps<T, U> extends EngineContext<T, U> {
   readonly backlog: Backlog;
   readonly runner: BatchRunner<T, U>;
   readonly coalescer: Coalescer<T, U> | undefined;
-  readonly counters: Counters;
-  readonly events: EventSink<T, U>;
   readonly state: () => BufIOState;
   /** Records left the buffer (reserved, acked): pushes waiting for room may go in. */
   readonly roomFreed: () => void;

@@ -125,6 +125,18 @@ export class UnsupportedError extends BufIOError {
   }
 }
 
+/** `UnsupportedError` for an engine option that the buffer's storage does not support. */
+export function unsupportedOption(
+  buffer: string,
+  option: string,
+  storage: object,
+): UnsupportedError {
+  const name = storage.constructor?.name ?? 'the storage';
+  return new UnsupportedError(
+    `buffer "${buffer}": option "${option}" needs a storage that supports it, and ${name} does not (MemoryStorage does)`,
+  );
+}
+
 /** The storage's backing service cannot be reached. Appends may be retried by the caller. */
 export class StorageUnavailableError extends BufIOError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -68,6 +68,33 @@ export class Counters {
   maxWorkMs = 0;
   lastFlushAt: number | null = null;
 
+  /** `stats()`: these counters, with what the engine knows of its state now. */
+  toStats(
+    now: Pick<
+      BufIOStats,
+      'name' | 'state' | 'buffered' | 'capacity' | 'inFlight' | 'blockedPushes'
+    >,
+  ): BufIOStats {
+    const { batches } = this;
+    return {
+      ...now,
+      pushed: this.pushed,
+      processed: this.processed,
+      failed: this.failed,
+      retried: this.retried,
+      dropped: this.dropped,
+      deadLettered: this.deadLettered,
+      coalesced: this.coalesced,
+      refused: this.refused,
+      unreadable: this.unreadable,
+      batches,
+      lastFlushAt: this.lastFlushAt,
+      meanBatchSize: batches === 0 ? 0 : this.batchRecords / batches,
+      meanWorkMs: batches === 0 ? 0 : this.workMs / batches,
+      maxWorkMs: this.maxWorkMs,
+    };
+  }
+
   /** Counts a finished worker call of `records` records that took `durationMs`. */
   countCall(records: number, durationMs: number): void {
     this.batches++;

@@ -148,7 +148,8 @@ describe('BufIOModule with a FileStorage per buffer', () => {
 
 const describeRedis = await describeWith('redis');
 describeRedis('BufIOModule with a RedisStorage per buffer', () => {
-  const prefix = `bufio-test:nest:${RUN}`;
+  // A hash tag, so that the storage keeps the prefix as given (and the cleanup below finds it).
+  const prefix = `bufio-test:nest:{${RUN}}`;
   afterAll(async () => {
     const client = new Redis(REDIS_URL);
     const keys = await client.keys(`${prefix}:*`);

@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { BufIOError, StorageError, StorageUnavailableError } from '../../core/errors.js';
+import { isNoScript, type LuaScript, type RedisClient } from './lua-script.js';
 
 const STATE_EVENTS = ['ready', 'close', 'end'] as const;
 
@@ -12,7 +13,7 @@ const STATE_EVENTS = ['ready', 'close', 'end'] as const;
  * offline queue for as long as it keeps reconnecting, and a `push` would hang with them.
  */
 export class RedisConnection {
-  readonly client: Redis;
+  readonly client: RedisClient;
   private readonly owned: boolean;
   /** Whether the client has been ready since the storage got it: before that, it is starting. */
   private seenReady: boolean;
@@ -27,7 +28,7 @@ export class RedisConnection {
   };
 
   constructor(
-    redis: Redis | string,
+    redis: RedisClient | string,
     redisOptions: RedisOptions,
     private readonly commandTimeout: number,
   ) {
@@ -93,6 +94,35 @@ export class RedisConnection {
     }
   }
 
+  /** Runs a script (see `run`), loading it if the server does not know it. */
+  script(
+    operation: string,
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    return this.run(operation, () => script.run(this.client, keys, args));
+  }
+
+  /**
+   * The reply of a script queued on a pipeline. If the server did not know the script, nothing of
+   * it ran, and it runs now on its own (loading it).
+   *
+   * @throws StorageUnavailableError or StorageError, naming the operation.
+   */
+  async queued(
+    operation: string,
+    result: [Error | null, unknown] | undefined,
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    const [error, reply] = result ?? [new Error('no reply in the pipeline'), undefined];
+    if (!error) return reply;
+    if (isNoScript(error)) return this.script(operation, script, keys, args);
+    throw storageFailure(operation, error);
+  }
+
   /** `promise`, or a `StorageUnavailableError` if it does not settle within `commandTimeout`. */
   bounded<R>(operation: string, promise: Promise<R>): Promise<R> {
     let timer: NodeJS.Timeout | undefined;
@@ -146,15 +176,35 @@ export class RedisConnection {
     });
   }
 
+  /** Where the client connects, for messages: `host:port`, a socket path, or a cluster's nodes. */
+  get address(): string {
+    return describeAddress(this.client);
+  }
+
   private unavailable(operation: string, reason: string): StorageUnavailableError {
-    const { host, port, path } = this.client.options;
-    const where = path ? path : `${host ?? 'localhost'}:${port ?? 6379}`;
+    const where = this.address;
     const cause = this.lastError;
     return new StorageUnavailableError(
       `Redis ${operation} failed: Redis at ${where} is unavailable: ${reason}${cause ? ` (last error: ${cause.message})` : ''}`,
       cause ? { cause } : undefined,
     );
   }
+}
+
+function describeAddress(client: RedisClient): string {
+  if (client.isCluster) {
+    const nodes = (client as unknown as { startupNodes?: unknown[] }).startupNodes ?? [];
+    const listed = nodes
+      .map((node) =>
+        typeof node === 'object' && node !== null
+          ? `${(node as { host?: string }).host ?? 'localhost'}:${(node as { port?: number }).port ?? 6379}`
+          : String(node),
+      )
+      .join(', ');
+    return `the cluster of ${listed || 'unknown nodes'}`;
+  }
+  const { host, port, path } = (client as Redis).options;
+  return path ? path : `${host ?? 'localhost'}:${port ?? 6379}`;
 }
 
 /**
@@ -164,7 +214,9 @@ export class RedisConnection {
 export function isUnavailable(error: unknown): boolean {
   if (error instanceof StorageUnavailableError) return true;
   if (!(error instanceof Error)) return false;
-  if (error.name === 'MaxRetriesPerRequestError') return true;
+  if (error.name === 'MaxRetriesPerRequestError' || error.name === 'ClusterAllFailedError') {
+    return true;
+  }
   const code = (error as { code?: unknown }).code;
   if (
     typeof code === 'string' &&
@@ -172,7 +224,7 @@ export function isUnavailable(error: unknown): boolean {
   ) {
     return true;
   }
-  return /^(Connection is closed|Stream isn't writeable|Command timed out|Socket closed|LOADING|BUSY|MASTERDOWN|TRYAGAIN)/.test(
+  return /^(Connection is closed|Stream isn't writeable|Command timed out|Socket closed|LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|Failed to refresh slots cache)/.test(
     error.message,
   );
 }

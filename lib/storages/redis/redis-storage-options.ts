@@ -1,6 +1,4 @@
-import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
-import type { Redis, RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import {
   DURABLE_OPTION_NAMES,
   MAX_TIMER_DELAY,
@@ -11,22 +9,27 @@ import {
   type ResolvedSharedOptions,
   type SharedStorageOptions,
 } from '../storage-options.js';
+import { keysInTwoSlots, layoutKeys, type KeyLayout } from './buffer-keys.js';
+import { defaultConsumerName } from './consumer-name.js';
+import type { RedisClient } from './lua-script.js';
 
 /**
  * Options of `RedisStorage`. Pass exactly one of `client` and `url`. The others shared by the
  * durable storages (`serializer`, `maxRecordBytes`, `onError`, `leaseTimeout`, `onUnavailable`,
  * `unavailableTimeout`) mean the same as for each; here, records of a process that died are taken
- * back with `XAUTOCLAIM` after `leaseTimeout`, and a record that cannot be deserialized is set aside
- * under `<prefix>:invalid`.
+ * back after `leaseTimeout` (at once when it ran on this host), and a record that cannot be
+ * deserialized is set aside in the hash `keys.invalid`.
  */
 export interface RedisStorageOptions<T> extends DurableStorageOptions<T>, SharedStorageOptions {
   /**
-   * An ioredis client you own: the storage uses it and leaves it open on `close()`. It adds no
-   * commands to it, and listens to its `ready`, `close` and `end` events while open. Consider
-   * `maxRetriesPerRequest: 0` on it: otherwise a command caught by a lost connection fails only
-   * after `commandTimeout`, and ioredis may still send it once reconnected.
+   * An ioredis client you own, standalone (`Redis`) or for a Redis Cluster (`Cluster`): the
+   * storage uses it and leaves it open on `close()`. It adds no commands to it, and listens to its
+   * `ready`, `close` and `end` events while open; `watch()` opens one more connection with
+   * `client.duplicate()`, closed with the storage. Consider `maxRetriesPerRequest: 0` on it:
+   * otherwise a command caught by a lost connection fails only after `commandTimeout`, and ioredis
+   * may still send it once reconnected.
    */
-  client?: Redis;
+  client?: Redis | Cluster;
   /**
    * Where to connect (`redis://host:6379/0`, `rediss://...`): the storage creates its own client
    * and quits it on `close()`.
@@ -41,14 +44,22 @@ export interface RedisStorageOptions<T> extends DurableStorageOptions<T>, Shared
   /** Names the buffer's keys (see `prefix`). Default `'default'`. */
   name?: string;
   /**
-   * Start of every key: `<prefix>:stream`, `:retry`, `:due`, `:lease`, `:data`, `:invalid`.
-   * Instances with the same prefix (and group) share one buffer. No spaces or control characters.
-   * Default `bufio:<name>`.
+   * Start of every key (`<prefix>:stream`, `:retry`, `:due`, …; see `keys`). Instances with the
+   * same prefix (and group) share one buffer. Every key of a buffer carries one hash tag, so that
+   * they all live in one hash slot of a Redis Cluster: a prefix with a hash tag
+   * (`app:{events}`) is used as given, one without braces (`app:events`) is wrapped in them
+   * (`{app:events}`), and one whose braces form no tag is refused. No spaces or control
+   * characters. Default `bufio:{<name>}`.
    */
   prefix?: string;
-  /** The stream's consumer group. Default `'bufio'`. */
+  /** The stream's consumer group, one per buffer. Default `'bufio'`. */
   group?: string;
-  /** This instance's consumer name in the group; must be unique. Default `<host>-<pid>-<random>`. */
+  /**
+   * This instance's consumer name in the group; must be unique among running instances. Default
+   * `<host>-<pid>-<namespace>-<random>`, which lets an instance on the same host take the leases
+   * of one that died at once. Give a stable name per replica (a pod name) for a process that
+   * restarts to take back its own leases at start, instead of after `leaseTimeout`.
+   */
   consumer?: string;
   /**
    * The longest any Redis call may take, in ms, before it fails with `StorageUnavailableError`
@@ -62,12 +73,15 @@ export interface RedisStorageOptions<T> extends DurableStorageOptions<T>, Shared
 export interface ResolvedRedisStorageOptions<T>
   extends ResolvedDurableOptions<T>, ResolvedSharedOptions {
   /** The client given, or the URL to create one from. */
-  readonly redis: Redis | string;
+  readonly redis: RedisClient | string;
   readonly redisOptions: RedisOptions;
   readonly name: string;
-  readonly prefix: string;
+  /** The buffer's keys, and where 0.2.0 kept the same buffer. */
+  readonly layout: KeyLayout;
   readonly group: string;
   readonly consumer: string;
+  /** Whether `consumer` was given: the name may then be an earlier run's. */
+  readonly consumerGiven: boolean;
   readonly commandTimeout: number;
 }
 
@@ -91,14 +105,6 @@ const CLIENT_METHODS = ['pipeline', 'evalsha', 'eval', 'xadd', 'on', 'removeList
 const TOKEN = /^[^\s\p{Cc}]{1,256}$/u;
 const TOKEN_EXPECTED =
   'a non-empty string of at most 256 characters, without spaces or control characters';
-
-function defaultConsumer(): string {
-  const host =
-    hostname()
-      .replace(/[^\w.-]/g, '_')
-      .slice(0, 64) || 'host';
-  return `${host}-${process.pid}-${randomBytes(4).toString('hex')}`;
-}
 
 /**
  * Applies defaults and validates every option, throwing `InvalidOptionsError` that names the
@@ -151,13 +157,34 @@ export function resolveRedisStorageOptions<T>(
       check.fail('redisOptions', redisOptions, 'an object of ioredis options');
     }
   }
+  const prefix = options.prefix === undefined ? undefined : token('prefix', options.prefix, '');
+  const layout = layoutKeys(prefix, name);
+  if (!layout) {
+    check.fail(
+      'prefix',
+      prefix,
+      'braces that form a hash tag within the prefix ("app:{events}"), or no braces at all',
+    );
+  }
+  const keyPrefix =
+    (client as { options?: { keyPrefix?: unknown } } | undefined)?.options?.keyPrefix ??
+    redisOptions?.keyPrefix;
+  const split = keysInTwoSlots(layout.keys, typeof keyPrefix === 'string' ? keyPrefix : '');
+  if (split) {
+    check.fail(
+      client === undefined ? 'redisOptions' : 'client',
+      keyPrefix,
+      `a keyPrefix that keeps the buffer's keys in one hash slot (with it, "${split[0]}" and "${split[1]}" hash to different slots)`,
+    );
+  }
   return {
     redis: client ?? (url as string),
     redisOptions: { maxRetriesPerRequest: 0, ...redisOptions },
     name,
-    prefix: token('prefix', options.prefix, `bufio:${name}`),
+    layout,
     group: token('group', options.group, 'bufio'),
-    consumer: token('consumer', options.consumer, defaultConsumer()),
+    consumer: token('consumer', options.consumer, defaultConsumerName()),
+    consumerGiven: options.consumer !== undefined,
     ...check.durable<T>(options, MAX_RECORD_BYTES, "Redis's proto-max-bulk-len"),
     ...check.shared(options),
     commandTimeout: check.integerIn(

@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import type { Cluster, Redis } from 'ioredis';
 import { SerializationError, StorageError } from '../../core/errors.js';
 import type {
   AppendOptions,
@@ -7,51 +8,61 @@ import type {
   Storage,
   StorageFeatures,
   StoredRecord,
+  UnreadableRecord,
 } from '../../core/storage.js';
-import { AppendBatcher, type CallOutcome } from '../append-batcher.js';
-import { LeaseRenewal } from '../lease-renewal.js';
 import { encodeRecords, type EncodeOptions } from '../serializer.js';
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
-import { isUnavailable, RedisConnection, storageFailure } from './redis-connection.js';
+import { KEY_NAMES, type RedisStorageKeys } from './buffer-keys.js';
+import { isProvenGone, markOpen } from './consumer-name.js';
+import { LegacyLayout, payloadOf, pendingCount } from './legacy-layout.js';
+import { HeldLeases } from './held-leases.js';
+import type { LuaScript, RedisClient } from './lua-script.js';
+import { RedisConnection, storageFailure } from './redis-connection.js';
 import {
   type RedisStorageOptions,
   type ResolvedRedisStorageOptions,
   resolveRedisStorageOptions,
 } from './redis-storage-options.js';
-import {
-  ACK,
-  APPEND_MANY,
-  BURY,
-  KEY_NAMES,
-  RECOVER,
-  RELEASE,
-  RENEW,
-  RESERVE,
-  SIZE,
-} from './scripts.js';
+import { RetryHints } from './retry-hints.js';
+import { ENSURE, RECOVER, RELEASE, SET_ASIDE, TAKE } from './scripts.js';
+import { StreamAppends } from './stream-appends.js';
+import { fieldsOf, StreamWatch } from './stream-watch.js';
 
-/** The Redis keys of one buffer, as the storage names them (before any client `keyPrefix`). */
-export type RedisStorageKeys = { readonly [K in (typeof KEY_NAMES)[number]]: string };
+export type { RedisStorageKeys } from './buffer-keys.js';
 
-/** Most retries whose delay has passed that one `reserve` moves to the due list. */
+/** Most retries whose delay has passed that one reserve moves to `due`, beyond its limit. */
 const PROMOTE_CAP = 1000;
-/** Most records one `recover` makes visible again; the next call continues. */
+/** Most records one RECOVER call makes visible again; `recover()` calls it until done. */
 const RECOVER_CAP = 1000;
-/** Records per append command: a tick of many producers in one, without holding Redis up long. */
-const APPEND_CHUNK = 1000;
-/** How long to wait before sending again when Redis is connected but answered "busy/loading". */
-const BUSY_PAUSE = 100;
+/** Shortest interval of the engine's recovery timer: an idle instance costs at most ~1 call/s. */
+const MIN_RECOVERY_INTERVAL = 1000;
+/** How long one blocking read of `watch()` waits: an idle watch costs 2 round trips per period. */
+const WATCH_BLOCK_MS = 10_000;
+
+/** A record as Redis handed it over, before it is deserialized. */
+interface TakenRecord {
+  readonly id: string;
+  readonly attempts: number;
+  readonly lapsed: number;
+  /** From `data` (leased in `lease`), rather than a stream entry pending in the group. */
+  readonly fromDue: boolean;
+  readonly payload: string;
+}
 
 /**
- * Keeps records in Redis Streams: durable as your Redis is (configure AOF for that), and shared:
- * any number of processes may push to and work on one buffer, each a consumer of one group.
+ * Keeps records in a Redis stream with a consumer group: durable as your Redis is (configure AOF
+ * for that), and shared: any number of processes may push to and work on one buffer, each a
+ * consumer of the group. Works on a standalone Redis and on a Redis Cluster (every key of a buffer
+ * carries one hash tag, so a buffer lives in one slot).
  *
- * Records are appended with `XADD`, pipelined per tick; batches are leased with `XREADGROUP`;
- * acknowledged with `XACK` and `XDEL` at once (a Lua script); released for a retry into a sorted
- * set by visibility time, with their attempt count, so that retry delays and `maxAttempts` survive
- * restarts. A live process renews its leases; leases of a process that died are taken over after
- * `leaseTimeout` (`XAUTOCLAIM`, in `recover()`, which the engine calls on every poll).
- * Unacknowledged records are never trimmed. See `scripts.ts` for the layout of the keys.
+ * The common path has no per-record Lua: appends of a tick go in one script of `XADD`s; a batch is
+ * leased with `XREADGROUP`; an ack is `XACK` plus a trim of what the group is done with. Released
+ * records wait in a sorted set by visibility time, with their attempt count, so that retry delays
+ * and `maxAttempts` survive restarts; recovered and retried records come out before fresh ones.
+ * A live process renews its leases; the engine calls `recover()` every `recoveryInterval`, which
+ * takes back the records of a holder that died after `leaseTimeout`, at once when it can prove the
+ * holder gone (same host, its process no longer runs) or when it restarts under the same
+ * `consumer` name. See `scripts.ts` for the layout of the keys.
  *
  * @example
  * const storage = new RedisStorage<Event>({ url: 'redis://localhost:6379', name: 'events' });
@@ -62,28 +73,36 @@ export class RedisStorage<T> implements Storage<T> {
   readonly shared = true;
   /** None: one lane, no coalescing. */
   readonly features: StorageFeatures = NO_FEATURES;
+  /** How often the engine should call `recover()`: half of `leaseTimeout`, at least 1 s. */
+  readonly recoveryInterval: number;
   /** The buffer's name, from the options. */
   readonly name: string;
   /** This instance's consumer name in the group. */
   readonly consumer: string;
-  /** The keys this buffer lives under. */
+  /** The keys this buffer lives under (before any client `keyPrefix`). */
   readonly keys: RedisStorageKeys;
 
   private readonly options: ResolvedRedisStorageOptions<T>;
   /** How `append` serializes records, and names this storage in its errors. */
   private readonly encoding: EncodeOptions<T>;
   private readonly connection: RedisConnection;
-  private readonly appends: AppendBatcher;
+  private readonly appends: StreamAppends;
   private readonly keyList: readonly string[];
-  /** Records this instance leased and has not acked or released: their leases are renewed. */
-  private readonly leases: LeaseRenewal;
-  /** Records processed whose ack failed (Redis was unreachable): acked again before other work. */
-  private readonly unacked = new Set<string>();
+  /** Records this instance leased and has not acked or released. */
+  private readonly leases: HeldLeases;
+  private readonly hints: RetryHints;
+  private readonly legacy: LegacyLayout | undefined;
+  private watcher: StreamWatch | undefined;
+  private scope: string | undefined;
+  private opening: Promise<void> | undefined;
+  /** Records `open()` took back from an earlier run under this consumer name, not yet reported. */
+  private reclaimed = 0;
   private closing: Promise<void> | undefined;
 
   /**
-   * @throws InvalidOptionsError when an option is missing, of the wrong type or out of range; the
-   * error names the option, the value given and what is allowed.
+   * @throws InvalidOptionsError when an option is missing, of the wrong type or out of range, or
+   * when the keys would not share one hash slot; the error names the option, the value given and
+   * what is allowed.
    */
   constructor(options: RedisStorageOptions<T>) {
     this.options = resolveRedisStorageOptions(options);
@@ -92,47 +111,61 @@ export class RedisStorage<T> implements Storage<T> {
       maxRecordBytes: this.options.maxRecordBytes,
       storageName: 'RedisStorage',
     };
-    const { name, prefix, consumer } = this.options;
+    const { name, consumer, layout, leaseTimeout } = this.options;
     this.name = name;
     this.consumer = consumer;
-    const keys = Object.fromEntries(KEY_NAMES.map((key) => [key, `${prefix}:${key}`]));
-    this.keys = Object.freeze(keys) as RedisStorageKeys;
+    this.keys = layout.keys;
     this.keyList = KEY_NAMES.map((key) => this.keys[key]);
+    this.recoveryInterval = Math.max(MIN_RECOVERY_INTERVAL, Math.floor(leaseTimeout / 2));
     this.connection = new RedisConnection(
       this.options.redis,
       this.options.redisOptions,
       this.options.commandTimeout,
     );
-    this.appends = new AppendBatcher({
-      write: (calls) => this.writeAppends(calls),
-      failure: (error) => storageFailure('append', error),
-      isUnavailable,
-      pause: (_retry, until) => this.waitToAppend(until),
-      // One connection, pipelined: bursts of successive ticks keep their order in flight.
-      oneAtATime: false,
+    markOpen(consumer, true);
+    this.hints = new RetryHints((at) => this.watcher?.retryDueAt(at));
+    this.legacy =
+      layout.legacy &&
+      new LegacyLayout({
+        keys: layout.legacy,
+        bufferKeys: this.keyList,
+        group: this.options.group,
+        leaseTimeout,
+        run: (operation, call) => this.connection.run(operation, () => call(this.client)),
+        append: (texts) => this.appends.now('recover', texts),
+        newScope,
+        script: (script, keys, args) => this.connection.script('recover', script, keys, args),
+      });
+    this.appends = new StreamAppends({
+      connection: this.connection,
+      stream: this.keys.stream,
+      ensureStream: () => this.ensureStream(),
       onUnavailable: this.options.onUnavailable,
       unavailableTimeout: this.options.unavailableTimeout,
     });
-    this.leases = new LeaseRenewal({
-      leaseTimeout: this.options.leaseTimeout,
-      renew: (ids) =>
-        this.connection
-          .run('lease renewal', () =>
-            RENEW.run(this.client, this.keyList, [
-              this.options.group,
-              this.consumer,
-              this.options.leaseTimeout,
-              ...ids,
-            ]),
-          )
-          .then(() => undefined),
+    this.leases = new HeldLeases({
+      connection: this.connection,
+      keys: this.keys,
+      keyList: this.keyList,
+      group: this.options.group,
+      consumer,
+      leaseTimeout,
       report: (error) => this.report(error),
     });
   }
 
   /** The ioredis client in use: yours, or the one the storage created from a URL. */
-  get client(): Redis {
+  get client(): RedisClient {
     return this.connection.client;
+  }
+
+  /**
+   * `redis:<token>`: the token is drawn when the stream is created, so `${idScope}:${id}` names
+   * one record for good, even if the stream is deleted and created again. Known once a reserve
+   * (or `recover()`) has resolved.
+   */
+  get idScope(): string | undefined {
+    return this.scope === undefined ? undefined : `redis:${this.scope}`;
   }
 
   /**
@@ -158,72 +191,47 @@ export class RedisStorage<T> implements Storage<T> {
   }
 
   /**
-   * Leases up to `limit` records to this consumer: due retries and recovered records first, in
-   * append order, then fresh ones (`XREADGROUP`). With `maxBytes`, stream entries are looked at
-   * before they are read, so that none is leased beyond what fits. A stored record that cannot be
-   * deserialized is moved to `keys.invalid` and reported to `onError`, not returned.
+   * Leases up to `limit` records to this consumer: retried and recovered records first, in append
+   * order, then fresh ones (`XREADGROUP`). With `maxBytes`, stream entries are looked at before
+   * they are read, so that none is leased beyond what fits. A stored record that cannot be
+   * deserialized is moved to `keys.invalid` and reported (`onUnreadable`, or `onError` without
+   * it), not returned.
    */
   async reserve(limit: number, options: ReserveOptions): Promise<StoredRecord<T>[]> {
     if (this.closing) throw this.closedError('reserve');
     if (!(limit >= 1)) return [];
-    await this.retryUnacked();
-    const now = options.now;
-    const reply = (await this.connection.run('reserve', () =>
-      RESERVE.run(this.client, this.keyList, [
-        this.options.group,
-        this.consumer,
-        Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER)),
-        now === Infinity ? '+inf' : now === -Infinity ? '-inf' : String(now),
-        options.maxBytes === undefined ? '' : String(options.maxBytes),
-        this.options.leaseTimeout,
-        PROMOTE_CAP + limit,
-      ]),
-    )) as (string | number)[];
-    const batch: StoredRecord<T>[] = [];
-    const ids: string[] = [];
-    for (let i = 0; i < reply.length; i += 3) ids.push(String(reply[i]));
-    this.leases.hold(ids);
-    for (let i = 0; i < reply.length; i += 3) {
-      const id = String(reply[i]);
-      const text = String(reply[i + 2]);
-      try {
-        batch.push({
-          id,
-          record: this.options.serializer.deserialize(text),
-          attempts: Number(reply[i + 1]),
-          deliveries: Number(reply[i + 1]) + 1,
-        });
-      } catch (error) {
-        await this.bury(id, text, error);
-      }
+    await this.leases.retryUnacked();
+    await this.open();
+    const max = Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER));
+    let taken: TakenRecord[] = [];
+    let room = max;
+    if (options.maxBytes !== undefined || this.hints.mayHaveDue(options.now)) {
+      const took = await this.take(max, options);
+      taken = took.records;
+      room = options.maxBytes !== undefined || took.full ? 0 : max - taken.length;
     }
+    const fresh = room > 0 ? await this.readFresh(room) : [];
+    const batch = await this.decode(taken, fresh, options.onUnreadable);
+    this.watcher?.reserved();
     return batch;
   }
 
   /**
-   * Removes records for good (`XACK` and `XDEL`, or out of the retry keys), in one script. If
-   * Redis is unreachable it rejects, but keeps the leases and acks again before this instance's
-   * next `reserve` or `recover`, so that a processed batch is not processed again after the outage.
+   * Removes records for good: `XACK` and a trim of the stream (an `XDEL` for acks that completed
+   * out of order), or out of the retry keys. If Redis is unreachable it rejects, but keeps the
+   * leases and acks again before this instance's next `reserve` or `recover`, so that a processed
+   * batch is not processed again after the outage.
    */
   async ack(records: readonly StoredRecord<T>[]): Promise<void> {
     if (records.length === 0) return;
     if (this.closing) throw this.closedError('ack');
-    const ids = records.map((r) => String(r.id));
-    try {
-      await this.connection.run('ack', () =>
-        ACK.run(this.client, this.keyList, [this.options.group, ...ids]),
-      );
-    } catch (error) {
-      if (isUnavailable(error) && !this.closing) {
-        // Processed already: keep the leases and ack them once Redis is back, rather than let
-        // them expire and have the records processed again.
-        for (const id of ids) this.unacked.add(id);
-      } else {
-        this.leases.forget(ids);
-      }
-      throw error;
-    }
-    this.leases.forget(ids);
+    // Processed already: while the storage is open, keep the leases of an ack that met an outage
+    // and ack them once Redis is back, rather than let them expire and the records be processed
+    // again.
+    await this.leases.ack(
+      records.map((r) => String(r.id)),
+      !this.closing,
+    );
   }
 
   /**
@@ -236,9 +244,8 @@ export class RedisStorage<T> implements Storage<T> {
     const ids = records.map((r) => String(r.id));
     const at = Number.isFinite(visibleAt) ? visibleAt : visibleAt > 0 ? '+inf' : 0;
     try {
-      await this.connection.run('release', () =>
-        RELEASE.run(this.client, this.keyList, [this.options.group, at, ...ids]),
-      );
+      await this.script('release', RELEASE, [this.options.group, this.consumer, at, ...ids]);
+      this.hints.released(visibleAt);
     } finally {
       // Released, or left leased without renewal: then it comes back when its lease expires.
       this.leases.forget(ids);
@@ -248,142 +255,315 @@ export class RedisStorage<T> implements Storage<T> {
   /** Records stored and not leased, by any instance: unread stream entries and retries. */
   async size(): Promise<number> {
     if (this.closing) throw this.closedError('size');
-    return Number(
-      await this.connection.run('size', () =>
-        SIZE.run(this.client, this.keyList, [this.options.group]),
-      ),
+    const { stream, retry, due } = this.keys;
+    const results = await this.connection.run('size', () =>
+      this.client
+        .pipeline()
+        .xlen(stream)
+        .xpending(stream, this.options.group)
+        .zcard(retry)
+        .zcard(due)
+        .exec(),
     );
+    const [length, pending, retries, ready] = (results ?? []).map(([error, value]) =>
+      // No group yet (an error): nothing is pending.
+      error ? 0 : value,
+    );
+    const own = Number(length) - pendingCount(pending) + Number(retries) + Number(ready);
+    return own + ((await this.legacy?.waiting(this.client.isCluster)) ?? 0);
   }
 
   /**
-   * Makes visible again, before fresh records, those whose lease expired: stream entries idle
-   * for `leaseTimeout` (`XAUTOCLAIM`) and leased retries past their expiry, up to 1000 per call.
-   * Also forgets group consumers that hold nothing and have been idle as long.
+   * Makes visible again, before fresh records, those whose lease ended without ack or release:
+   * pending entries idle for `leaseTimeout`, leased retries past their expiry, and at once those of
+   * a holder proven gone (a process of this host that no longer runs, or an earlier run under
+   * this storage's own `consumer` name). Also moves records that BufIO 0.2.0 left under its key
+   * names, and forgets group consumers that hold nothing and have been idle as long.
    */
   async recover(): Promise<number> {
     if (this.closing) throw this.closedError('recover');
-    await this.retryUnacked();
-    return Number(
-      await this.connection.run('recover', () =>
-        RECOVER.run(this.client, this.keyList, [
-          this.options.group,
-          this.consumer,
-          this.options.leaseTimeout,
-          RECOVER_CAP,
-        ]),
-      ),
+    await this.leases.retryUnacked();
+    await this.open();
+    let recovered = await this.recoverLapsed([]);
+    recovered += (await this.legacy?.migrate(this.client.isCluster)) ?? 0;
+    if (recovered > 0) this.hints.madeDue();
+    recovered += this.reclaimed;
+    this.reclaimed = 0;
+    return recovered;
+  }
+
+  /** Records leased now by other holders: other instances, or holders that died recently. */
+  async leasedElsewhere(): Promise<number> {
+    if (this.closing) throw this.closedError('leasedElsewhere');
+    const results = await this.connection.run('leasedElsewhere', () =>
+      this.client
+        .pipeline()
+        .xpending(this.keys.stream, this.options.group)
+        .zcard(this.keys.lease)
+        .exec(),
     );
+    const [pending, leases] = (results ?? []).map(([error, value]) => (error ? 0 : value));
+    const legacy = (await this.legacy?.leased(this.client.isCluster)) ?? 0;
+    return Math.max(0, pendingCount(pending) + Number(leases) - this.leases.size) + legacy;
   }
 
   /**
-   * Sends appends still queued, stops renewing leases and, if the storage created its client,
-   * quits it. Records stay in Redis; records still leased are taken back by another instance (or
-   * the next start) after `leaseTimeout`.
+   * Calls `listener` when the stream holds entries the group has not read (appended by any
+   * instance), and when a retry this instance knows of falls due; returns a function that stops.
+   * Waits with blocking reads on a connection of its own (`client.duplicate()`), so an idle
+   * engine costs Redis two round trips per 10 s instead of a poll every `flushInterval`.
+   */
+  watch(listener: () => void): () => void {
+    if (this.closing) return () => undefined;
+    this.watcher ??= new StreamWatch({
+      connect: () => this.duplicateClient(),
+      stream: this.keys.stream,
+      group: this.options.group,
+      blockMs: WATCH_BLOCK_MS,
+      settleMs: Math.max(MIN_RECOVERY_INTERVAL, this.options.commandTimeout),
+      report: (error) => this.report(storageFailure('watch', error)),
+    });
+    return this.watcher.add(listener);
+  }
+
+  /**
+   * Sends appends still queued, stops renewing leases and watching and, if the storage created
+   * its client, quits it. Records stay in Redis; records still leased are taken back by another
+   * instance (or the next start) after `leaseTimeout`, at once on this host.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.appends.idle();
       this.leases.stop();
+      await this.watcher?.stop();
+      markOpen(this.consumer, false);
       await this.connection.close();
     })();
     return this.closing;
   }
 
-  private async retryUnacked(): Promise<void> {
-    if (this.unacked.size === 0) return;
-    const ids = [...this.unacked];
-    try {
-      await this.connection.run('ack', () =>
-        ACK.run(this.client, this.keyList, [this.options.group, ...ids]),
-      );
-    } catch (error) {
-      if (isUnavailable(error)) throw error;
-      // Refused rather than unreachable: stop holding them; their leases expire and the records
-      // are processed again (at least once), rather than every reserve failing from now on.
-      for (const id of ids) this.unacked.delete(id);
-      this.leases.forget(ids);
-      this.report(error);
-      return;
-    }
-    for (const id of ids) this.unacked.delete(id);
-    this.leases.forget(ids);
-  }
+  // -------------------------------------------------------------------------------------------
 
   /**
-   * One pipeline for the appends of a tick, in as few commands as possible: the calls' records go
-   * in one append script per up to `APPEND_CHUNK` records (a lone record in a plain `XADD`), cut
-   * only between calls, so that each call is stored whole or not at all. One command rather than
-   * one per record halves the client's CPU per record, which is what bounds the rate here.
+   * Once, before anything is read: creates the stream and the group if missing, and learns the
+   * scope. With a `consumer` name of the user's, an earlier run of this process may have died
+   * holding leases under that name: they are taken back now, before this run leases anything.
    */
-  private async writeAppends(calls: readonly (readonly string[])[]): Promise<CallOutcome[]> {
-    await this.connection.whenReady('append', false, Infinity);
-    const chunks: (readonly string[])[][] = [];
-    let chunk: (readonly string[])[] = [];
-    let size = 0;
-    for (const texts of calls) {
-      if (size > 0 && size + texts.length > APPEND_CHUNK) {
-        chunks.push(chunk);
-        chunk = [];
-        size = 0;
-      }
-      chunk.push(texts);
-      size += texts.length;
-    }
-    if (chunk.length > 0) chunks.push(chunk);
-    const pipeline = this.client.pipeline();
-    for (const group of chunks) {
-      const texts = group.flat();
-      if (texts.length === 1) pipeline.xadd(this.keys.stream, '*', 'd', texts[0] as string);
-      else pipeline.eval(APPEND_MANY, 1, this.keys.stream, ...texts);
-    }
-    const results = await this.connection.bounded('append', pipeline.exec());
-    if (!results) throw new StorageError('Redis append failed: the pipeline returned no results');
-    return chunks.flatMap((group, i): CallOutcome[] => {
-      const [error, reply] = results[i] ?? [new Error('no reply in the pipeline'), undefined];
-      if (error) return group.map(() => error);
-      const ids = Array.isArray(reply) ? reply.map(String) : [String(reply)];
-      let at = 0;
-      return group.map((texts) => ids.slice(at, (at += texts.length)));
+  private open(): Promise<void> {
+    this.opening ??= (async () => {
+      await this.ensureStream();
+      if (!this.options.consumerGiven) return;
+      this.reclaimed = await this.recoverLapsed([this.consumer]);
+      if (this.reclaimed > 0) this.hints.madeDue();
+    })().catch((error: unknown) => {
+      this.opening = undefined;
+      throw error;
     });
+    return this.opening;
+  }
+
+  /** Creates the stream (with a new scope) and the group where missing; learns the scope. */
+  private async ensureStream(): Promise<void> {
+    this.scope = String(await this.script('reserve', ENSURE, [this.options.group, newScope()]));
   }
 
   /**
-   * Before appends that met an unreachable Redis are sent again: waits for the connection to be
-   * ready, until `until`; or, when it is ready already (Redis answered "busy" or "loading"), a
-   * moment. A client that has ended will not come back: its appends fail now.
+   * RECOVER until nothing is left to take: lapsed leases, and everything held by the consumers
+   * named in `dead` and by those of its reply proven gone. Returns how many records.
    */
-  private async waitToAppend(until: number): Promise<void> {
-    if (this.client.status === 'ready') {
-      await new Promise((resolve) =>
-        setTimeout(resolve, Math.max(0, Math.min(BUSY_PAUSE, until - Date.now()))),
+  private async recoverLapsed(dead: readonly string[]): Promise<number> {
+    let recovered = 0;
+    let gone = dead;
+    for (let round = 0; round < 1000; round++) {
+      const mark = this.hints.mark();
+      const reply = (await this.script('recover', RECOVER, [
+        this.options.group,
+        this.consumer,
+        this.options.leaseTimeout,
+        RECOVER_CAP,
+        ...gone,
+      ])) as [number, number, string, ...string[]];
+      const [count, due, nextRetry, ...holders] = reply;
+      recovered += Number(count);
+      this.hints.observe(mark, Number(due), String(nextRetry));
+      gone = holders.map(String).filter((name) => name !== this.consumer && isProvenGone(name));
+      if (gone.length === 0 && Number(count) < RECOVER_CAP) break;
+    }
+    return recovered;
+  }
+
+  /** Retried and recovered records (and, with `maxBytes`, fresh ones): the TAKE script. */
+  private async take(
+    limit: number,
+    options: ReserveOptions,
+  ): Promise<{ records: TakenRecord[]; full: boolean }> {
+    const { now, maxBytes } = options;
+    const mark = this.hints.mark();
+    const reply = (await this.script('reserve', TAKE, [
+      this.options.group,
+      this.consumer,
+      limit,
+      now === Infinity ? '+inf' : now === -Infinity ? '-inf' : String(now),
+      maxBytes === undefined ? '' : String(maxBytes),
+      this.options.leaseTimeout,
+      PROMOTE_CAP + limit,
+      maxBytes === undefined ? '0' : '1',
+      newScope(),
+    ])) as unknown[];
+    this.scope = String(reply[0]);
+    this.hints.observe(mark, Number(reply[1]), String(reply[2]));
+    const records: TakenRecord[] = [];
+    for (let i = 4; i + 4 < reply.length; i += 5) {
+      records.push({
+        id: String(reply[i]),
+        attempts: Number(reply[i + 1]),
+        lapsed: Number(reply[i + 2]),
+        fromDue: reply[i + 3] === 'h',
+        payload: String(reply[i + 4]),
+      });
+    }
+    return { records, full: Number(reply[3]) === 1 };
+  }
+
+  /**
+   * Fresh records: `XREADGROUP` in a transaction with a read of the scope, so that the ids and the
+   * scope they are named in come from the same stream.
+   */
+  private async readFresh(count: number): Promise<[string, unknown[]][]> {
+    for (let attempt = 0; ; attempt++) {
+      const results = await this.connection.run('reserve', () =>
+        this.client
+          .multi()
+          .hget(this.keys.meta, 'scope')
+          .xreadgroup(
+            'GROUP',
+            this.options.group,
+            this.consumer,
+            'COUNT',
+            count,
+            'STREAMS',
+            this.keys.stream,
+            '>',
+          )
+          .exec(),
       );
-      return;
+      const [[scopeError, scope], [readError, reply]] = (results ?? [
+        [new Error('the transaction returned no results')],
+        [undefined],
+      ]) as [Error | null, unknown][];
+      const missing =
+        scope === null || (readError instanceof Error && readError.message.startsWith('NOGROUP'));
+      if (missing && attempt === 0) {
+        // The stream or the group is gone (deleted, or lost with a Redis without persistence).
+        await this.ensureStream();
+        continue;
+      }
+      const error = scopeError ?? readError;
+      if (error) throw storageFailure('reserve', error);
+      this.scope = String(scope);
+      return entriesOf(reply);
     }
-    try {
-      await this.connection.whenReady('append', true, until);
-    } catch (error) {
-      if (this.client.status === 'end') throw error;
+  }
+
+  /**
+   * Holds the leases of a reserved batch and deserializes it (records from TAKE, then fresh stream
+   * entries, in that order); sets aside, in one call, what cannot be read back.
+   */
+  private async decode(
+    taken: readonly TakenRecord[],
+    fresh: readonly [string, unknown[]][],
+    onUnreadable: ReserveOptions['onUnreadable'],
+  ): Promise<StoredRecord<T>[]> {
+    const batch: StoredRecord<T>[] = [];
+    const unreadable: UnreadableRecord[] = [];
+    const { serializer } = this.options;
+    const held: string[] = new Array<string>(taken.length + fresh.length);
+    let n = 0;
+    for (const { id, attempts, lapsed, fromDue, payload } of taken) {
+      held[n++] = id;
+      try {
+        const record = serializer.deserialize(payload);
+        batch.push({ id, record, attempts, deliveries: fromDue ? attempts + lapsed + 1 : 1 });
+      } catch (cause) {
+        unreadable.push({ id, payload, location: this.invalidLocation(id), cause });
+      }
     }
+    for (const [id, fields] of fresh) {
+      held[n++] = id;
+      // Ours have one field, the payload: a fast look before the search of payloadOf.
+      const payload = fields[0] === 'd' ? String(fields[1]) : payloadOf(fields);
+      try {
+        batch.push({ id, record: serializer.deserialize(payload), attempts: 0, deliveries: 1 });
+      } catch (cause) {
+        unreadable.push({ id, payload, location: this.invalidLocation(id), cause });
+      }
+    }
+    this.leases.hold(
+      held,
+      taken.filter((record) => record.fromDue).map((record) => record.id),
+    );
+    if (unreadable.length > 0) await this.setAside(unreadable, onUnreadable);
+    return batch;
   }
 
   /** A stored record that cannot be deserialized must not block the buffer: set it aside. */
-  private async bury(id: string, text: string, cause: unknown): Promise<void> {
-    this.leases.forget([id]);
+  private async setAside(
+    records: readonly UnreadableRecord[],
+    onUnreadable: ReserveOptions['onUnreadable'],
+  ): Promise<void> {
+    this.leases.forget(records.map((record) => String(record.id)));
     try {
-      await this.connection.run('reserve', () =>
-        BURY.run(this.client, this.keyList, [this.options.group, id, text]),
-      );
+      await this.script('reserve', SET_ASIDE, [
+        this.options.group,
+        ...records.flatMap((record) => [String(record.id), String(record.payload)]),
+      ]);
     } catch (error) {
-      // Still leased, no longer renewed: it comes back after leaseTimeout and is tried again.
+      // Still leased, no longer renewed: they come back after leaseTimeout and are tried again.
       this.report(error);
       return;
     }
-    this.report(
-      new SerializationError(
-        `record ${id} of RedisStorage "${this.name}" could not be deserialized and was moved to "${this.keys.invalid}": ${cause instanceof Error ? cause.message : String(cause)}`,
-        { cause },
-      ),
-    );
+    if (onUnreadable) {
+      try {
+        onUnreadable(records);
+      } catch (error) {
+        this.report(error);
+      }
+      return;
+    }
+    for (const { id, cause } of records) {
+      this.report(
+        new SerializationError(
+          `record ${id} of RedisStorage "${this.name}" could not be deserialized and was moved to "${this.keys.invalid}": ${cause instanceof Error ? cause.message : String(cause)}`,
+          { cause },
+        ),
+      );
+    }
+  }
+
+  private invalidLocation(id: string): string {
+    const keyPrefix = this.client.options.keyPrefix ?? '';
+    return `Redis hash "${keyPrefix}${this.keys.invalid}", field "${id}"`;
+  }
+
+  /** Runs one of the scripts over the buffer's keys, as one bounded Redis call. */
+  private script(
+    operation: string,
+    script: LuaScript,
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    return this.connection.script(operation, script, this.keyList, args);
+  }
+
+  /** A connection for blocking reads, closed with the storage; never the user's own client. */
+  private duplicateClient(): RedisClient {
+    const client = this.client;
+    if (client.isCluster) {
+      const cluster = client as Cluster;
+      return cluster.duplicate([], {
+        redisOptions: { ...cluster.options.redisOptions, commandTimeout: undefined },
+      });
+    }
+    return (client as Redis).duplicate({ commandTimeout: undefined });
   }
 
   private report(error: unknown): void {
@@ -397,4 +577,23 @@ export class RedisStorage<T> implements Storage<T> {
   private closedError(operation: string): StorageError {
     return new StorageError(`RedisStorage "${this.name}" is closed: cannot ${operation}`);
   }
+}
+
+/** A scope for a stream a script may create: random, never drawn twice. */
+function newScope(): string {
+  return randomBytes(10).toString('hex');
+}
+
+/**
+ * The entries of an `XREADGROUP`/`XREAD` reply for one stream: `[[key, entries]]`, or a map of key
+ * to entries under RESP3 reply mapping; null when there are none.
+ */
+function entriesOf(reply: unknown): [string, unknown[]][] {
+  if (reply === null || reply === undefined) return [];
+  const streams = Array.isArray(reply) ? reply : [...fieldsOf(reply).entries()];
+  const first = streams[0] as [unknown, unknown] | undefined;
+  const entries = (first?.[1] ?? []) as [unknown, unknown][];
+  return entries
+    .filter((entry) => Array.isArray(entry))
+    .map(([id, fields]) => [String(id), Array.isArray(fields) ? fields : []]);
 }

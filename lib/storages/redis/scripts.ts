@@ -1,26 +1,60 @@
 import { LuaScript } from './lua-script.js';
 
 /*
- * The Lua scripts behind RedisStorage. Each runs atomically in Redis, so a record is always in
- * exactly one of these places, and a crash between two calls can never leave it nowhere:
+ * The layout of a buffer in Redis, and the Lua scripts that move records in it.
  *
- *   stream  fresh records (XADD), each leased to one consumer of the group while in its PEL
- *   retry   released records waiting out their delay: sorted set, id -> visibleAt (engine clock)
- *   due     retried or recovered records ready again: sorted set of padded ids, all scored 0, so
- *           that they sort in append order and come out before fresh records
- *   lease   retried records leased to a consumer: sorted set, id -> lease expiry (Redis clock)
- *   data    payloads of records no longer in the stream: hash, id -> '<attempts>:<payload>'
- *   invalid payloads that could not be deserialized, set aside: hash, id -> payload
+ * KEYS. Every key is `<prefix>:<part>` and carries one hash tag (`bufio:{events}:stream`), so that
+ * a buffer lives in one hash slot, on one node of a Redis Cluster (see `buffer-keys.ts`):
  *
- * Every key a script touches is passed in KEYS (never built in Lua), so a client's `keyPrefix`
- * applies to all of them. Ids are stream ids (`<ms>-<seq>`) and keep their order for good.
+ *   stream   fresh records: a stream, one entry per record, the payload in field `d`. The consumer
+ *            group `group` leases them: an entry read by a consumer is in the group's pending
+ *            entries list (PEL) until it is acknowledged, released, recovered or set aside.
+ *   retry    released records waiting out their delay: sorted set, id -> visibleAt (engine clock)
+ *   due      retried or recovered records ready again: sorted set of ids zero-padded to sort in
+ *            append order (all scored 0); they come out before fresh records
+ *   lease    leased records from `due`: sorted set, id -> lease expiry (Redis clock)
+ *   holders  who holds each lease in `lease`: hash, id -> consumer
+ *   data     payloads of records no longer in the stream: hash, id -> '<attempts>:<payload>'
+ *   lapsed   leases of a record that ended without ack or release (its holder died): hash, id -> n
+ *   invalid  records that could not be read back, set aside: hash, id -> payload
+ *   meta     `scope`: a random token, new whenever the stream is created (see below)
+ *
+ * A record is always in exactly one place: undelivered or pending in `stream`, or in `data` and in
+ * exactly one of `retry`, `due` and `lease`, or in `invalid`; every move is one script, so that a
+ * crash between two calls cannot leave it nowhere.
+ *
+ * IDS. A record's id is its stream entry id (`<ms>-<seq>`) for good, also once it moved to `data`.
+ * Redis never issues an id twice in one stream, but a stream deleted and created again starts over
+ * from the clock, and could (within a millisecond, or after the clock went back) issue an id again.
+ * So the stream is only ever created by ENSURE (appends use `XADD NOMKSTREAM`), and creating it
+ * draws a new `scope`, read with every reserve (in the same transaction as the read): the
+ * storage's `idScope` is `redis:<scope>`, and `${idScope}:${id}` never names two records.
+ *
+ * COMMON PATH, without Lua per record:
+ *   append   APPEND: a loop of `XADD` (one call per tick of appends, up to 1000 records)
+ *   reserve  MULTI / HGET meta scope / XREADGROUP COUNT n / EXEC; 1 delivery, 0 attempts
+ *   ack      XACK, then TRIM: `XTRIM MINID` up to the oldest entry still pending (or not yet read
+ *            by the group); everything below it has been acknowledged. Freeing whole stream nodes,
+ *            this costs next to nothing per record where `XDEL` would search a node per id. Acks
+ *            that complete out of order (a later batch first) are below no such bound: their ids
+ *            get an `XDEL` in a second round trip.
+ * A reserve runs TAKE first only when records may wait in `retry` or `due` (the client learns it
+ * from its own releases and from the replies of TAKE and RECOVER), or with a byte cap (`maxBytes`),
+ * which must look at entries before the group reads them.
+ *
+ * DELIVERIES. A stream entry is read once (its PEL delivery count is 1; lease renewal uses
+ * `XCLAIM … JUSTID`, which does not count), so a fresh record has 1 delivery. Once in `data`, a
+ * record's deliveries are `attempts + lapsed + 1`: a release adds an attempt; a lease that ended
+ * without ack or release (found by RECOVER: a PEL entry idle for `leaseTimeout`, a `lease` expiry
+ * passed, or a holder proven dead) adds its deliveries to `lapsed`.
+ *
+ * Every key a script touches is passed in KEYS (never built in Lua), so that a client's `keyPrefix`
+ * applies to all of them, and Redis Cluster can check that they share a slot.
  */
 
-/** The keys every script receives, in this order. */
-export const KEY_NAMES = ['stream', 'retry', 'due', 'lease', 'data', 'invalid'] as const;
-
 const PREAMBLE = `
-local stream, retry, due, lease, data, invalid = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local stream, retry, due, lease, data = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local invalid, lapsed, holders, meta = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local function pad(digits) return string.rep('0', 20 - #digits) .. digits end
 local function dueKey(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
@@ -44,20 +78,73 @@ local function payloadOf(fields)
   end
   return ''
 end
+local function nextRetry()
+  local head = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
+  return head[2] or ''
+end
+-- The group's last-delivered-id in a stream (default: the buffer's), or nil when the stream or
+-- the group is missing.
+local function lastDelivered(group, key)
+  local groups = redis.pcall('XINFO', 'GROUPS', key or stream)
+  if groups.err then return nil end
+  for _, info in ipairs(groups) do
+    local name, last
+    for i = 1, #info, 2 do
+      if info[i] == 'name' then name = info[i + 1]
+      elseif info[i] == 'last-delivered-id' then last = info[i + 1] end
+    end
+    if name == group then return last end
+  end
+  return nil
+end
+-- Creates what is missing: the stream (with a new scope: its ids start over) and the group. A
+-- group lost from a stream that survived is created again from the start: what is still in the
+-- stream was never acknowledged, so all of it is delivered again, with the same scope.
+local function ensure(group, newScope)
+  if redis.call('EXISTS', stream) == 0 then
+    redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+    redis.call('HSET', meta, 'scope', newScope)
+    return newScope
+  end
+  redis.pcall('XGROUP', 'CREATE', stream, group, '0')
+  redis.call('HSETNX', meta, 'scope', newScope)
+  return redis.call('HGET', meta, 'scope')
+end
 `;
 
-/** ARGV: payloads. Appends them in order; returns their ids. One call, so all or none are stored. */
-export const APPEND_MANY = `
-local ids = {}
-for i = 1, #ARGV do ids[i] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i]) end
-return ids
-`;
+function script(body: string): LuaScript {
+  return new LuaScript(`${PREAMBLE}${body}`);
+}
+
+/** ARGV: group, newScope. Creates the stream and the group if missing; returns the scope. */
+export const ENSURE = script(`
+return ensure(ARGV[1], ARGV[2])
+`);
 
 /**
- * ARGV: group, consumer, limit, now, maxBytes ('' for none), leaseMs, promoteCap.
- * Returns a flat list: id, attempts, payload, id, attempts, payload, ...
+ * KEYS: the stream alone. ARGV: payloads. Appends them in order and returns their ids; one call, so
+ * all or none are stored. A missing stream is not created here (ENSURE does it, drawing a new
+ * scope): the reply is then a NOSTREAM error, and nothing was stored.
  */
-export const RESERVE = new LuaScript(`${PREAMBLE}
+export const APPEND = new LuaScript(`
+local first = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', 'd', ARGV[1])
+if not first then return redis.error_reply('NOSTREAM the stream is missing') end
+local ids = { first }
+for i = 2, #ARGV do ids[i] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i]) end
+return ids
+`);
+
+/**
+ * ARGV: group, consumer, limit, now, maxBytes ('' for none), leaseMs, promoteCap, fresh ('1' to
+ * read fresh records here too: with maxBytes), newScope.
+ *
+ * Moves retries whose visibleAt has come to `due`, then leases up to `limit` records from `due`
+ * (and, with `fresh`, from the stream: looked at before they are read, so that none is leased
+ * beyond `maxBytes`). Returns scope, records left in `due`, the next retry time ('' for none),
+ * whether `maxBytes` stopped it (1 or 0), then per record: id, attempts, lapsed, source ('h' from
+ * `data`, 's' from the stream), payload.
+ */
+export const TAKE = script(`
 local group, consumer = ARGV[1], ARGV[2]
 local limit, maxBytes, leaseMs = tonumber(ARGV[3]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local out, counted, bytes = {}, 0, 0
@@ -87,56 +174,83 @@ if redis.call('EXISTS', due) == 1 then
         break
       end
       redis.call('ZADD', lease, expiry, id)
+      redis.call('HSET', holders, id, consumer)
       out[#out + 1] = id
       out[#out + 1] = attempts
+      out[#out + 1] = tonumber(redis.call('HGET', lapsed, id)) or 0
+      out[#out + 1] = 'h'
       out[#out + 1] = payload
     end
     redis.call('ZREM', due, key)
   end
 end
 
+local scope = redis.call('HGET', meta, 'scope')
 local room = limit - counted
-if full or room <= 0 or redis.call('EXISTS', stream) == 0 then return out end
-
-local last = nil
-for _, info in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-  local name, delivered
-  for i = 1, #info, 2 do
-    if info[i] == 'name' then name = info[i + 1] elseif info[i] == 'last-delivered-id' then delivered = info[i + 1] end
+if ARGV[8] == '1' and not full and room > 0 then
+  local last = lastDelivered(group)
+  if last == nil then
+    scope = ensure(group, ARGV[9])
+    last = lastDelivered(group)
   end
-  if name == group then last = delivered end
-end
-if last == nil then
-  -- No group (first use, or lost with a Redis that restarted without persistence): whatever is
-  -- in the stream was never acknowledged, so deliver all of it.
-  redis.call('XGROUP', 'CREATE', stream, group, '0')
-  last = '0-0'
-end
-
-if maxBytes ~= nil then
-  -- Look before reading: an entry read by the group is leased, and cannot be put back.
-  local n = 0
-  for _, entry in ipairs(redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', room)) do
-    if not fits(#payloadOf(entry[2])) then break end
-    n = n + 1
+  if maxBytes ~= nil then
+    -- Look before reading: an entry read by the group is leased, and cannot be put back.
+    local n = 0
+    for _, entry in ipairs(redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', room)) do
+      if not fits(#payloadOf(entry[2])) then
+        full = true
+        break
+      end
+      n = n + 1
+    end
+    room = n
   end
-  room = n
-end
-if room > 0 then
-  local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', room, 'STREAMS', stream, '>')
-  if reply then
-    for _, entry in ipairs(reply[1][2]) do
-      out[#out + 1] = entry[1]
-      out[#out + 1] = 0
-      out[#out + 1] = payloadOf(entry[2])
+  if room > 0 then
+    local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', room, 'STREAMS', stream, '>')
+    if reply then
+      for _, entry in ipairs(reply[1][2]) do
+        out[#out + 1] = entry[1]
+        out[#out + 1] = 0
+        out[#out + 1] = 0
+        out[#out + 1] = 's'
+        out[#out + 1] = payloadOf(entry[2])
+      end
     end
   end
 end
-return out
+if not scope then scope = ensure(group, ARGV[9]) end
+local header = { scope, redis.call('ZCARD', due), nextRetry(), full and 1 or 0 }
+for i = 1, #out do header[#header + 1] = out[i] end
+return header
 `);
 
-/** ARGV: group, ids... Removes the records wherever they are. Returns how many ids it was given. */
-export const ACK = new LuaScript(`${PREAMBLE}
+/**
+ * ARGV: group. After an `XACK`: trims the stream below the oldest entry the group still needs (the
+ * oldest pending entry, or the first one it has not read), and returns that bound; everything
+ * below it has been acknowledged. Returns '' when the group is missing.
+ */
+export const TRIM = script(`
+local group = ARGV[1]
+local last = lastDelivered(group)
+if last == nil then return '' end
+local summary = redis.call('XPENDING', stream, group)
+local floor
+if summary[1] > 0 then
+  floor = summary[2]
+else
+  local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+  floor = ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+end
+redis.call('XTRIM', stream, 'MINID', floor)
+return floor
+`);
+
+/**
+ * ARGV: group, ids... Removes the records wherever they are (the stream, `retry`, `due`, `lease`),
+ * for acks that the fast path cannot make: records from `due`, or stream records recovered by
+ * another instance after this one's lease lapsed. Returns how many ids it was given.
+ */
+export const ACK = script(`
 local group = ARGV[1]
 for from = 2, #ARGV, 500 do
   local ids, dueKeys = {}, {}
@@ -150,25 +264,29 @@ for from = 2, #ARGV, 500 do
   redis.call('ZREM', retry, unpack(ids))
   redis.call('ZREM', due, unpack(dueKeys))
   redis.call('HDEL', data, unpack(ids))
+  redis.call('HDEL', holders, unpack(ids))
+  redis.call('HDEL', lapsed, unpack(ids))
 end
 return #ARGV - 1
 `);
 
 /**
- * ARGV: group, visibleAt, ids... Moves leased records to `retry` with one more attempt. A record
- * no longer leased (its lease expired and it was recovered) is left where it is. Returns how many
- * moved.
+ * ARGV: group, consumer, visibleAt, ids... Moves records leased by `consumer` to `retry` with one
+ * more attempt. A record no longer leased by it (its lease lapsed, and it was recovered) is left
+ * where it is. Returns how many moved.
  */
-export const RELEASE = new LuaScript(`${PREAMBLE}
-local group, visibleAt = ARGV[1], ARGV[2]
+export const RELEASE = script(`
+local group, consumer, visibleAt = ARGV[1], ARGV[2], ARGV[3]
 local n = 0
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local id = ARGV[i]
   local v = redis.call('HGET', data, id)
   if v then
-    if redis.call('ZREM', lease, id) == 1 then
+    local holder = redis.call('HGET', holders, id)
+    if (holder == false or holder == consumer) and redis.call('ZREM', lease, id) == 1 then
       local attempts, payload = splitRecord(v)
       redis.call('HSET', data, id, (attempts + 1) .. ':' .. payload)
+      redis.call('HDEL', holders, id)
       redis.call('ZADD', retry, visibleAt, id)
       n = n + 1
     end
@@ -187,102 +305,200 @@ return n
 `);
 
 /**
- * ARGV: group, consumer, leaseMs, ids... Extends this consumer's leases: a retried record's expiry
- * moves on; a stream entry is claimed again with no minimum idle time, which resets its idle time
- * (entries acknowledged meanwhile are no longer pending and are skipped).
+ * ARGV: consumer, leaseMs, ids... Extends the leases `consumer` holds on records from `due` (stream
+ * entries are renewed with a plain `XCLAIM … JUSTID`). Returns how many it extended.
  */
-export const RENEW = new LuaScript(`${PREAMBLE}
-local group, consumer = ARGV[1], ARGV[2]
-local expiry = serverNow() + tonumber(ARGV[3])
-local claim = {}
-for i = 4, #ARGV do
-  local id = ARGV[i]
-  if redis.call('ZSCORE', lease, id) then
-    redis.call('ZADD', lease, expiry, id)
-  else
-    claim[#claim + 1] = id
-  end
-end
-if #claim > 0 and redis.call('EXISTS', stream) == 1 then
-  for from = 1, #claim, 100 do
-    local chunk = {}
-    for j = from, math.min(from + 99, #claim) do chunk[#chunk + 1] = claim[j] end
-    chunk[#chunk + 1] = 'JUSTID'
-    redis.pcall('XCLAIM', stream, group, consumer, 0, unpack(chunk))
-  end
-end
-return #ARGV - 3
-`);
-
-/**
- * ARGV: group, consumer, leaseMs, cap. Makes records whose lease expired visible again, in `due`,
- * with their attempt count: retried records whose lease expiry passed, and stream entries idle in
- * the PEL for at least leaseMs (XAUTOCLAIM). Then forgets consumers that hold nothing and have
- * been idle that long (each restart brings a new consumer name). Returns how many records.
- */
-export const RECOVER = new LuaScript(`${PREAMBLE}
-local group, consumer = ARGV[1], ARGV[2]
-local leaseMs, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
+export const RENEW = script(`
+local consumer = ARGV[1]
+local expiry = serverNow() + tonumber(ARGV[2])
 local n = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', lease, '-inf', serverNow(), 'LIMIT', 0, cap)) do
-  redis.call('ZREM', lease, id)
-  redis.call('ZADD', due, 0, dueKey(id))
-  n = n + 1
-end
-if redis.call('EXISTS', stream) == 0 then return n end
-local cursor = '0-0'
-repeat
-  if n >= cap then break end
-  local reply = redis.pcall('XAUTOCLAIM', stream, group, consumer, leaseMs, cursor, 'COUNT', cap - n)
-  if reply.err then break end
-  cursor = reply[1]
-  for _, entry in ipairs(reply[2]) do
-    if entry and entry[2] then
-      local id = entry[1]
-      redis.call('XACK', stream, group, id)
-      redis.call('XDEL', stream, id)
-      redis.call('HSET', data, id, '0:' .. payloadOf(entry[2]))
-      redis.call('ZADD', due, 0, dueKey(id))
-      n = n + 1
-    end
-  end
-until cursor == '0-0'
-local consumers = redis.pcall('XINFO', 'CONSUMERS', stream, group)
-if not consumers.err then
-  for _, info in ipairs(consumers) do
-    local name, pending, idle
-    for i = 1, #info, 2 do
-      if info[i] == 'name' then name = info[i + 1]
-      elseif info[i] == 'pending' then pending = info[i + 1]
-      elseif info[i] == 'idle' then idle = info[i + 1] end
-    end
-    if name ~= consumer and pending == 0 and idle ~= nil and idle > leaseMs then
-      redis.call('XGROUP', 'DELCONSUMER', stream, group, name)
-    end
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HGET', holders, id) == consumer then
+    redis.call('ZADD', lease, 'XX', expiry, id)
+    n = n + 1
   end
 end
 return n
 `);
 
-/** ARGV: group. Records stored and not leased: undelivered stream entries, retries, due records. */
-export const SIZE = new LuaScript(`${PREAMBLE}
-local n = redis.call('XLEN', stream)
-if n > 0 then
-  local summary = redis.pcall('XPENDING', stream, ARGV[1])
-  if not summary.err then n = n - summary[1] end
+/**
+ * ARGV: group, consumer, leaseMs, cap, dead consumers... Makes records whose lease ended without ack
+ * or release visible again, in `due`, counting that lease in `lapsed`: leases from `due` whose
+ * expiry passed, PEL entries idle for at least leaseMs, and everything held by the dead consumers
+ * named (a restart under the same name, a process proven gone). Forgets consumers of the group
+ * that hold nothing and have been idle that long, and the dead ones. Returns how many records (at
+ * most about cap), records in `due`, the next retry time ('' for none), then the names of the
+ * consumers of the group and of the holders of leases from `due`.
+ */
+export const RECOVER = script(`
+local group, consumer = ARGV[1], ARGV[2]
+local leaseMs, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
+local dead, anyDead = {}, false
+for i = 5, #ARGV do
+  dead[ARGV[i]] = true
+  anyDead = true
 end
-return n + redis.call('ZCARD', retry) + redis.call('ZCARD', due)
+local n = 0
+local function toDue(id, lapses)
+  redis.call('ZADD', due, 0, dueKey(id))
+  redis.call('HINCRBY', lapsed, id, lapses)
+  n = n + 1
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', lease, '-inf', serverNow(), 'LIMIT', 0, cap)) do
+  redis.call('ZREM', lease, id)
+  redis.call('HDEL', holders, id)
+  toDue(id, 1)
+end
+local holding = redis.call('HGETALL', holders)
+local names, seen = {}, {}
+for i = 1, #holding, 2 do
+  local id, holder = holding[i], holding[i + 1]
+  if dead[holder] then
+    if redis.call('ZREM', lease, id) == 1 then toDue(id, 1) end
+    redis.call('HDEL', holders, id)
+  elseif not seen[holder] then
+    seen[holder] = true
+    names[#names + 1] = holder
+  end
+end
+local function fromStream(pending)
+  if pending.err then return end
+  for _, p in ipairs(pending) do
+    local id = p[1]
+    local entry = redis.call('XRANGE', stream, id, id)
+    if #entry > 0 then
+      redis.call('HSET', data, id, '0:' .. payloadOf(entry[1][2]))
+      toDue(id, p[4])
+    end
+    redis.call('XACK', stream, group, id)
+    redis.call('XDEL', stream, id)
+  end
+end
+if redis.call('EXISTS', stream) == 1 then
+  if n < cap then
+    fromStream(redis.pcall('XPENDING', stream, group, 'IDLE', leaseMs, '-', '+', cap - n))
+  end
+  if anyDead then
+    for name in pairs(dead) do
+      fromStream(redis.pcall('XPENDING', stream, group, '-', '+', cap, name))
+    end
+  end
+  local consumers = redis.pcall('XINFO', 'CONSUMERS', stream, group)
+  if not consumers.err then
+    for _, info in ipairs(consumers) do
+      local name, pending, idle
+      for i = 1, #info, 2 do
+        if info[i] == 'name' then name = info[i + 1]
+        elseif info[i] == 'pending' then pending = info[i + 1]
+        elseif info[i] == 'idle' then idle = info[i + 1] end
+      end
+      if name ~= consumer and pending == 0 and (dead[name] or (idle ~= nil and idle > leaseMs)) then
+        redis.call('XGROUP', 'DELCONSUMER', stream, group, name)
+      elseif not seen[name] then
+        seen[name] = true
+        names[#names + 1] = name
+      end
+    end
+  end
+end
+local reply = { n, redis.call('ZCARD', due), nextRetry() }
+for i = 1, #names do reply[#reply + 1] = names[i] end
+return reply
 `);
 
-/** ARGV: group, id, payload. Sets a record that cannot be deserialized aside, out of the buffer. */
-export const BURY = new LuaScript(`${PREAMBLE}
-local group, id = ARGV[1], ARGV[2]
-redis.pcall('XACK', stream, group, id)
-redis.call('XDEL', stream, id)
-redis.call('ZREM', lease, id)
-redis.call('ZREM', retry, id)
-redis.call('ZREM', due, dueKey(id))
-redis.call('HDEL', data, id)
-redis.call('HSET', invalid, id, ARGV[3])
-return 1
+/**
+ * ARGV: group, then id and payload of each record that could not be read back. Sets them aside in
+ * `invalid`, out of the buffer (wherever they were). Returns how many.
+ */
+export const SET_ASIDE = script(`
+local group = ARGV[1]
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  redis.pcall('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+  redis.call('ZREM', lease, id)
+  redis.call('ZREM', retry, id)
+  redis.call('ZREM', due, dueKey(id))
+  redis.call('HDEL', data, id)
+  redis.call('HDEL', holders, id)
+  redis.call('HDEL', lapsed, id)
+  redis.call('HSET', invalid, id, ARGV[i + 1])
+end
+return (#ARGV - 1) / 2
+`);
+
+/**
+ * KEYS: the buffer's keys, then 0.2.0's keys of it (stream, retry, due, lease, data), on a Redis
+ * that is not a cluster. ARGV: group, leaseMs, cap, newScope.
+ *
+ * Moves up to about cap records that 0.2.0 left under its key names into this layout, each with a
+ * new id of this stream (ids of two streams may collide): its attempts kept, a retry keeping its
+ * visibleAt, a lease that lapsed counted in `lapsed`. Records a 0.2.0 process still holds (its PEL
+ * entries or leases not expired) stay until it acks them or its lease lapses. Returns how many
+ * moved, how many of them are ready (not retries waiting), and 1 if 0.2.0's keys still hold
+ * something.
+ */
+export const MIGRATE = new LuaScript(`${PREAMBLE}
+local oldStream, oldRetry, oldDue, oldLease, oldData = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local group, leaseMs, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('EXISTS', oldStream, oldRetry, oldDue, oldLease, oldData) == 0 then return { 0, 0, 0 } end
+ensure(group, ARGV[4])
+local n, ready = 0, 0
+local function move(v, lapses, visibleAt)
+  local attempts, payload = splitRecord(v)
+  local id = redis.call('XADD', stream, '*', 'd', '')
+  redis.call('XDEL', stream, id)
+  redis.call('HSET', data, id, attempts .. ':' .. payload)
+  if lapses > 0 then redis.call('HSET', lapsed, id, lapses) end
+  if visibleAt then
+    redis.call('ZADD', retry, visibleAt, id)
+  else
+    redis.call('ZADD', due, 0, dueKey(id))
+    ready = ready + 1
+  end
+  n = n + 1
+end
+local function moveHeld(id, lapses, visibleAt)
+  local v = redis.call('HGET', oldData, id)
+  if v then move(v, lapses, visibleAt) end
+  redis.call('HDEL', oldData, id)
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', oldLease, '-inf', serverNow(), 'LIMIT', 0, cap)) do
+  moveHeld(id, 1)
+  redis.call('ZREM', oldLease, id)
+end
+if n < cap then
+  for _, key in ipairs(redis.call('ZRANGE', oldDue, 0, cap - n - 1)) do
+    moveHeld(idOf(key), 0)
+    redis.call('ZREM', oldDue, key)
+  end
+end
+if n < cap then
+  local retries = redis.call('ZRANGE', oldRetry, 0, cap - n - 1, 'WITHSCORES')
+  for i = 1, #retries, 2 do
+    moveHeld(retries[i], 0, retries[i + 1])
+    redis.call('ZREM', oldRetry, retries[i])
+  end
+end
+if n < cap and redis.call('EXISTS', oldStream) == 1 then
+  local last = lastDelivered(group, oldStream)
+  if last then
+    for _, p in ipairs(redis.call('XPENDING', oldStream, group, 'IDLE', leaseMs, '-', '+', cap - n)) do
+      local entry = redis.call('XRANGE', oldStream, p[1], p[1])
+      if #entry > 0 then move('0:' .. payloadOf(entry[1][2]), p[4]) end
+      redis.call('XACK', oldStream, group, p[1])
+      redis.call('XDEL', oldStream, p[1])
+    end
+  end
+  if n < cap then
+    for _, entry in ipairs(redis.call('XRANGE', oldStream, last and ('(' .. last) or '-', '+', 'COUNT', cap - n)) do
+      move('0:' .. payloadOf(entry[2]), 0)
+      redis.call('XDEL', oldStream, entry[1])
+    end
+  end
+  local pending = last and redis.call('XPENDING', oldStream, group)[1] or 0
+  if redis.call('XLEN', oldStream) == 0 and pending == 0 then redis.call('DEL', oldStream) end
+end
+return { n, ready, redis.call('EXISTS', oldStream, oldRetry, oldDue, oldLease, oldData) > 0 and 1 or 0 }
 `);

@@ -9,9 +9,11 @@ import net from 'node:net';
 export class OwnRedisServer {
   private child: ChildProcess | undefined;
 
+  /** `extraArgs` are more `redis-server` settings (`--cluster-enabled yes` …), given last. */
   constructor(
     readonly port: number,
     private readonly dir: string,
+    private readonly extraArgs: readonly string[] = [],
   ) {}
 
   get url(): string {
@@ -37,6 +39,7 @@ export class OwnRedisServer {
         this.dir,
         '--daemonize',
         'no',
+        ...this.extraArgs,
       ],
       { stdio: 'ignore' },
     );

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BufIO } from '../../../lib/core/bufio.js';
 import { StorageUnavailableError } from '../../../lib/core/errors.js';
+import { Redis } from 'ioredis';
 import { RedisStorage } from '../../../lib/storages/redis/index.js';
 import { describeWith } from '../../support/services.js';
 import { freePort } from './free-port.js';
@@ -26,6 +27,36 @@ describeRedis('RedisStorage while its Redis is down', () => {
   afterAll(async () => {
     await server.stop('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('loads its scripts again when Redis forgot them (a restart, SCRIPT FLUSH)', async () => {
+    const storage = new RedisStorage<number>({ url: server.url, prefix: 'noscript' });
+    const admin = new Redis(server.url);
+    try {
+      const forget = () => admin.script('FLUSH');
+      await forget();
+      const ids = await Promise.all([storage.append([0, 1]), storage.append([2])]);
+      expect(ids.flat()).toHaveLength(3);
+      await forget();
+      const batch = await storage.reserve(10, { now: Date.now() });
+      expect(batch.map((e) => e.record)).toEqual([0, 1, 2]);
+      await forget();
+      await storage.release(batch.slice(0, 1), 0);
+      await forget();
+      await storage.ack(batch.slice(1));
+      await forget();
+      const retried = await storage.reserve(10, { now: Date.now() });
+      expect(retried.map((e) => [e.record, e.attempts])).toEqual([[0, 1]]);
+      await forget();
+      await storage.ack(retried);
+      await forget();
+      expect(await storage.recover()).toBe(0);
+      expect(await storage.size()).toBe(0);
+      expect(await admin.xlen(storage.keys.stream)).toBe(0);
+    } finally {
+      admin.disconnect();
+      await storage.close();
+    }
   });
 
   it('rejects or blocks pushes, keeps retrying, and loses nothing acknowledged', async () => {

@@ -13,6 +13,9 @@ import {
   type RedisStorageOptions,
   type Serializer,
 } from '../../../lib/storages/redis/index.js';
+import fc from 'fast-check';
+import { hashedPart } from '../../../lib/storages/redis/buffer-keys.js';
+import { compareIds } from '../../../lib/storages/redis/held-leases.js';
 import { describeWith, REDIS_URL } from '../../support/services.js';
 import { sleep } from '../../support/wait.js';
 import { freePort } from './free-port.js';
@@ -107,24 +110,71 @@ describe('RedisStorage options', () => {
     );
   });
 
-  it('derives the keys from the name by default, and from the prefix when given', async () => {
-    const named = new RedisStorage<Rec>({
-      url: REDIS_URL,
-      name: 'events',
-      redisOptions: { lazyConnect: true },
-    });
-    expect(named.keys.stream).toBe('bufio:events:stream');
-    expect(named.keys.retry).toBe('bufio:events:retry');
-    const prefixed = new RedisStorage<Rec>({
-      url: REDIS_URL,
-      prefix: 'app:{q1}',
-      redisOptions: { lazyConnect: true },
-    });
-    expect(prefixed.keys.lease).toBe('app:{q1}:lease');
-    expect(prefixed.durable).toBe(true);
-    expect(prefixed.shared).toBe(true);
-    await named.close();
-    await prefixed.close();
+  it('puts every key of a buffer under one hash tag: the name, the prefix, or the prefix wrapped', async () => {
+    const lazy = { redisOptions: { lazyConnect: true } };
+    const named = new RedisStorage<Rec>({ url: REDIS_URL, name: 'events', ...lazy });
+    expect(named.keys.stream).toBe('bufio:{events}:stream');
+    expect(named.keys.retry).toBe('bufio:{events}:retry');
+    const tagged = new RedisStorage<Rec>({ url: REDIS_URL, prefix: 'app:{q1}', ...lazy });
+    expect(tagged.keys.lease).toBe('app:{q1}:lease');
+    const wrapped = new RedisStorage<Rec>({ url: REDIS_URL, prefix: 'app:q1', ...lazy });
+    expect(wrapped.keys.meta).toBe('{app:q1}:meta');
+    for (const s of [named, tagged, wrapped]) {
+      expect(new Set(Object.values(s.keys).map(hashedPart)).size).toBe(1);
+      expect(s.durable).toBe(true);
+      expect(s.shared).toBe(true);
+      await s.close();
+    }
+  });
+
+  it.each<[string, Record<string, unknown>, string]>([
+    ['prefix', { prefix: 'app:{}x' }, 'hash tag'],
+    ['prefix', { prefix: 'app:{q1' }, 'hash tag'],
+    ['prefix', { prefix: 'app}:q1' }, 'hash tag'],
+    ['redisOptions', { redisOptions: { keyPrefix: 'x{}' } }, 'one hash slot'],
+    [
+      'client',
+      { url: undefined, client: { ...fakeClientFields(), options: { keyPrefix: 'x{}' } } },
+      'one hash slot',
+    ],
+  ])('refuses a %s that would spread the buffer over hash slots', (option, bad, expected) => {
+    const build = (): unknown =>
+      new RedisStorage({ url: REDIS_URL, ...bad } as unknown as RedisStorageOptions<Rec>);
+    expect(build).toThrow(InvalidOptionsError);
+    expect(build).toThrow(expected);
+    try {
+      build();
+    } catch (error) {
+      expect((error as InvalidOptionsError).option).toBe(option);
+    }
+  });
+});
+
+function fakeClientFields(): Record<string, unknown> {
+  const method = (): undefined => undefined;
+  return {
+    pipeline: method,
+    evalsha: method,
+    eval: method,
+    xadd: method,
+    on: method,
+    removeListener: method,
+  };
+}
+
+describe('compareIds', () => {
+  it('orders stream ids as Redis does, for any ms and seq', () => {
+    const id = fc.tuple(
+      fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+      fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+    );
+    fc.assert(
+      fc.property(id, id, ([msA, seqA], [msB, seqB]) => {
+        const expected =
+          msA === msB ? Math.sign(Number(seqA - seqB)) : Math.sign(Number(msA - msB));
+        expect(Math.sign(compareIds(`${msA}-${seqA}`, `${msB}-${seqB}`))).toBe(expected);
+      }),
+    );
   });
 });
 

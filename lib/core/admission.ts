@@ -1,0 +1,228 @@
+import type { Backlog } from './backlog.js';
+import type { Coalescer } from './coalescer.js';
+import { asError, BufferFullError, InvalidRecordError, RecordDroppedError } from './errors.js';
+import type { EngineContext } from './engine.js';
+import { rejected } from './handled.js';
+import { Queue } from './queue.js';
+import type { AppendOptions, RecordId, StoredRecord } from './storage.js';
+import type { Waiter } from './waiters.js';
+
+/** A push waiting for room (`onFull: 'block'`). */
+export interface BlockedPush<T, U> {
+  readonly records: readonly T[];
+  readonly waiter: Waiter<U> | undefined;
+  readonly lane: number | undefined;
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+/** What an `Admission` needs from the engine around it. */
+export interface AdmissionDeps<T, U> extends EngineContext<T, U> {
+  readonly backlog: Backlog;
+  readonly coalescer: Coalescer<T, U> | undefined;
+  /** Records were stored with these ids: count them, run the push hooks, maybe dispatch. */
+  readonly stored: (ids: readonly RecordId[], records: readonly T[]) => void;
+  /** Takes up to `count` of the oldest visible records out of the storage (the dispatcher's). */
+  readonly evict: (count: number) => Promise<StoredRecord<T>[]>;
+}
+
+const RESOLVED = Promise.resolve();
+
+/**
+ * The slow path of `push` (the fast path, one record into an in-memory buffer with room, stays in
+ * `BufIO.push`): arrays, coalescing, priority lanes, asynchronous appends, and what happens when
+ * the buffer is full (`onFull`: block, drop the oldest or the newest, or refuse). Owns the pushes
+ * blocked for room, which go in in the order they came. Every refusal is counted and told.
+ */
+export class Admission<T, U> {
+  /** Pushes waiting for room, oldest first. `BufIO.push` reads its length on the fast path. */
+  readonly blocked = new Queue<BlockedPush<T, U>>();
+  private admitting = false;
+
+  constructor(private readonly deps: AdmissionDeps<T, U>) {}
+
+  /**
+   * Accepts checked records: resolves once they are stored (or dropped by the policy), rejects,
+   * counted as refused, when the policy or the storage refuses them.
+   */
+  admit(
+    records: readonly T[],
+    waiter: Waiter<U> | undefined,
+    lane: number | undefined,
+  ): Promise<void> {
+    const accepted = this.accept(records, waiter, lane);
+    // The normal path of an in-memory storage pays nothing.
+    if (accepted === RESOLVED) return accepted;
+    accepted.then(undefined, (error: unknown) => this.noteRefused(records, error));
+    return accepted;
+  }
+
+  /** A push refused at once: counted, told, and rejected without risk of an unhandled rejection. */
+  refuse(records: T | readonly T[], error: unknown): Promise<never> {
+    this.noteRefused(Array.isArray(records) ? (records as readonly T[]) : [records as T], error);
+    return rejected(error);
+  }
+
+  /** Lets blocked pushes in, in order, while there is room. */
+  admitBlocked(): void {
+    // Appending can dispatch a batch, which frees room and calls back here: the loop below
+    // already goes on while there is room, and re-entering would resolve pushes out of order.
+    if (this.admitting) return;
+    this.admitting = true;
+    try {
+      const { backlog, options } = this.deps;
+      while (this.blocked.length > 0) {
+        const next = this.blocked.peek() as BlockedPush<T, U>;
+        const room = options.maxBufferedRecords - backlog.buffered();
+        // An array larger than the whole buffer gets in once the buffer is empty.
+        if (next.records.length > room && backlog.buffered() > 0) return;
+        this.blocked.shift();
+        this.append(next.records, next.waiter, next.lane).then(next.resolve, next.reject);
+      }
+    } finally {
+      this.admitting = false;
+    }
+  }
+
+  /** At the end of a drain: pushes still blocked are refused. */
+  rejectBlocked(error: Error): void {
+    while (this.blocked.length > 0) (this.blocked.shift() as BlockedPush<T, U>).reject(error);
+  }
+
+  private accept(
+    input: readonly T[],
+    waiter: Waiter<U> | undefined,
+    lane: number | undefined,
+  ): Promise<void> {
+    const { coalescer, options, name } = this.deps;
+    // With 'error', a push that does not fit is refused whole: none of it may be merged first.
+    if (coalescer && options.onFull === 'error' && !this.hasRoom(coalescer.countFresh(input))) {
+      return Promise.reject(new BufferFullError(name, options.maxBufferedRecords));
+    }
+    const records = coalescer ? coalescer.mergeWaiting(input, waiter) : input;
+    if (records.length === 0) return RESOLVED;
+    if (this.hasRoom(records.length)) return this.append(records, waiter, lane);
+    switch (options.onFull) {
+      case 'error':
+        return Promise.reject(new BufferFullError(name, options.maxBufferedRecords));
+      case 'drop-newest':
+        this.drop(records, waiter);
+        return RESOLVED;
+      case 'drop-oldest':
+        return this.evictOldest(records, waiter, lane);
+      case 'block': {
+        const admitted = new Promise<void>((resolve, reject) => {
+          this.blocked.push({ records, waiter, lane, resolve, reject });
+        });
+        this.admitBlocked(); // a push larger than the whole buffer goes in when it is empty
+        return admitted;
+      }
+    }
+  }
+
+  /** Whether `count` more records may be appended now, ahead of no blocked push. */
+  private hasRoom(count: number): boolean {
+    const { backlog, options } = this.deps;
+    return (
+      count === 0 ||
+      (this.blocked.length === 0 && backlog.buffered() + count <= options.maxBufferedRecords)
+    );
+  }
+
+  private append(
+    records: readonly T[],
+    waiter: Waiter<U> | undefined,
+    lane: number | undefined,
+  ): Promise<void> {
+    const { storage, backlog } = this.deps;
+    let stored;
+    try {
+      stored = storage.append(records, appendOptions(lane));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (!(stored instanceof Promise)) {
+      this.onAppended(records, stored, waiter);
+      return RESOLVED;
+    }
+    const n = records.length;
+    backlog.startAppend(n);
+    return stored.then(
+      (ids) => {
+        backlog.endAppend(n);
+        this.onAppended(records, ids, waiter);
+      },
+      (error: unknown) => {
+        backlog.endAppend(n);
+        this.admitBlocked();
+        throw error;
+      },
+    );
+  }
+
+  private onAppended(
+    records: readonly T[],
+    ids: readonly RecordId[],
+    waiter: Waiter<U> | undefined,
+  ): void {
+    if (waiter) this.deps.waiters.add(ids[0] as RecordId, waiter);
+    this.deps.coalescer?.remember(records, ids);
+    this.deps.stored(ids, records);
+  }
+
+  /** Makes room by dropping the oldest visible records; what still does not fit is dropped too. */
+  private async evictOldest(
+    records: readonly T[],
+    waiter: Waiter<U> | undefined,
+    lane: number | undefined,
+  ): Promise<void> {
+    const { backlog, options, name } = this.deps;
+    const excess = backlog.buffered() + records.length - options.maxBufferedRecords;
+    const victims = await this.deps.evict(excess);
+    if (victims.length > 0) {
+      this.deps.waiters.reject(victims, new RecordDroppedError(name, options.onFull));
+      this.drop(
+        victims.map((v) => v.record),
+        undefined,
+      );
+    }
+    // Records in flight or waiting for a retry cannot be evicted: drop the oldest incoming instead.
+    const room = Math.max(0, options.maxBufferedRecords - backlog.buffered());
+    if (room >= records.length) return this.append(records, waiter, lane);
+    this.drop(records.slice(0, records.length - room), waiter);
+    if (room > 0) return this.append(records.slice(records.length - room), undefined, lane);
+  }
+
+  private drop(records: readonly T[], waiter: Waiter<U> | undefined): void {
+    const { counters, events, options, name } = this.deps;
+    const policy = options.onFull;
+    counters.dropped += records.length;
+    waiter?.reject(new RecordDroppedError(name, policy));
+    events.tell('dropped', { records, policy });
+  }
+
+  private noteRefused(records: readonly T[], error: unknown): void {
+    this.deps.counters.refused += records.length;
+    this.deps.events.tell('refused', { records, error: asError(error) });
+  }
+}
+
+/** Refuses what cannot be a record: an empty array, or `undefined` anywhere. */
+export function checkRecords(name: string, records: readonly unknown[]): void {
+  if (records.length === 0) {
+    throw new InvalidRecordError(`push to buffer "${name}" got an empty array`);
+  }
+  for (let i = 0; i < records.length; i++) {
+    if (records[i] === undefined) {
+      const at = records.length > 1 ? ` at index ${i}` : '';
+      throw new InvalidRecordError(
+        `push to buffer "${name}" got undefined${at}: a record must be a value`,
+      );
+    }
+  }
+}
+
+/** The options of an append into `lane`; none for the default lane of a buffer without lanes. */
+export function appendOptions(lane: number | undefined): AppendOptions | undefined {
+  return lane === undefined ? undefined : { lane };
+}
