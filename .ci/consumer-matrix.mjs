@@ -382,6 +382,8 @@ async function check(project, tarball, work) {
       `${project.name}: PASS in ${seconds(started)} (Node ${nodeVersion}; ${versions}; added ${files.join(', ')})`,
     );
     log(`${project.name}:   ${steps.join(', ')}`);
+    // A passing project's copy goes now: the next one's copy needs the disk more than its logs.
+    rmSync(dir, { recursive: true, force: true });
     return true;
   } catch (error) {
     log(`${project.name}: FAIL after ${seconds(started)} (${steps.join(', ')})\n${error.message}`);
