@@ -47,8 +47,11 @@ const ESM_ONLY_PEERS = /^@nestjs\//;
 const IMPORT =
   /(?:^|[\s;}])(?:import|export)\s[^'";]*?from\s*['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)|(?:^|[\s;])import\s*['"]([^'"]+)['"]/g;
 
+/** Comments go first: an `@example` that imports NestJS must not make its module NestJS-bound. */
+const COMMENT = /\/\*[\s\S]*?\*\/|^\s*\/\/.*$/gm;
+
 function importsOf(file) {
-  const source = readFileSync(file, 'utf8');
+  const source = readFileSync(file, 'utf8').replace(COMMENT, '');
   return [...source.matchAll(IMPORT)].map((m) => m[1] ?? m[2] ?? m[3]);
 }
 
