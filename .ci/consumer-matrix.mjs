@@ -16,7 +16,6 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
-  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -348,7 +347,8 @@ async function check(project, tarball, work) {
     let pristine;
     await step('template', () => (pristine = pristineProject(project)));
     await step('copy', () =>
-      cpSync(join(pristine, 'app'), dir, { recursive: true, verbatimSymlinks: true }),
+      // cp and rm rather than fs.cpSync/rmSync: several times faster over node_modules.
+      execFileSync('cp', ['-a', join(pristine, 'app'), dir]),
     );
     let files;
     await step('feature', () => (files = addFeature(project, dir)));
@@ -383,7 +383,7 @@ async function check(project, tarball, work) {
     );
     log(`${project.name}:   ${steps.join(', ')}`);
     // A passing project's copy goes now: the next one's copy needs the disk more than its logs.
-    rmSync(dir, { recursive: true, force: true });
+    execFileSync('rm', ['-rf', dir]);
     return true;
   } catch (error) {
     log(`${project.name}: FAIL after ${seconds(started)} (${steps.join(', ')})\n${error.message}`);
