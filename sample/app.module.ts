@@ -1,7 +1,7 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { APP_FILTER } from '@nestjs/core';
-import { BufIOModule } from '../lib/nest/index.js';
+import { BufIOModule } from '@risemaxi/bufio/nest';
 import { BufIOExceptionFilter } from './bufio-exception.filter.js';
 import { EventsModule } from './events/events.module.js';
 import { OpsModule } from './ops/ops.module.js';

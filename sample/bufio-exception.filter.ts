@@ -5,7 +5,7 @@ import {
   BufIOClosedError,
   type BufIOError,
   InvalidRecordError,
-} from '../lib/index.js';
+} from '@risemaxi/bufio';
 
 /**
  * Turns the buffer's refusals into HTTP answers. A buffer that is stopping (shutdown has begun)

@@ -40,9 +40,11 @@ async function loadMetrics(): Promise<MetricsEntry> {
   try {
     return await import('../metrics/index.js');
   } catch (error) {
+    // The code is ERR_MODULE_NOT_FOUND from the ES module build, MODULE_NOT_FOUND from CommonJS.
+    const code = (error as { code?: unknown } | null)?.code;
     const missing =
       error instanceof Error &&
-      (error as { code?: unknown }).code === 'ERR_MODULE_NOT_FOUND' &&
+      (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') &&
       error.message.includes('prom-client');
     if (!missing) throw error;
     throw new UnsupportedError(

@@ -1,8 +1,13 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import type { BufIOMetricsOptions } from '../metrics/index.js';
+import { asyncOptionsProviders } from './bufio-async-options.js';
 import { BufIOCoreModule } from './bufio-core.module.js';
 import { BufIOMetricsBinder } from './bufio-metrics.binder.js';
 import { BUFIO_METRICS_OPTIONS } from './bufio.tokens.js';
+import type {
+  BufIOMetricsModuleAsyncOptions,
+  BufIOMetricsOptionsFactory,
+} from './interfaces/bufio-metrics-module-options.interface.js';
 
 /**
  * Exposes every buffer of the application as Prometheus metrics (`@risemaxi/bufio/metrics`:
@@ -28,6 +33,29 @@ export class BufIOMetricsModule {
       module: BufIOMetricsModule,
       imports: [BufIOCoreModule],
       providers: [{ provide: BUFIO_METRICS_OPTIONS, useValue: options }, BufIOMetricsBinder],
+    };
+  }
+
+  /**
+   * Like `forRoot`, with the options from a factory, a class or an existing provider: a registry
+   * that another module provides, or buckets read from `ConfigService`.
+   *
+   * @throws InvalidOptionsError when none of `useFactory`, `useClass` and `useExisting` is given.
+   */
+  static forRootAsync(options: BufIOMetricsModuleAsyncOptions): DynamicModule {
+    return {
+      module: BufIOMetricsModule,
+      imports: [BufIOCoreModule, ...(options.imports ?? [])],
+      providers: [
+        ...asyncOptionsProviders<BufIOMetricsOptions, BufIOMetricsOptionsFactory>(
+          BUFIO_METRICS_OPTIONS,
+          options,
+          (factory) => factory.createBufIOMetricsOptions(),
+          'BufIOMetricsModule.forRootAsync()',
+        ),
+        ...(options.extraProviders ?? []),
+        BufIOMetricsBinder,
+      ],
     };
   }
 }

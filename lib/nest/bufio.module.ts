@@ -1,5 +1,6 @@
 import { type DynamicModule, Module, type Provider } from '@nestjs/common';
 import { InvalidOptionsError } from '../core/errors.js';
+import { asyncOptionsProviders } from './bufio-async-options.js';
 import { createBuffer } from './bufio-buffer.factory.js';
 import { BufIOCoreModule } from './bufio-core.module.js';
 import { resolveModuleOptions } from './bufio-options.js';
@@ -23,8 +24,6 @@ import type {
   RegisterBufferAsyncOptions,
   RegisterBufferOptions,
 } from './interfaces/register-buffer-options.interface.js';
-
-type Factory<R> = (...args: never[]) => R | Promise<R>;
 
 /**
  * The NestJS module of BufIO.
@@ -63,7 +62,7 @@ export class BufIOModule {
    * `ConfigService`. Numeric options may come as numeric strings (environment variables).
    */
   static forRootAsync(options: BufIOModuleAsyncOptions): DynamicModule {
-    const raw = asyncProviders<BufIOModuleOptions, BufIOOptionsFactory>(
+    const raw = asyncOptionsProviders<BufIOModuleOptions, BufIOOptionsFactory>(
       BUFIO_RAW_MODULE_OPTIONS,
       options,
       (factory) => factory.createBufIOOptions(),
@@ -94,7 +93,9 @@ export class BufIOModule {
    *
    * @throws DuplicateBufferError when two of `buffers` have the same name.
    */
-  static forFeature(...buffers: RegisterBufferOptions[]): DynamicModule {
+  static forFeature<T = unknown, U = unknown>(
+    ...buffers: RegisterBufferOptions<T, U>[]
+  ): DynamicModule {
     checkNames(buffers.map((b) => (b as { name?: unknown } | null)?.name));
     const providers: Provider[] = buffers.map((options) => ({
       provide: getBufferToken(options.name),
@@ -119,14 +120,16 @@ export class BufIOModule {
    *
    * @throws DuplicateBufferError when two of `buffers` have the same name.
    */
-  static forFeatureAsync(...buffers: RegisterBufferAsyncOptions[]): DynamicModule {
+  static forFeatureAsync<T = unknown, U = unknown>(
+    ...buffers: RegisterBufferAsyncOptions<T, U>[]
+  ): DynamicModule {
     checkNames(buffers.map((b) => (b as { name?: unknown } | null)?.name));
     const providers: Provider[] = [];
     const exported: string[] = [];
     for (const options of buffers) {
       const name = options.name;
       providers.push(
-        ...asyncProviders<BufferOptions, BufferOptionsFactory>(
+        ...asyncOptionsProviders<BufferOptions<T, U>, BufferOptionsFactory<T, U>>(
           getBufferOptionsToken(name),
           options,
           (factory) => factory.createBufferOptions(name),
@@ -139,7 +142,7 @@ export class BufIOModule {
             registry: BufIORegistry,
             scheduler: BufIOScheduler,
             defaults: BufIOModuleOptions | undefined,
-            own: BufferOptions | undefined,
+            own: BufferOptions<T, U> | undefined,
           ) => createBuffer(registry, scheduler, defaults, { ...asOptions(own), name }),
           inject: [
             BufIORegistry,
@@ -188,42 +191,4 @@ function checkNames(names: readonly unknown[]): void {
     }
     seen.add(name);
   }
-}
-
-/** The providers of an async options token: `useFactory`, `useClass` or `useExisting`. */
-function asyncProviders<R, F>(
-  token: string,
-  options: {
-    useFactory?: Factory<R>;
-    inject?: BufIOModuleAsyncOptions['inject'];
-    useClass?: new (...args: never[]) => F;
-    useExisting?: new (...args: never[]) => F;
-  },
-  create: (factory: F) => R | Promise<R>,
-  context: string,
-): Provider[] {
-  if (options.useFactory) {
-    const factory = options.useFactory;
-    return [
-      {
-        provide: token,
-        useFactory: (...args: unknown[]) => factory(...(args as never[])),
-        inject: options.inject ?? [],
-      },
-    ];
-  }
-  const source = options.useClass ?? options.useExisting;
-  if (!source) {
-    throw new InvalidOptionsError(
-      'useFactory',
-      undefined,
-      'one of useFactory, useClass or useExisting',
-      context,
-    );
-  }
-  const providers: Provider[] = [
-    { provide: token, useFactory: (factory: F) => create(factory), inject: [source] },
-  ];
-  if (options.useClass) providers.push({ provide: options.useClass, useClass: options.useClass });
-  return providers;
 }

@@ -1,6 +1,10 @@
+import type { EventEmitter } from 'node:events';
 import { Injectable } from '@nestjs/common';
+import { Observable } from 'rxjs';
 import type { BufIO, BufIOStats, PushOptions } from '../core/bufio.js';
+import type { DrainSummary } from '../core/events.js';
 import { BufIORegistry } from './bufio.registry.js';
+import type { BufferEventName, BufferEventPayload } from './interfaces/buffer-event.interface.js';
 
 /**
  * The application's buffers by name: for code that picks a buffer at run time, admin endpoints
@@ -32,6 +36,44 @@ export class BufIOService {
       return Promise.reject(error); // like BufIO.push: every failure is a rejection
     }
     return buffer.push(records, options);
+  }
+
+  /**
+   * Buffer `name`'s `event`s as an Observable, for code that composes them with RxJS (a
+   * dashboard over SSE, a `bufferTime` of failures). Each subscription listens from the moment
+   * it subscribes and stops listening when it unsubscribes. The buffer emits nothing after its
+   * `drained` event, at the end of its shutdown, so every subscription completes then (a
+   * subscription to `drained` receives the summary first).
+   *
+   * @throws UnknownBufferError when no buffer has that name.
+   *
+   * @example
+   * this.bufio.observe<'deadLettered', EventDto>('events', 'deadLettered')
+   *   .subscribe(({ records, error }) => alerts.notify(records.length, error));
+   */
+  observe<E extends BufferEventName, T = unknown, U = unknown>(
+    name: string,
+    event: E,
+  ): Observable<BufferEventPayload<E, T, U>> {
+    const buffer = this.registry.get(name, 'BufIOService.observe()').buffer as unknown as BufIO<
+      T,
+      U
+    >;
+    return new Observable<BufferEventPayload<E, T, U>>((subscriber) => {
+      const next = (payload: BufferEventPayload<E, T, U>): void => subscriber.next(payload);
+      const drained = (summary: DrainSummary): void => {
+        if (event === 'drained') subscriber.next(summary as BufferEventPayload<E, T, U>);
+        subscriber.complete();
+      };
+      // By an untyped view: TypeScript cannot narrow the emitter's listener type by a generic name.
+      const emitter: EventEmitter = buffer;
+      if (event !== 'drained') emitter.on(event, next);
+      emitter.on('drained', drained);
+      return () => {
+        emitter.off(event, next);
+        emitter.off('drained', drained);
+      };
+    });
   }
 
   /** Flushes every buffer; resolves when each record buffered now has had its attempt. */

@@ -1,6 +1,6 @@
 import { Body, Controller, Get, HttpCode, HttpStatus, Post } from '@nestjs/common';
-import type { BufIO, BufIOStats } from '../../lib/index.js';
-import { BufIOService, InjectBuffer } from '../../lib/nest/index.js';
+import type { BufIO, BufIOStats } from '@risemaxi/bufio';
+import { BufIOService, InjectBuffer } from '@risemaxi/bufio/nest';
 import { type EventDto, parseEvents } from './event.js';
 import { EventsRepository } from './events.repository.js';
 

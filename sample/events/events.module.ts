@@ -1,8 +1,8 @@
 import { Module } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
-import { InvalidOptionsError, MemoryStorage, type Storage } from '../../lib/index.js';
-import { BufIOModule } from '../../lib/nest/index.js';
-import { FileStorage } from '../../lib/storages/file/index.js';
+import { InvalidOptionsError, MemoryStorage, type Storage } from '@risemaxi/bufio';
+import { BufIOModule } from '@risemaxi/bufio/nest';
+import { FileStorage } from '@risemaxi/bufio/file';
 import { SETTINGS, STORAGES } from '../settings.js';
 import type { EventDto } from './event.js';
 import { EventsController } from './events.controller.js';

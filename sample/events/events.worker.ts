@@ -1,4 +1,4 @@
-import { BufferWorker, type BufferWorkerHandler } from '../../lib/nest/index.js';
+import { BufferWorker, type BufferWorkerHandler } from '@risemaxi/bufio/nest';
 import type { EventDto } from './event.js';
 import { EventsRepository } from './events.repository.js';
 

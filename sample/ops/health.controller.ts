@@ -1,6 +1,6 @@
 import { Controller, Get } from '@nestjs/common';
 import { HealthCheck, type HealthCheckResult, HealthCheckService } from '@nestjs/terminus';
-import { BufIOHealthIndicator } from '../../lib/health/index.js';
+import { BufIOHealthIndicator } from '@risemaxi/bufio/health';
 
 /**
  * `GET /health`: `200` while every buffer is up, `503` with the reasons when one is down (its

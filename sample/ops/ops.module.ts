@@ -1,7 +1,7 @@
 import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
-import { BufIOHealthIndicator } from '../../lib/health/index.js';
-import { BufIOMetricsModule } from '../../lib/nest/index.js';
+import { BufIOHealthIndicator } from '@risemaxi/bufio/health';
+import { BufIOMetricsModule } from '@risemaxi/bufio/nest';
 import { HealthController } from './health.controller.js';
 import { MetricsController } from './metrics.controller.js';
 

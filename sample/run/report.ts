@@ -1,4 +1,4 @@
-import type { DrainSummary } from '../../lib/index.js';
+import type { DrainSummary } from '@risemaxi/bufio';
 import type { LoadResult } from './load.js';
 
 /** Everything the final report says. */

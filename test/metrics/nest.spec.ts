@@ -1,13 +1,14 @@
 import 'reflect-metadata';
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { type INestApplication, Module, type Type } from '@nestjs/common';
+import { type DynamicModule, type INestApplication, Module, type Type } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { register, Registry } from 'prom-client';
-import { BufIOMetrics } from '../../lib/metrics/index.js';
+import { BufIOMetrics, type BufIOMetricsOptions } from '../../lib/metrics/index.js';
 import {
   BufferWorker,
   BufIOMetricsModule,
   BufIOModule,
+  type BufIOMetricsOptionsFactory,
   BufIOService,
 } from '../../lib/nest/index.js';
 import { drain } from '../../lib/testing/index.js';
@@ -132,5 +133,74 @@ describe('BufIOMetricsModule', () => {
       'BufIOMetrics: invalid option "durationBuckets": got an array of length 0, expected a non-empty array',
     );
     await app.close();
+  });
+
+  describe('forRootAsync', () => {
+    const REGISTRY = 'metrics-registry';
+
+    @Module({ providers: [{ provide: REGISTRY, useValue: new Registry() }], exports: [REGISTRY] })
+    class RegistryModule {}
+
+    class MetricsOptions implements BufIOMetricsOptionsFactory {
+      createBufIOMetricsOptions(): BufIOMetricsOptions {
+        return { registry: classRegistry, batchSizeBuckets: [1, 2, 3] };
+      }
+    }
+    const classRegistry = new Registry();
+
+    function withMetrics(metrics: DynamicModule) {
+      @Module({
+        imports: [BufIOModule.forFeature({ name: 'clicks' }), metrics],
+        providers: [ClicksWorker],
+      })
+      class AsyncModule {}
+      return AsyncModule;
+    }
+
+    it('takes its options from a factory with injected providers', async () => {
+      const app = await boot(
+        withMetrics(
+          BufIOMetricsModule.forRootAsync({
+            imports: [RegistryModule],
+            inject: [REGISTRY],
+            useFactory: (registry: Registry) => ({ registry }),
+          }),
+        ),
+      );
+      apps.push(app);
+      const registry = app.get<Registry>(REGISTRY, { strict: false });
+      const bufio = app.get(BufIOService);
+      await bufio.push('clicks', [1, 2]);
+      await drain(bufio.get('clicks'));
+      expect(
+        await sample(registry, 'bufio_records_total', { buffer: 'clicks', outcome: 'processed' }),
+      ).toBe(2);
+      BufIOMetrics.forRegistry({ registry }).close();
+    });
+
+    it('takes its options from a class', async () => {
+      const app = await boot(
+        withMetrics(BufIOMetricsModule.forRootAsync({ useClass: MetricsOptions })),
+      );
+      apps.push(app);
+      const bufio = app.get(BufIOService);
+      await bufio.push('clicks', [1, 2, 3]);
+      await drain(bufio.get('clicks'));
+      expect(
+        await sample(
+          classRegistry,
+          'bufio_batch_size',
+          { buffer: 'clicks', le: 3 },
+          'bufio_batch_size_bucket',
+        ),
+      ).toBe(1);
+      BufIOMetrics.forRegistry({ registry: classRegistry }).close();
+    });
+
+    it('refuses a registration without a factory, a class or an existing provider', () => {
+      expect(() => BufIOMetricsModule.forRootAsync({})).toThrow(
+        'BufIOMetricsModule.forRootAsync(): invalid option "useFactory": got undefined, expected one of useFactory, useClass or useExisting',
+      );
+    });
   });
 });

@@ -1,12 +1,6 @@
-import type {
-  InjectionToken,
-  ModuleMetadata,
-  OptionalFactoryDependency,
-  Provider,
-  Type,
-} from '@nestjs/common';
 import type { BufIOOptions } from '../../core/options.js';
 import type { Storage } from '../../core/storage.js';
+import type { AsyncOptions } from './async-options.interface.js';
 
 /** Creates the storage of one buffer, given the buffer's name: each buffer needs its own. */
 export type StorageFactory<T = unknown> = (bufferName: string) => Storage<T>;
@@ -43,16 +37,5 @@ export interface BufIOOptionsFactory {
   createBufIOOptions(): BufIOModuleOptions | Promise<BufIOModuleOptions>;
 }
 
-/** How `BufIOModule.forRootAsync()` obtains its defaults. */
-export interface BufIOModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
-  /** Returns the defaults; receives the providers listed in `inject`. */
-  useFactory?: (...args: never[]) => BufIOModuleOptions | Promise<BufIOModuleOptions>;
-  /** Providers passed to `useFactory`. */
-  inject?: (InjectionToken | OptionalFactoryDependency)[];
-  /** A class, instantiated by the module, whose `createBufIOOptions()` returns the defaults. */
-  useClass?: Type<BufIOOptionsFactory>;
-  /** An existing provider whose `createBufIOOptions()` returns the defaults. */
-  useExisting?: Type<BufIOOptionsFactory>;
-  /** More providers for the factory's module. */
-  extraProviders?: Provider[];
-}
+/** How `BufIOModule.forRootAsync()` obtains its defaults (`createBufIOOptions()` for a class). */
+export type BufIOModuleAsyncOptions = AsyncOptions<BufIOModuleOptions, BufIOOptionsFactory>;

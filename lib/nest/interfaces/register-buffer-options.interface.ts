@@ -1,12 +1,6 @@
-import type {
-  InjectionToken,
-  ModuleMetadata,
-  OptionalFactoryDependency,
-  Provider,
-  Type,
-} from '@nestjs/common';
 import type { BufIOOptions } from '../../core/options.js';
 import type { Storage } from '../../core/storage.js';
+import type { AsyncOptions } from './async-options.interface.js';
 import type { BufferLifecycleOptions, StorageFactory } from './bufio-module-options.interface.js';
 
 /**
@@ -29,21 +23,14 @@ export interface BufferOptionsFactory<T = unknown, U = unknown> {
   createBufferOptions(name: string): BufferOptions<T, U> | Promise<BufferOptions<T, U>>;
 }
 
-/** How `BufIOModule.forFeatureAsync()` obtains one buffer's options. */
-export interface RegisterBufferAsyncOptions<T = unknown, U = unknown> extends Pick<
-  ModuleMetadata,
-  'imports'
+/**
+ * How `BufIOModule.forFeatureAsync()` obtains one buffer's options (`createBufferOptions(name)`
+ * for a class).
+ */
+export interface RegisterBufferAsyncOptions<T = unknown, U = unknown> extends AsyncOptions<
+  BufferOptions<T, U>,
+  BufferOptionsFactory<T, U>
 > {
   /** The buffer's name; known up front, as it makes the injection token. */
   name: string;
-  /** Returns the buffer's options; receives the providers listed in `inject`. */
-  useFactory?: (...args: never[]) => BufferOptions<T, U> | Promise<BufferOptions<T, U>>;
-  /** Providers passed to `useFactory`. */
-  inject?: (InjectionToken | OptionalFactoryDependency)[];
-  /** A class, instantiated by the module, whose `createBufferOptions()` returns the options. */
-  useClass?: Type<BufferOptionsFactory<T, U>>;
-  /** An existing provider whose `createBufferOptions()` returns the options. */
-  useExisting?: Type<BufferOptionsFactory<T, U>>;
-  /** More providers for the factory's module. */
-  extraProviders?: Provider[];
 }
