@@ -10,6 +10,7 @@ import { postgresSuite } from './suites/postgres.js';
 import { postgresStorageSuite } from './suites/postgres-storage.js';
 import { pushCostSuite } from './suites/push-cost.js';
 import { redisSuite } from './suites/redis.js';
+import { scaleOutSuite } from './suites/scale-out.js';
 
 /** The suites, in the order of the issue; `--suite <id>` picks some. */
 const SUITES: Record<string, (config: RunConfig) => Promise<SuiteResult>> = {
@@ -20,6 +21,7 @@ const SUITES: Record<string, (config: RunConfig) => Promise<SuiteResult>> = {
   latency: latencySuite,
   'postgres-storage': postgresStorageSuite,
   redis: redisSuite,
+  'scale-out': scaleOutSuite,
 };
 
 const USAGE = `usage: npm run bench [-- --quick] [-- --suite <${Object.keys(SUITES).join('|')}> ...]

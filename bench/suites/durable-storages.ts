@@ -38,7 +38,7 @@ const PRODUCERS = 100;
 const WARMUP_RECORDS = 10_000;
 const WARMUP_MS = 300;
 /** The same engine settings over every storage. */
-const ENGINE = { batchSize: 500, flushInterval: 10, concurrency: 2 } as const;
+export const ENGINE = { batchSize: 500, flushInterval: 10, concurrency: 2 } as const;
 
 /** What one timed run did. */
 export interface RunResult {

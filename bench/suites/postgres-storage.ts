@@ -55,10 +55,11 @@ interface Contender {
   prepare(application: string, id: string): Promise<Prepared>;
 }
 
-const storageTables = (table: string): string[] =>
+/** Every table a PostgresStorage named `table` creates, quoted. */
+export const storageTables = (table: string): string[] =>
   ['', '_retry', '_leases', '_unreadable', '_meta'].map((suffix) => `"${table}${suffix}"`);
 
-async function dropTables(admin: pg.Client, tables: readonly string[]): Promise<void> {
+export async function dropTables(admin: pg.Client, tables: readonly string[]): Promise<void> {
   await admin.query(`DROP TABLE IF EXISTS ${tables.join(', ')}`);
 }
 
