@@ -6,6 +6,7 @@ import { formatSuite, writeReport, type BenchReport } from './report.js';
 import { durableSuite } from './suites/durable-storages.js';
 import { latencySuite } from './suites/latency.js';
 import { memorySuite } from './suites/memory.js';
+import { outageSuite } from './suites/outage.js';
 import { postgresSuite } from './suites/postgres.js';
 import { postgresStorageSuite } from './suites/postgres-storage.js';
 import { pushCostSuite } from './suites/push-cost.js';
@@ -22,6 +23,7 @@ const SUITES: Record<string, (config: RunConfig) => Promise<SuiteResult>> = {
   'postgres-storage': postgresStorageSuite,
   redis: redisSuite,
   'scale-out': scaleOutSuite,
+  outage: outageSuite,
 };
 
 const USAGE = `usage: npm run bench [-- --quick] [-- --suite <${Object.keys(SUITES).join('|')}> ...]

@@ -1,9 +1,15 @@
 import type { Backlog } from './backlog.js';
 import type { Coalescer } from './coalescer.js';
-import { asError, BufferFullError, InvalidRecordError, RecordDroppedError } from './errors.js';
+import {
+  asError,
+  BufferFullError,
+  InvalidRecordError,
+  isError,
+  RecordDroppedError,
+} from './errors.js';
 import type { EngineContext } from './engine.js';
 import { rejected } from './handled.js';
-import { Queue } from './queue.js';
+import type { Queue } from './queue.js';
 import type { AppendOptions, RecordId, StoredRecord } from './storage.js';
 import type { Waiter } from './waiters.js';
 
@@ -24,22 +30,45 @@ export interface AdmissionDeps<T, U> extends EngineContext<T, U> {
   readonly stored: (ids: readonly RecordId[], records: readonly T[]) => void;
   /** Takes up to `count` of the oldest visible records out of the storage (the dispatcher's). */
   readonly evict: (count: number) => Promise<StoredRecord<T>[]>;
+  /** Pushes waiting for room, oldest first: made by `BufIO`, whose fast path reads its length. */
+  readonly blocked: Queue<BlockedPush<T, U>>;
 }
 
 const RESOLVED = Promise.resolve();
+/** First and longest wait before a push parked on a full storage tries again, in ms. */
+const FULL_RETRY_DELAY = 100;
+const FULL_RETRY_MAX_DELAY = 1000;
+
+/** Whether a storage refused an append for lack of room (`StorageFullError`). */
+export function isStorageFull(error: unknown): boolean {
+  return isError(error) && (error as { code?: unknown }).code === 'BUFIO_STORAGE_FULL';
+}
 
 /**
  * The slow path of `push` (the fast path, one record into an in-memory buffer with room, stays in
  * `BufIO.push`): arrays, coalescing, priority lanes, asynchronous appends, and what happens when
  * the buffer is full (`onFull`: block, drop the oldest or the newest, or refuse). Owns the pushes
  * blocked for room, which go in in the order they came. Every refusal is counted and told.
+ *
+ * A storage that refuses an append for lack of room (`StorageFullError`: a byte budget, a full
+ * disk) is full too, and `onFull` applies the same way. With `'block'` the push is parked at the
+ * head of the blocked pushes; while the storage is full one push at a time tries again, when
+ * room may have freed (a batch was acked) and on a backoff timer (100 ms doubling to 1 s).
  */
 export class Admission<T, U> {
-  /** Pushes waiting for room, oldest first. `BufIO.push` reads its length on the fast path. */
-  readonly blocked = new Queue<BlockedPush<T, U>>();
+  private readonly blocked: Queue<BlockedPush<T, U>>;
   private admitting = false;
+  /** Of the blocked pushes, how many at the head the storage refused for lack of room. */
+  private parked = 0;
+  /** The storage refused a blocked push for lack of room: one push at a time tries again. */
+  private storageFull = false;
+  private probing = false;
+  private fullBackoff = 0;
+  private fullTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly deps: AdmissionDeps<T, U>) {}
+  constructor(private readonly deps: AdmissionDeps<T, U>) {
+    this.blocked = deps.blocked;
+  }
 
   /**
    * Accepts checked records: resolves once they are stored (or dropped by the policy), rejects,
@@ -63,21 +92,34 @@ export class Admission<T, U> {
     return rejected(error);
   }
 
-  /** Lets blocked pushes in, in order, while there is room. */
+  /** Lets blocked pushes in, in order, while there is room (in the buffer and the storage). */
   admitBlocked(): void {
     // Appending can dispatch a batch, which frees room and calls back here: the loop below
     // already goes on while there is room, and re-entering would resolve pushes out of order.
-    if (this.admitting) return;
+    if (this.admitting || this.blocked.length === 0) return;
     this.admitting = true;
     try {
       const { backlog, options } = this.deps;
       while (this.blocked.length > 0) {
         const next = this.blocked.peek() as BlockedPush<T, U>;
-        const room = options.maxBufferedRecords - backlog.buffered();
-        // An array larger than the whole buffer gets in once the buffer is empty.
-        if (next.records.length > room && backlog.buffered() > 0) return;
+        if (this.storageFull) {
+          if (this.probing) return;
+          this.probing = true;
+        } else {
+          const room = options.maxBufferedRecords - backlog.buffered();
+          // An array larger than the whole buffer gets in once the buffer is empty.
+          if (next.records.length > room && backlog.buffered() > 0) return;
+        }
+        // A push that tries the storage again goes back first if refused; others, in order.
+        const probe = this.storageFull;
         this.blocked.shift();
-        this.append(next.records, next.waiter, next.lane).then(next.resolve, next.reject);
+        if (this.parked > 0) this.parked--;
+        this.append(next.records, next.waiter, next.lane).then(next.resolve, (error: unknown) => {
+          if (isStorageFull(error)) this.park(next, probe ? 0 : this.parked);
+          else next.reject(error as Error);
+        });
+        // Refused again (or still on its way): the next try waits for room.
+        if (this.storageFull) return;
       }
     } finally {
       this.admitting = false;
@@ -86,6 +128,9 @@ export class Admission<T, U> {
 
   /** At the end of a drain: pushes still blocked are refused. */
   rejectBlocked(error: Error): void {
+    if (this.fullTimer) clearTimeout(this.fullTimer);
+    this.fullTimer = undefined;
+    this.parked = 0;
     while (this.blocked.length > 0) (this.blocked.shift() as BlockedPush<T, U>).reject(error);
   }
 
@@ -101,7 +146,11 @@ export class Admission<T, U> {
     }
     const records = coalescer ? coalescer.mergeWaiting(input, waiter) : input;
     if (records.length === 0) return RESOLVED;
-    if (this.hasRoom(records.length)) return this.append(records, waiter, lane);
+    if (this.hasRoom(records.length)) {
+      return this.append(records, waiter, lane, (error) =>
+        this.whenStorageFull(records, waiter, lane, error),
+      );
+    }
     switch (options.onFull) {
       case 'error':
         return Promise.reject(new BufferFullError(name, options.maxBufferedRecords));
@@ -125,21 +174,84 @@ export class Admission<T, U> {
     const { backlog, options } = this.deps;
     return (
       count === 0 ||
-      (this.blocked.length === 0 && backlog.buffered() + count <= options.maxBufferedRecords)
+      (this.blocked.length === 0 &&
+        !this.storageFull &&
+        backlog.buffered() + count <= options.maxBufferedRecords)
     );
   }
 
+  /** The storage refused records for lack of room: `onFull` decides, as for a full buffer. */
+  private whenStorageFull(
+    records: readonly T[],
+    waiter: Waiter<U> | undefined,
+    lane: number | undefined,
+    error: unknown,
+  ): Promise<void> {
+    switch (this.deps.options.onFull) {
+      case 'error':
+        return Promise.reject(error);
+      case 'drop-newest':
+        this.drop(records, waiter);
+        return RESOLVED;
+      case 'drop-oldest':
+        return this.evictAndRetry(records, waiter, lane);
+      case 'block':
+        return new Promise<void>((resolve, reject) => {
+          this.park({ records, waiter, lane, resolve, reject }, this.parked);
+        });
+    }
+  }
+
+  /** Puts a push the storage refused back among the blocked ones, at `index`, and waits. */
+  private park(push: BlockedPush<T, U>, index: number): void {
+    this.blocked.insert(index, push);
+    this.parked++;
+    this.storageFull = true;
+    this.probing = false;
+    if (this.fullTimer) return;
+    this.fullBackoff = Math.min(
+      FULL_RETRY_MAX_DELAY,
+      Math.max(FULL_RETRY_DELAY, this.fullBackoff * 2),
+    );
+    this.fullTimer = setTimeout(() => {
+      this.fullTimer = undefined;
+      this.admitBlocked();
+    }, this.fullBackoff);
+    this.fullTimer.unref();
+  }
+
+  /** `'drop-oldest'` on a full storage: drop as many of the oldest records, try once more. */
+  private async evictAndRetry(
+    records: readonly T[],
+    waiter: Waiter<U> | undefined,
+    lane: number | undefined,
+  ): Promise<void> {
+    const victims = await this.deps.evict(records.length);
+    this.dropVictims(victims);
+    try {
+      await this.append(records, waiter, lane);
+    } catch (error) {
+      if (!isStorageFull(error)) throw error;
+      this.drop(records, waiter);
+    }
+  }
+
+  /**
+   * Appends records; `whenFull` decides what follows when the storage refuses them for lack of
+   * room (without it, the refusal rejects).
+   */
   private append(
     records: readonly T[],
     waiter: Waiter<U> | undefined,
     lane: number | undefined,
+    whenFull?: (error: unknown) => Promise<void>,
   ): Promise<void> {
     const { storage, backlog } = this.deps;
     let stored;
     try {
       stored = storage.append(records, appendOptions(lane));
     } catch (error) {
-      return Promise.reject(error);
+      return whenFull && isStorageFull(error) ? whenFull(error) : Promise.reject(error);
     }
     if (!(stored instanceof Promise)) {
       this.onAppended(records, stored, waiter);
@@ -154,6 +266,7 @@ export class Admission<T, U> {
       },
       (error: unknown) => {
         backlog.endAppend(n);
+        if (whenFull && isStorageFull(error)) return whenFull(error);
         this.admitBlocked();
         throw error;
       },
@@ -165,6 +278,7 @@ export class Admission<T, U> {
     ids: readonly RecordId[],
     waiter: Waiter<U> | undefined,
   ): void {
+    if (this.storageFull) this.noteStorageRoom();
     if (waiter) this.deps.waiters.add(ids[0] as RecordId, waiter);
     this.deps.coalescer?.remember(records, ids);
     this.deps.stored(ids, records);
@@ -176,21 +290,35 @@ export class Admission<T, U> {
     waiter: Waiter<U> | undefined,
     lane: number | undefined,
   ): Promise<void> {
-    const { backlog, options, name } = this.deps;
+    const { backlog, options } = this.deps;
     const excess = backlog.buffered() + records.length - options.maxBufferedRecords;
-    const victims = await this.deps.evict(excess);
-    if (victims.length > 0) {
-      this.deps.waiters.reject(victims, new RecordDroppedError(name, options.onFull));
-      this.drop(
-        victims.map((v) => v.record),
-        undefined,
-      );
-    }
+    this.dropVictims(await this.deps.evict(excess));
     // Records in flight or waiting for a retry cannot be evicted: drop the oldest incoming instead.
     const room = Math.max(0, options.maxBufferedRecords - backlog.buffered());
     if (room >= records.length) return this.append(records, waiter, lane);
     this.drop(records.slice(0, records.length - room), waiter);
     if (room > 0) return this.append(records.slice(records.length - room), undefined, lane);
+  }
+
+  /** The storage took a record again: pushes parked for room go in, in order. */
+  private noteStorageRoom(): void {
+    this.storageFull = false;
+    this.probing = false;
+    this.fullBackoff = 0;
+    if (this.fullTimer) clearTimeout(this.fullTimer);
+    this.fullTimer = undefined;
+    queueMicrotask(() => this.admitBlocked());
+  }
+
+  /** Records evicted to make room (`'drop-oldest'`): dropped, their waiters told. */
+  private dropVictims(victims: readonly StoredRecord<T>[]): void {
+    if (victims.length === 0) return;
+    const { waiters, options, name } = this.deps;
+    waiters.reject(victims, new RecordDroppedError(name, options.onFull));
+    this.drop(
+      victims.map((v) => v.record),
+      undefined,
+    );
   }
 
   private drop(records: readonly T[], waiter: Waiter<U> | undefined): void {

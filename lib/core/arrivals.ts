@@ -3,9 +3,12 @@ import { Queue } from './queue.js';
 
 /** Fresh records that arrived between two batches, and when the first of them arrived. */
 interface Run {
-  readonly at: number;
+  at: number;
   count: number;
 }
+
+/** Runs that start this close together (a fraction of the interval) are kept as one. */
+const RUNS_PER_INTERVAL = 32;
 
 /**
  * When the fresh records waiting in storage arrived, to dispatch a batch once the oldest has waited
@@ -13,6 +16,10 @@ interface Run {
  * the clock is read once per batch rather than once per push, the hot path. Within a run that a
  * batch only partly took, the rest count from the run's start, so under load a batch may go a
  * little early, never late.
+ *
+ * Bounded whatever waits: a run that would start within `interval / 32` of the newest joins it,
+ * and runs that are all overdue are merged into the oldest, so at most about 34 runs are kept,
+ * for ten records waiting or ten million (they may then go up to `interval / 32` early).
  */
 export class Arrivals {
   private readonly runs = new Queue<Run>();
@@ -29,12 +36,13 @@ export class Arrivals {
 
   /** `count` fresh records arrived. */
   add(count: number): void {
-    if (this.open === undefined) {
-      this.open = { at: Date.now(), count: 0 };
-      this.runs.push(this.open);
-      if (this.runs.length === 1) this.arm();
-    }
+    if (this.open === undefined) this.open = this.openRun(Date.now());
     this.open.count += count;
+  }
+
+  /** How many runs are kept (for tests of the bound). */
+  get size(): number {
+    return this.runs.length;
   }
 
   /** `count` records found in storage (left by an earlier process): due at once. */
@@ -75,6 +83,23 @@ export class Arrivals {
   enable(enabled: boolean): void {
     this.armed = enabled;
     this.arm();
+  }
+
+  /** The run that records arriving `now` count in: the newest, if it started just before. */
+  private openRun(now: number): Run {
+    const newest = this.runs.at(this.runs.length - 1);
+    if (newest !== undefined && now - newest.at < this.interval / RUNS_PER_INTERVAL) return newest;
+    const run = { at: now, count: 0 };
+    this.runs.push(run);
+    if (this.runs.length === 1) this.arm();
+    // Runs that are all overdue go in one batch anyway: keep the oldest time, drop the rest.
+    for (let second = this.runs.at(1); second && second.at + this.interval <= now;) {
+      const oldest = this.runs.shift() as Run;
+      second.count += oldest.count;
+      second.at = oldest.at;
+      second = this.runs.at(1);
+    }
+    return run;
   }
 
   private arm(): void {

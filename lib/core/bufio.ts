@@ -7,11 +7,9 @@ import {
   asError,
   BufIOClosedError,
   DrainTimeoutError,
-  InvalidOptionsError,
   NoWorkerError,
   storageFailure,
   UnsupportedError,
-  unsupportedOption,
 } from './errors.js';
 import { type BufIOEventMap, type DrainSummary, type EventSink, SafeEmitter } from './events.js';
 import type { Instrumentation } from './instrumentation.js';
@@ -25,12 +23,18 @@ import {
 } from './options.js';
 import { Queue } from './queue.js';
 import { Counters, type BufIOStats } from './stats.js';
-import type { Awaitable, RecordId, Storage } from './storage.js';
+import type { AppendOptions, Awaitable, RecordId, Storage } from './storage.js';
 import { Waiters } from './waiters.js';
 import type { Worker, WorkFunction } from './worker.js';
 import { exitGuard } from './exit-guard.js';
 import { handled, rejected } from './handled.js';
-import { type Admission, appendOptions, type BlockedPush, checkRecords } from './admission.js';
+import {
+  type Admission,
+  appendOptions,
+  type BlockedPush,
+  checkRecords,
+  isStorageFull,
+} from './admission.js';
 import { wireEngine } from './engine.js';
 
 export type { BufIOStats } from './stats.js';
@@ -77,8 +81,10 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   private stopping: Promise<DrainSummary> | undefined;
   /** What waits in storage, as this engine believes (the counting model is in its header). */
   private readonly backlog: Backlog;
-  /** The admission's queue of pushes blocked for room, read by the fast path of `push`. */
-  private readonly blocked: Queue<BlockedPush<T, U>>;
+  /** Pushes blocked for room, filled by the admission, read by the fast path of `push`. */
+  private readonly blocked = new Queue<BlockedPush<T, U>>();
+  /** The append options of a push that names no lane. */
+  private readonly defaultAppend: AppendOptions | undefined;
   private readonly waiters = new Waiters<U>();
   /** Only with the `coalesce` option. */
   private readonly coalescer: Coalescer<T, U> | undefined;
@@ -87,7 +93,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
   private readonly events: EventSink<T, U> = {
     tell: (event, payload) => this.tell(event, ...([payload] as BufIOEventMap<T, U>[typeof event])),
     listens: (event) => this.listens(event),
-    report: (error) => this.report(error),
+    report: (error) => this.tell('error', asError(error)),
   };
   private readonly runner: BatchRunner<T, U>;
   private readonly dispatcher: Dispatcher<T, U>;
@@ -103,19 +109,11 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     this.options = resolveOptions(options);
     this.name = this.options.name;
     this.storage = this.options.storage ?? new MemoryStorage<T>();
-    const { counters, waiters, events } = this;
-    const context = {
-      name: this.name,
-      storage: this.storage,
-      options: this.options,
-      counters,
-      waiters,
-      events,
-    };
-    if (this.options.priority && !this.storage.features?.priority) {
-      throw unsupportedOption(this.name, 'priority', this.storage);
-    }
+    this.defaultAppend = appendOptions(this.options.priority?.defaultLane);
+    const { name, storage, counters, waiters, events } = this;
+    const context = { name, storage, options: this.options, counters, waiters, events };
     const units = wireEngine(context, {
+      blocked: this.blocked,
       state: () => this.lifecycle,
       stored: (ids, records) => this.noteStored(ids, records),
     });
@@ -124,7 +122,6 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     this.runner = units.runner;
     this.dispatcher = units.dispatcher;
     this.admission = units.admission;
-    this.blocked = this.admission.blocked;
   }
 
   /** Where the buffer is in its life. */
@@ -137,17 +134,9 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
    * `@BufferWorker` it discovers). Only before `start()`.
    */
   setWorker(worker: Worker<T, U> | WorkFunction<T, U>): void {
-    if (this.lifecycle !== 'created') {
-      throw new InvalidOptionsError(
-        'worker',
-        worker,
-        'to be set before start()',
-        `buffer "${this.name}"`,
-      );
-    }
-    this.runner.setWorker(
-      new OptionChecker(`buffer "${this.name}"`).worker<T, U>('worker', worker),
-    );
+    const check = new OptionChecker(`buffer "${this.name}"`);
+    if (this.lifecycle !== 'created') check.fail('worker', worker, 'to be set before start()');
+    this.runner.setWorker(check.worker<T, U>('worker', worker));
   }
 
   /**
@@ -212,17 +201,21 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
         backlog.ready + backlog.delayed + backlog.appending < this.options.maxBufferedRecords
       ) {
         // The common case, one record into a buffer with room: no arrays made on the way.
-        const lane = laneOf(this.options.priority, options?.priority, this.name);
-        const id = this.storage.appendOne(records as T, appendOptions(lane));
+        const id = this.storage.appendOne(
+          records as T,
+          options === undefined ? this.defaultAppend : appendOptions(this.laneOf(options)),
+        );
         if (this.pushHooks.length > 0) this.runPushHooks([id], [records as T]);
         this.noteAppended(1);
         return RESOLVED;
       }
       const list = Array.isArray(records) ? (records as readonly T[]) : [records as T];
       checkRecords(this.name, list);
-      const lane = laneOf(this.options.priority, options?.priority, this.name);
-      return this.admission.admit(list, undefined, lane);
+      return this.admission.admit(list, undefined, this.laneOf(options));
     } catch (error) {
+      // The storage is full (a byte budget, a disk): `onFull` decides, on the slow path.
+      if (isStorageFull(error))
+        return this.admission.admit([records as T], undefined, this.laneOf(options));
       return this.admission.refuse(records, error);
     }
   }
@@ -251,8 +244,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
       new Promise<U | undefined>((resolve, reject) => {
         try {
           checkRecords(this.name, [record]);
-          const lane = laneOf(this.options.priority, options?.priority, this.name);
-          this.admission.admit([record], { resolve, reject }, lane).catch(reject);
+          this.admission.admit([record], { resolve, reject }, this.laneOf(options)).catch(reject);
         } catch (error) {
           this.admission.refuse([record], error).catch(reject);
         }
@@ -315,12 +307,12 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     if (backlog.ready >= this.options.batchSize) this.dispatcher.pump();
   }
 
-  private runPushHooks(ids: readonly RecordId[], records: readonly T[]): void {
-    for (const hook of this.pushHooks) hook.onPush?.(ids, records);
+  private laneOf(options: PushOptions | undefined): number | undefined {
+    return laneOf(this.options.priority, options?.priority, this.name);
   }
 
-  private report(error: unknown): void {
-    this.tell('error', asError(error));
+  private runPushHooks(ids: readonly RecordId[], records: readonly T[]): void {
+    for (const hook of this.pushHooks) hook.onPush?.(ids, records);
   }
 
   private async drain(timeout: number): Promise<DrainSummary> {
@@ -363,8 +355,8 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     const inFlight = this.dispatcher.inFlight;
     // Close once running calls have settled, so that their acks reach the storage.
     const closing = this.dispatcher.whenIdle().then(() => this.storage.close());
-    if (inFlight === 0) await closing.catch((error: unknown) => this.report(error));
-    else closing.catch((error: unknown) => this.report(error));
+    if (inFlight === 0) await closing.catch((error: unknown) => this.events.report(error));
+    else closing.catch((error: unknown) => this.events.report(error));
 
     const summary: DrainSummary = {
       processed: this.counters.processed - before.processed,
@@ -388,7 +380,7 @@ export class BufIO<T, U = unknown> extends SafeEmitter<BufIOEventMap<T, U>> {
     try {
       return await ask();
     } catch (error) {
-      this.report(storageFailure(this.name, operation, error));
+      this.events.report(storageFailure(this.name, operation, error));
       return fallback;
     }
   }

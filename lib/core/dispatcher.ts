@@ -8,6 +8,7 @@ import type { EngineContext } from './engine.js';
 import { FlushTracker } from './flush-tracker.js';
 import type { ReserveOptions, StoredRecord, UnreadableRecord } from './storage.js';
 import { StorageWatch } from './storage-watch.js';
+import { TurnBudget } from './turn-budget.js';
 
 /** What a `Dispatcher` needs from the engine around it. */
 export interface DispatcherDeps<T, U> extends EngineContext<T, U> {
@@ -15,24 +16,18 @@ export interface DispatcherDeps<T, U> extends EngineContext<T, U> {
   readonly runner: BatchRunner<T, U>;
   readonly coalescer: Coalescer<T, U> | undefined;
   readonly state: () => BufIOState;
-  /** Records left the buffer (reserved, acked): pushes waiting for room may go in. */
+  /** Records left the buffer or the storage (reserved, acked): blocked pushes may go in. */
   readonly roomFreed: () => void;
 }
 
 const RESOLVED = Promise.resolve();
 const STORAGE_RETRY_DELAY = 100;
-/**
- * How long batches may follow one another without the event loop getting a turn, in ms. Batches
- * that complete in microtasks (a worker failing at once while a downstream is down, an in-memory
- * storage) would otherwise starve timers, I/O and pushes for as long as records are left.
- */
-const TURN_BUDGET_MS = 5;
 
 /**
  * Decides when a batch goes and reserves it: the only caller of `storage.reserve` (for batches,
  * for `'drop-oldest'` eviction and for the drain's hand-over), one reserve at a time. Owns the
  * triggers (size, interval, due retries, flush, poll), the worker slots, the crash guard's careful
- * mode, the turn budget, the backoff after a storage failure, and the `StorageWatch`.
+ * mode, the `TurnBudget`, the backoff after a storage failure, and the `StorageWatch`.
  *
  * `pump()` is the one idempotent "make progress" method, called whenever a trigger may have
  * fired or a slot freed. On this path a storage call that returns a plain value is never awaited:
@@ -54,19 +49,7 @@ export class Dispatcher<T, U> {
   private readonly crashGuard: CrashGuard | undefined;
   private readonly watch: StorageWatch<T>;
   private readonly idleWaiters: (() => void)[] = [];
-  /** When the first batch since the event loop's last turn was dispatched; -1 if none was. */
-  private turnStartedAt = -1;
-  private turnTimer: NodeJS.Immediate | undefined;
-  private yieldTimer: NodeJS.Immediate | undefined;
-  private readonly endTurn = (): void => {
-    this.turnTimer = undefined;
-    this.turnStartedAt = -1;
-  };
-  private readonly resumeAfterYield = (): void => {
-    this.yieldTimer = undefined;
-    this.turnStartedAt = -1;
-    this.pump();
-  };
+  private readonly turns = new TurnBudget(() => this.pump());
   /** Given to every reserve: records the storage set aside because it could not read them. */
   private readonly onUnreadable = (records: readonly UnreadableRecord[]): void => {
     this.reportUnreadable(records);
@@ -87,6 +70,7 @@ export class Dispatcher<T, U> {
       poll: () => this.poll(),
       found: (count, crashed) => this.noteFound(count, crashed),
       failed: (operation, error) => this.storageFailed(operation, error),
+      report: deps.events.report,
     });
   }
 
@@ -120,11 +104,7 @@ export class Dispatcher<T, U> {
       this.active < this.slots() &&
       this.wantsBatch()
     ) {
-      // Date.now and setImmediate as they are at the call: a test's fake timers control both.
-      if (this.turnStartedAt >= 0 && Date.now() - this.turnStartedAt > TURN_BUDGET_MS) {
-        this.yieldTimer ??= setImmediate(this.resumeAfterYield);
-        return;
-      }
+      if (this.turns.isSpent()) return;
       const limit = this.crashGuard ? this.crashGuard.reserveLimit() : options.batchSize;
       const appendedBefore = backlog.appended;
       let reserved;
@@ -245,10 +225,7 @@ export class Dispatcher<T, U> {
 
   /** At the end of a drain: no batch follows, so no turn is left to watch. */
   forgetTurns(): void {
-    if (this.turnTimer) clearImmediate(this.turnTimer);
-    if (this.yieldTimer) clearImmediate(this.yieldTimer);
-    this.turnTimer = this.yieldTimer = undefined;
-    this.turnStartedAt = -1;
+    this.turns.forget();
   }
 
   /** Resolves when no worker call runs. */
@@ -300,7 +277,8 @@ export class Dispatcher<T, U> {
   private onReserved(batch: StoredRecord<T>[], limit: number, appendedBefore: number): void {
     const bytesCapped = this.deps.options.maxBatchBytes !== undefined;
     this.accountTaken(batch, limit, appendedBefore, bytesCapped);
-    this.pollDue = false;
+    // A poll goes on while reserves come back full: records this engine did not count may remain.
+    if (batch.length < limit && !(bytesCapped && batch.length > 0)) this.pollDue = false;
     if (this.intervalDue) this.intervalDue = this.deps.backlog.isIntervalDue(Date.now());
     if (batch.length === 0) {
       this.flushes.noteEmpty();
@@ -332,10 +310,7 @@ export class Dispatcher<T, U> {
   }
 
   private dispatch(batch: StoredRecord<T>[], looped: StoredRecord<T>[], whole: boolean): void {
-    if (this.turnStartedAt < 0) {
-      this.turnStartedAt = Date.now();
-      this.turnTimer = setImmediate(this.endTurn);
-    }
+    this.turns.noteDispatch();
     const seq = this.flushes.startBatch();
     this.active++;
     this.inFlight += batch.length;
@@ -349,6 +324,8 @@ export class Dispatcher<T, U> {
     whole: boolean,
   ): Promise<void> {
     await this.deps.runner.run(batch, looped, whole);
+    // Acked records may have made room in a storage that refused appends (a byte budget).
+    this.deps.roomFreed();
     this.active--;
     this.inFlight -= batch.length;
     this.flushes.endBatch(seq);

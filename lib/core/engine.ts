@@ -1,12 +1,14 @@
-import { Admission } from './admission.js';
+import { Admission, type BlockedPush } from './admission.js';
 import { Backlog } from './backlog.js';
 import { BatchRunner } from './batch-runner.js';
 import { Bisector } from './bisect.js';
 import type { BufIOState } from './bufio.js';
 import { Coalescer } from './coalescer.js';
 import { Dispatcher } from './dispatcher.js';
+import { unsupportedOption } from './errors.js';
 import type { EventSink } from './events.js';
 import type { ResolvedOptions } from './options.js';
+import type { Queue } from './queue.js';
 import type { Counters } from './stats.js';
 import type { RecordId, Storage } from './storage.js';
 import type { Waiters } from './waiters.js';
@@ -26,7 +28,9 @@ export interface EngineContext<T, U> {
 }
 
 /** What the units need from `BufIO` itself. */
-export interface EngineHost<T> {
+export interface EngineHost<T, U> {
+  /** Pushes blocked for room: `BufIO.push` reads its length, the `Admission` fills it. */
+  readonly blocked: Queue<BlockedPush<T, U>>;
   /** Where the buffer is in its life. */
   readonly state: () => BufIOState;
   /** Records went into the storage through the admission: count them, run the push hooks. */
@@ -47,12 +51,17 @@ export interface EngineUnits<T, U> {
  * closures for what flows back (the backlog's timers wake the dispatcher, a freed slot lets
  * blocked pushes in, a full buffer's `'drop-oldest'` asks the dispatcher to evict). Made once;
  * never replaced, so that the shapes the push fast path reads stay stable.
+ *
+ * @throws UnsupportedError when `coalesce` or `priority` is asked of a storage without it.
  */
 export function wireEngine<T, U>(
   context: EngineContext<T, U>,
-  host: EngineHost<T>,
+  host: EngineHost<T, U>,
 ): EngineUnits<T, U> {
   const { options, storage } = context;
+  if (options.priority && !storage.features?.priority) {
+    throw unsupportedOption(context.name, 'priority', storage);
+  }
   const coalescer = options.coalesce ? new Coalescer(context) : undefined;
   const backlog = new Backlog(options.flushInterval, options.timers, {
     intervalDue: () => dispatcher.noteIntervalDue(),
@@ -79,6 +88,7 @@ export function wireEngine<T, U>(
     backlog,
     coalescer,
     stored: host.stored,
+    blocked: host.blocked,
     evict: (count) => dispatcher.evict(count),
   });
   return { backlog, coalescer, runner, dispatcher, admission };

@@ -45,6 +45,17 @@ export class Queue<T> {
     return true;
   }
 
+  /** Inserts `item` at `index` (0 is the oldest), moving later items back: O(length − index). */
+  insert(index: number, item: T): void {
+    if (index >= this.count) {
+      this.push(item);
+      return;
+    }
+    this.push(this.at(this.count - 1) as T);
+    for (let i = this.count - 2; i > index; i--) this.set(i, this.at(i - 1) as T);
+    this.set(Math.max(0, index), item);
+  }
+
   shift(): T | undefined {
     if (this.count === 0) return undefined;
     const first = this.chunks[0] as (T | undefined)[];

@@ -9,11 +9,13 @@ interface Entry {
  * When records released for a retry become visible again: counts by time, one timer for the
  * earliest (the `Backlog` keeps the total). The timer does not keep the process alive, except
  * while `keepAlive` (a drain, or an exit that must wait for a retry). Kept in a heap: a release
- * costs O(log n) however many retries an outage has piled up, and an entry is one release, never
- * one record.
+ * costs O(log n) however many retries an outage has piled up. An entry is a millisecond at which
+ * records come back, never one record: releases for the same millisecond share it.
  */
 export class RetrySchedule {
   private readonly entries = new Heap<Entry>((a, b) => a.at < b.at);
+  /** The entries in the heap, by time. */
+  private readonly byTime = new Map<number, Entry>();
   private timer: NodeJS.Timeout | undefined;
   private keepAlive = false;
 
@@ -21,7 +23,13 @@ export class RetrySchedule {
   constructor(private readonly onDue: (count: number, at: number) => void) {}
 
   add(at: number, count: number): void {
+    const same = this.byTime.get(at);
+    if (same) {
+      same.count += count;
+      return;
+    }
     const entry = { at, count };
+    this.byTime.set(at, entry);
     this.entries.push(entry);
     if (this.entries.peek() === entry) this.arm();
   }
@@ -37,7 +45,7 @@ export class RetrySchedule {
       const used = Math.min(first.count, left);
       first.count -= used;
       left -= used;
-      if (first.count === 0) this.entries.pop();
+      if (first.count === 0) this.remove();
     }
     this.arm();
   }
@@ -56,6 +64,7 @@ export class RetrySchedule {
   /** Forgets every record and the timer. */
   clear(): void {
     this.entries.clear();
+    this.byTime.clear();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -76,11 +85,16 @@ export class RetrySchedule {
     let count = 0;
     let latest = 0;
     for (let entry = this.entries.peek(); entry && entry.at <= now; entry = this.entries.peek()) {
-      this.entries.pop();
+      this.remove();
       count += entry.count;
       latest = entry.at;
     }
     this.arm();
     if (count > 0) this.onDue(count, latest);
+  }
+
+  private remove(): void {
+    const entry = this.entries.pop();
+    if (entry) this.byTime.delete(entry.at);
   }
 }

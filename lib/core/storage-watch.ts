@@ -3,6 +3,12 @@ import type { BufIOState } from './bufio.js';
 import { MAX_TIMER_DELAY } from './options.js';
 import type { Storage } from './storage.js';
 
+/**
+ * How often a storage that wakes the engine up (`Storage.watch`) is polled anyway, at most, in ms:
+ * a safety net for a wake-up that got lost (a dropped connection, a missed notification).
+ */
+const SAFETY_POLL_INTERVAL = 1000;
+
 /** What a `StorageWatch` needs from the dispatcher that owns it. */
 export interface StorageWatchDeps<T> {
   readonly storage: Storage<T>;
@@ -18,18 +24,28 @@ export interface StorageWatchDeps<T> {
   readonly found: (count: number, crashed: boolean) => void;
   /** A storage call failed (reported and retried with backoff by the dispatcher). */
   readonly failed: (operation: string, error: unknown) => void;
+  /** Something other than a storage call failed: reported. */
+  readonly report: (error: unknown) => void;
 }
 
 /**
  * Learns of records this engine did not append: left by an earlier process (at start), appended
- * or released by other instances of a shared storage (polling), leased by a holder that died
- * (`recover()` on `storage.recoveryInterval`, and in the drain). Owns the poll and recovery timers.
+ * or released by other instances of a shared storage, leased by a holder that died (`recover()` on
+ * `storage.recoveryInterval`, and in the drain). Owns the poll, wake-up and recovery timers.
+ *
+ * A shared storage is polled every `flushInterval`, unless it has `watch`: then the engine waits
+ * for its wake-ups, and reserves once within `flushInterval` of one (so that records another
+ * instance appended wait no longer than the interval, and a burst of wake-ups costs one reserve),
+ * with a safety poll every `max(flushInterval, SAFETY_POLL_INTERVAL)`. An idle engine then costs
+ * the storage about one round trip a second, at any `flushInterval`.
  */
 export class StorageWatch<T> {
   /** The recovery made at start; a drain waits for it. */
   recovering: Promise<void> = Promise.resolve();
   private pollTimer: NodeJS.Timeout | undefined;
   private recoveryTimer: NodeJS.Timeout | undefined;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private unwatch: (() => void) | undefined;
 
   constructor(private readonly deps: StorageWatchDeps<T>) {}
 
@@ -39,7 +55,7 @@ export class StorageWatch<T> {
    */
   start(): Promise<void> | undefined {
     const { storage } = this.deps;
-    if (storage.shared) this.startPolling();
+    if (storage.shared && !this.startWatching()) this.startPolling(this.deps.flushInterval);
     this.startRecoveryTimer();
     if (!storage.durable && !storage.shared) return undefined;
     this.recovering = this.recoverAtStart();
@@ -49,6 +65,14 @@ export class StorageWatch<T> {
   /** At `stop()`: no more polls or recoveries on a timer (the drain makes its own). */
   stop(): void {
     this.stopPolling();
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    try {
+      this.unwatch?.();
+    } catch (error) {
+      this.deps.report(error);
+    }
+    this.unwatch = undefined;
     if (this.recoveryTimer) clearInterval(this.recoveryTimer);
     this.recoveryTimer = undefined;
   }
@@ -62,7 +86,7 @@ export class StorageWatch<T> {
     if (state() !== 'running' || storage.shared) return;
     try {
       const hidden = (await storage.size()) - backlog.waiting();
-      if (hidden > 0) this.startPolling();
+      if (hidden > 0) this.startPolling(this.deps.flushInterval);
       else this.stopPolling();
     } catch (error) {
       this.deps.failed('size', error);
@@ -98,7 +122,31 @@ export class StorageWatch<T> {
     }
   }
 
-  private startPolling(): void {
+  /** Subscribes to the storage's wake-ups; false when it has none (or refused the listener). */
+  private startWatching(): boolean {
+    const { storage, flushInterval } = this.deps;
+    if (!storage.watch) return false;
+    try {
+      this.unwatch = storage.watch(() => this.wakeUp());
+    } catch (error) {
+      this.deps.failed('watch', error);
+      return false;
+    }
+    this.startPolling(Math.max(flushInterval, SAFETY_POLL_INTERVAL));
+    return true;
+  }
+
+  /** Records may have become visible elsewhere: reserve within `flushInterval`, once. */
+  private wakeUp(): void {
+    if (this.wakeTimer || this.deps.state() !== 'running') return;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.deps.poll();
+    }, this.deps.flushInterval);
+    this.wakeTimer.unref();
+  }
+
+  private startPolling(interval: number): void {
     if (this.pollTimer || this.deps.state() !== 'running') return;
     const { storage } = this.deps;
     this.pollTimer = setInterval(
@@ -110,7 +158,7 @@ export class StorageWatch<T> {
           this.deps.poll();
         }
       },
-      Math.max(this.deps.flushInterval, 10),
+      Math.min(Math.max(interval, 10), MAX_TIMER_DELAY),
     );
     this.pollTimer.unref();
   }

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { BufIO } from '../../lib/index.js';
 import { logBufferEvents } from '../../lib/nest/bufio.logging.js';
-import { CapturingLogger } from '../nest/support.js';
+import { CapturingLogger } from '../support/nest-apps.js';
 import { DurableState, ScriptedStorage } from '../support/scripted-storage.js';
 import { range, recordingWorker } from '../support/workers.js';
 

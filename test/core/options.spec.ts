@@ -1,10 +1,12 @@
-import { describe, expect, it } from '@jest/globals';
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import {
   BufIO,
   InvalidOptionsError,
   InvalidRecordError,
+  MemoryStorage,
   type BufIOOptions,
 } from '../../lib/index.js';
+import { deferred, range, recordingWorker, settle } from '../support/workers.js';
 
 function construct(options: Record<string, unknown>): () => BufIO<number> {
   return () => new BufIO<number>(options as BufIOOptions<number>);
@@ -85,16 +87,119 @@ describe('option validation at construction', () => {
     );
   });
 
-  it('applies the documented defaults', () => {
-    const bufio = new BufIO<number>({ worker: async () => undefined });
-    expect(bufio.name).toBe('default');
-    expect(bufio.storage.constructor.name).toBe('MemoryStorage');
-    expect(bufio.stats()).toMatchObject({ buffered: 0, pushed: 0, state: 'created' });
+  it('accepts a worker given as a plain function or as an object, and calls either', async () => {
+    const asFunction = recordingWorker<number>();
+    const asObject = recordingWorker<number>();
+    const buffers = [
+      new BufIO<number>({ worker: asFunction.work }),
+      new BufIO<number>({
+        worker: { work: (records, context) => asObject.work(records, context) },
+      }),
+    ];
+    for (const bufio of buffers) {
+      bufio.start();
+      await bufio.push([1, 2]);
+      await bufio.stop();
+    }
+    expect(asFunction.batches).toEqual([[1, 2]]);
+    expect(asObject.batches).toEqual([[1, 2]]);
+  });
+});
+
+describe('the documented defaults', () => {
+  beforeEach(() => {
+    jest.useFakeTimers();
+  });
+  afterEach(() => {
+    jest.useRealTimers();
+    jest.restoreAllMocks();
   });
 
-  it('accepts a worker given as a plain function or as an object', () => {
-    expect(() => new BufIO<number>({ worker: async () => undefined })).not.toThrow();
-    expect(() => new BufIO<number>({ worker: { work: async () => undefined } })).not.toThrow();
+  it('name "default", a MemoryStorage, capacity 100000, created', () => {
+    const bufio = new BufIO<number>({ worker: async () => undefined });
+    expect(bufio.name).toBe('default');
+    expect(bufio.storage).toBeInstanceOf(MemoryStorage);
+    expect(bufio.stats()).toMatchObject({
+      name: 'default',
+      state: 'created',
+      capacity: 100_000,
+      buffered: 0,
+      pushed: 0,
+    });
+  });
+
+  it('batchSize 100: a batch goes as soon as 100 records wait, and holds no more', async () => {
+    const worker = recordingWorker<number>();
+    const bufio = new BufIO<number>({ worker: worker.work });
+    bufio.start();
+    await bufio.push(range(0, 99));
+    await settle();
+    expect(worker.batches).toEqual([]);
+    await bufio.push(range(99, 150));
+    await settle();
+    expect(worker.batches).toEqual([range(0, 100)]);
+    await bufio.stop();
+  });
+
+  it('flushInterval 5000 ms: the oldest record waits 5 s, not less', async () => {
+    const worker = recordingWorker<number>();
+    const bufio = new BufIO<number>({ worker: worker.work });
+    bufio.start();
+    await bufio.push(1);
+    await jest.advanceTimersByTimeAsync(4999);
+    expect(worker.batches).toEqual([]);
+    await jest.advanceTimersByTimeAsync(1);
+    expect(worker.batches).toEqual([[1]]);
+    await bufio.stop();
+  });
+
+  it("concurrency 1 and onFull 'block': one call at a time; a push beyond 100000 waits", async () => {
+    const release = deferred();
+    const worker = recordingWorker<number>(() => release.promise);
+    const bufio = new BufIO<number>({ worker: worker.work });
+    bufio.start();
+    await bufio.push(range(0, 200)); // two full batches: the second waits for the first call
+    await settle();
+    expect(worker.batches).toHaveLength(1);
+    expect(bufio.stats()).toMatchObject({ inFlight: 100, buffered: 100 });
+
+    await bufio.push(range(200, 100_100)); // fills the buffer exactly: 100000 wait
+    let admitted = false;
+    const blocked = bufio.push(-1).then(() => (admitted = true));
+    await settle();
+    expect(bufio.stats()).toMatchObject({ buffered: 100_000, blockedPushes: 1 });
+    expect(admitted).toBe(false);
+
+    release.resolve();
+    await blocked; // the first call ended and the next batch made room
+    expect(bufio.stats().blockedPushes).toBe(0);
+    await bufio.stop({ timeout: 0 });
+  });
+
+  it('retry: 5 attempts in all, delays drawn up to 100 ms × 2^(n−1), capped at 30000 ms', async () => {
+    jest.spyOn(Math, 'random').mockReturnValue(0.99999999); // each delay at its bound (floored)
+    const delays = async (retry: { maxAttempts?: number }): Promise<number[]> => {
+      const seen: number[] = [];
+      const bufio = new BufIO<number>({
+        worker: () => Promise.reject(new Error('down')),
+        retry,
+      });
+      bufio.on('retrying', ({ delay }) => seen.push(delay));
+      let deadLettered = 0;
+      bufio.on('deadLettered', ({ records }) => (deadLettered += records.length));
+      bufio.start();
+      await bufio.push(1);
+      await bufio.flush();
+      while (deadLettered === 0) await jest.advanceTimersByTimeAsync(1000);
+      expect(bufio.stats()).toMatchObject({ deadLettered: 1, failed: seen.length + 1 });
+      await bufio.stop();
+      return seen;
+    };
+    expect(await delays({})).toEqual([99, 199, 399, 799]); // maxAttempts 5: four retries
+    // More attempts show where initialDelay (100), factor (2) and maxDelay (30000) lead.
+    expect(await delays({ maxAttempts: 12 })).toEqual([
+      99, 199, 399, 799, 1599, 3199, 6399, 12799, 25599, 29999, 29999,
+    ]);
   });
 });
 

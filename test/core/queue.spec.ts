@@ -3,10 +3,13 @@ import fc from 'fast-check';
 import { Queue } from '../../lib/core/queue.js';
 
 type Op =
-  { op: 'push'; value: number } | { op: 'shift' } | { op: 'set'; index: number; value: number };
+  | { op: 'push'; value: number }
+  | { op: 'shift' }
+  | { op: 'set'; index: number; value: number }
+  | { op: 'insert'; index: number; value: number };
 
 describe('Queue', () => {
-  it('behaves like an array used as a FIFO, across many chunks', () => {
+  it('behaves like an array used as a FIFO (with inserts), across many chunks', () => {
     const op: fc.Arbitrary<Op> = fc.oneof(
       {
         weight: 3,
@@ -17,6 +20,14 @@ describe('Queue', () => {
         weight: 1,
         arbitrary: fc.record({
           op: fc.constant('set' as const),
+          index: fc.nat(5000),
+          value: fc.integer(),
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          op: fc.constant('insert' as const),
           index: fc.nat(5000),
           value: fc.integer(),
         }),
@@ -36,6 +47,9 @@ describe('Queue', () => {
             model.push(o.value);
           } else if (o.op === 'shift') {
             expect(queue.shift()).toBe(model.shift());
+          } else if (o.op === 'insert') {
+            queue.insert(o.index, o.value);
+            model.splice(Math.min(o.index, model.length), 0, o.value);
           } else {
             expect(queue.set(o.index, o.value)).toBe(o.index < model.length);
             if (o.index < model.length) model[o.index] = o.value;

@@ -2,7 +2,6 @@ import 'reflect-metadata';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { type INestApplication, Module, ServiceUnavailableException } from '@nestjs/common';
 import { HealthCheckService, TerminusModule } from '@nestjs/terminus';
-import { Test } from '@nestjs/testing';
 import { BufIOHealthIndicator } from '../../lib/health/index.js';
 import {
   BufferWorker,
@@ -11,6 +10,7 @@ import {
   UnknownBufferError,
 } from '../../lib/nest/index.js';
 import { drain } from '../../lib/testing/index.js';
+import { useNestApps } from '../support/nest-apps.js';
 import { SwitchableStorage } from './support.js';
 
 @BufferWorker('orders')
@@ -40,19 +40,12 @@ const auditStorage = new SwitchableStorage<unknown>();
 })
 class AppModule {}
 
-let app: INestApplication | undefined;
-afterEach(async () => {
+// Before the apps close (hooks run in the order they are declared): a hanging storage is let go.
+afterEach(() => {
   auditStorage.mode = 'ok';
-  await app?.close();
-  app = undefined;
 });
-
-async function boot(): Promise<INestApplication> {
-  const ref = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  app = ref.createNestApplication({ logger: false });
-  await app.init();
-  return app;
-}
+const apps = useNestApps();
+const boot = (): Promise<INestApplication> => apps.boot({ imports: [AppModule] });
 
 /** What `GET /health` would answer: terminus' result, or the body of its 503. */
 async function probe(

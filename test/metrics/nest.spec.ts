@@ -1,7 +1,6 @@
 import 'reflect-metadata';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { type DynamicModule, type INestApplication, Module, type Type } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import { register, Registry } from 'prom-client';
 import { BufIOMetrics, type BufIOMetricsOptions } from '../../lib/metrics/index.js';
 import {
@@ -12,6 +11,7 @@ import {
   BufIOService,
 } from '../../lib/nest/index.js';
 import { drain } from '../../lib/testing/index.js';
+import { useNestApps } from '../support/nest-apps.js';
 import { sample } from './support.js';
 
 @BufferWorker('clicks')
@@ -39,26 +39,19 @@ function appModule(metrics: Parameters<typeof BufIOMetricsModule.forRoot>[0] = {
   return AppModule;
 }
 
-async function boot(module: Type<unknown>): Promise<INestApplication> {
-  const ref = await Test.createTestingModule({ imports: [module] }).compile();
-  const app = ref.createNestApplication({ logger: false });
-  await app.init();
-  return app;
-}
-
-const apps: INestApplication[] = [];
-afterEach(async () => {
-  for (const app of apps.splice(0)) await app.close();
-  BufIOMetrics.forRegistry().close(); // leave prom-client's default registry as we found it
+const apps = useNestApps();
+const boot = (module: Type<unknown>): Promise<INestApplication> => apps.boot({ imports: [module] });
+// After the apps close (hooks run in the order they are declared): leave prom-client's default
+// registry as we found it.
+afterEach(() => {
+  BufIOMetrics.forRegistry().close();
 });
 
 describe('BufIOMetricsModule', () => {
   it("measures every buffer of two applications sharing prom-client's default registry, registered once", async () => {
     const first = await boot(appModule());
-    apps.push(first);
     // A second application in the same process: no "metric already registered" error.
     const second = await boot(appModule());
-    apps.push(second);
 
     const one = first.get(BufIOService);
     const two = second.get(BufIOService);
@@ -93,8 +86,7 @@ describe('BufIOMetricsModule', () => {
 
     // Closing one application detaches its buffers; the totals stay, its buffered record is gone
     // (drained into the worker at shutdown).
-    await second.close();
-    apps.splice(apps.indexOf(second), 1);
+    await apps.close(second);
     expect(BufIOMetrics.forRegistry().buffers().sort()).toEqual(['clicks', 'views']);
     expect(
       await sample(register, 'bufio_records_total', { buffer: 'clicks', outcome: 'processed' }),
@@ -114,7 +106,6 @@ describe('BufIOMetricsModule', () => {
     })
     class TwiceModule {}
     const app = await boot(TwiceModule);
-    apps.push(app);
     const bufio = app.get(BufIOService);
     await bufio.push('clicks', [1, 2]);
     await drain(bufio.get('clicks'));
@@ -125,14 +116,9 @@ describe('BufIOMetricsModule', () => {
   });
 
   it('fails the boot on a wrong option, naming it', async () => {
-    const ref = await Test.createTestingModule({
-      imports: [appModule({ durationBuckets: [] })],
-    }).compile();
-    const app = ref.createNestApplication({ logger: false });
-    await expect(app.init()).rejects.toThrow(
+    await expect(boot(appModule({ durationBuckets: [] }))).rejects.toThrow(
       'BufIOMetrics: invalid option "durationBuckets": got an array of length 0, expected a non-empty array',
     );
-    await app.close();
   });
 
   describe('forRootAsync', () => {
@@ -167,7 +153,6 @@ describe('BufIOMetricsModule', () => {
           }),
         ),
       );
-      apps.push(app);
       const registry = app.get<Registry>(REGISTRY, { strict: false });
       const bufio = app.get(BufIOService);
       await bufio.push('clicks', [1, 2]);
@@ -182,7 +167,6 @@ describe('BufIOMetricsModule', () => {
       const app = await boot(
         withMetrics(BufIOMetricsModule.forRootAsync({ useClass: MetricsOptions })),
       );
-      apps.push(app);
       const bufio = app.get(BufIOService);
       await bufio.push('clicks', [1, 2, 3]);
       await drain(bufio.get('clicks'));

@@ -16,7 +16,7 @@ import {
   OnBufferEvent,
   UnknownBufferError,
 } from '../../lib/nest/index.js';
-import { CapturingLogger } from './support.js';
+import { CapturingLogger } from '../support/nest-apps.js';
 
 /** Boots an application that must fail; returns what it failed with, at compile() or init(). */
 async function bootError(metadata: Parameters<typeof Test.createTestingModule>[0]): Promise<Error> {

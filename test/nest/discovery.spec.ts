@@ -1,6 +1,11 @@
-import { afterEach, describe, expect, it } from '@jest/globals';
-import { Controller, type INestApplication, Injectable, Scope } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
+import { describe, expect, it } from '@jest/globals';
+import {
+  Controller,
+  type INestApplication,
+  Injectable,
+  type ModuleMetadata,
+  Scope,
+} from '@nestjs/common';
 import type { BufIO } from '../../lib/index.js';
 import {
   BufferWorker,
@@ -10,21 +15,15 @@ import {
   BufIOService,
   OnBufferEvent,
 } from '../../lib/nest/index.js';
-import { CapturingLogger } from './support.js';
+import { CapturingLogger, useNestApps } from '../support/nest-apps.js';
 
-let app: INestApplication | undefined;
-afterEach(async () => {
-  await app?.close();
-  app = undefined;
-});
+const apps = useNestApps();
 
 async function boot(
-  metadata: Parameters<typeof Test.createTestingModule>[0],
+  metadata: ModuleMetadata,
   logger = new CapturingLogger(),
 ): Promise<{ nest: INestApplication; logger: CapturingLogger }> {
-  const moduleRef = await Test.createTestingModule(metadata).setLogger(logger).compile();
-  app = await moduleRef.createNestApplication().init();
-  return { nest: app, logger };
+  return { nest: await apps.boot(metadata, logger), logger };
 }
 
 /** A worker class that is never listed as a class provider, only built by hand. */
@@ -197,8 +196,7 @@ describe('@OnBufferEvent', () => {
     const jobs = nest.get(BufIOService).get<string>('jobs');
     await jobs.push(['a', 'bad', 'b']);
     await jobs.flush();
-    await nest.close();
-    app = undefined;
+    await apps.close(nest);
     const monitor = nest.get(JobsMonitor);
     expect(monitor.payloads.failed).toHaveLength(2); // two attempts of "bad"
     expect(monitor.payloads.failed[0]).toMatchObject({ records: ['bad'], attempt: 1 });

@@ -1,5 +1,5 @@
-import { afterEach, describe, expect, it } from '@jest/globals';
-import { type INestApplication, Injectable, Module, type OnModuleInit } from '@nestjs/common';
+import { describe, expect, it } from '@jest/globals';
+import { Injectable, Module, type OnModuleInit } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { Test } from '@nestjs/testing';
 import { BufIO, BufIOClosedError, MemoryStorage } from '../../lib/index.js';
@@ -16,7 +16,7 @@ import {
   InjectBuffer,
   OnBufferEvent,
 } from '../../lib/nest/index.js';
-import { CapturingLogger } from './support.js';
+import { CapturingLogger, useNestApps } from '../support/nest-apps.js';
 
 interface Ev {
   id: number;
@@ -61,24 +61,17 @@ class Producer {
 
 const ids = (n: number, from = 0): Ev[] => Array.from({ length: n }, (_, i) => ({ id: from + i }));
 
-let app: INestApplication | undefined;
-afterEach(async () => {
-  await app?.close();
-  app = undefined;
-});
+const apps = useNestApps();
 
 describe('BufIOModule.forRoot / forFeature', () => {
   it('registers several named buffers, injectable by token, @InjectBuffer and BufIOService', async () => {
-    const moduleRef = await Test.createTestingModule({
+    const app = await apps.boot({
       imports: [
         BufIOModule.forRoot({ batchSize: 3, flushInterval: 60_000 }),
         BufIOModule.forFeature({ name: 'events' }, { name: 'metrics', batchSize: 2 }),
       ],
       providers: [Sink, EventsWorker, MetricsWorker, Producer],
-    })
-      .setLogger(new CapturingLogger())
-      .compile();
-    app = await moduleRef.createNestApplication().init();
+    });
     const producer = app.get(Producer);
     const service = app.get(BufIOService);
 
@@ -120,7 +113,7 @@ describe('BufIOModule.forRoot / forFeature', () => {
     expect(events.state).toBe('created');
     expect(moduleRef.get(Sink).of('events')).toEqual([]);
 
-    app = await moduleRef.createNestApplication().init();
+    const app = await apps.start(moduleRef);
     await events.flush();
     expect(events.state).toBe('running');
     expect(app.get(Sink).of('events').flat()).toEqual(ids(5));
@@ -136,13 +129,10 @@ describe('BufIOModule.forRoot / forFeature', () => {
         await this.events.push(ids(3));
       }
     }
-    const moduleRef = await Test.createTestingModule({
+    const app = await apps.boot({
       imports: [BufIOModule.forFeature({ name: 'events', flushInterval: 60_000 })],
       providers: [Sink, EventsWorker, EarlyProducer],
-    })
-      .setLogger(new CapturingLogger())
-      .compile();
-    app = await moduleRef.createNestApplication().init();
+    });
     expect(app.get(EarlyProducer).stateAtPush).toBe('created');
     await app.get(BufIOService).flushAll();
     expect(app.get(Sink).of('events')).toEqual([ids(3)]);
@@ -150,24 +140,23 @@ describe('BufIOModule.forRoot / forFeature', () => {
 
   it('drains every buffer on app.close(), logs one line per buffer, then refuses pushes', async () => {
     const logger = new CapturingLogger();
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        BufIOModule.forRoot({ batchSize: 1000, flushInterval: 3_600_000 }),
-        BufIOModule.forFeature({ name: 'events' }, { name: 'metrics' }),
-      ],
-      providers: [Sink, EventsWorker, MetricsWorker, Producer],
-    })
-      .setLogger(logger)
-      .compile();
-    app = await moduleRef.createNestApplication().init();
+    const app = await apps.boot(
+      {
+        imports: [
+          BufIOModule.forRoot({ batchSize: 1000, flushInterval: 3_600_000 }),
+          BufIOModule.forFeature({ name: 'events' }, { name: 'metrics' }),
+        ],
+        providers: [Sink, EventsWorker, MetricsWorker, Producer],
+      },
+      logger,
+    );
     const { events, metrics } = app.get(Producer);
     await events.push(ids(50));
     await metrics.push([7, 8, 9]);
     const sink = app.get(Sink);
     expect(sink.of('events')).toEqual([]); // buffered: neither trigger has fired
 
-    await app.close();
-    app = undefined;
+    await apps.close(app);
     expect(sink.of('events').flat()).toEqual(ids(50));
     expect(sink.of('metrics').flat()).toEqual([7, 8, 9]);
     expect(events.state).toBe('stopped');
@@ -191,7 +180,7 @@ describe('BufIOModule.forRoot / forFeature', () => {
   it('gives each buffer its own storage, from an instance or from the defaults factory', async () => {
     const own = new MemoryStorage<Ev>();
     const made: string[] = [];
-    const moduleRef = await Test.createTestingModule({
+    const app = await apps.boot({
       imports: [
         BufIOModule.forRoot({
           storage: (name) => {
@@ -202,10 +191,7 @@ describe('BufIOModule.forRoot / forFeature', () => {
         BufIOModule.forFeature({ name: 'events', storage: own }, { name: 'metrics' }),
       ],
       providers: [Sink, EventsWorker, MetricsWorker],
-    })
-      .setLogger(new CapturingLogger())
-      .compile();
-    app = await moduleRef.createNestApplication().init();
+    });
     const service = app.get(BufIOService);
     expect(service.get('events').storage).toBe(own);
     expect(made).toEqual(['metrics']);
@@ -223,10 +209,7 @@ describe('BufIOModule.forRoot / forFeature', () => {
     @Module({ imports: [EventsBuffer], providers: [Reader], exports: [Reader] })
     class ReadingModule {}
 
-    const moduleRef = await Test.createTestingModule({ imports: [WritingModule, ReadingModule] })
-      .setLogger(new CapturingLogger())
-      .compile();
-    app = await moduleRef.createNestApplication().init();
+    const app = await apps.boot({ imports: [WritingModule, ReadingModule] });
     const reader = app.get(Reader);
     expect(reader.events).toBe(app.get(BufIOService).get('events'));
     await reader.events.push(ids(2));
@@ -255,12 +238,12 @@ describe('BufIOModule.forRoot / forFeature', () => {
     })
     class FeatureModule {}
     const logger = new CapturingLogger();
-    const moduleRef = await Test.createTestingModule({
-      imports: [BufIOModule.forRoot({ batchSize: 5 }), FeatureModule],
-    })
-      .setLogger(logger)
-      .compile();
-    app = await moduleRef.createNestApplication().init();
+    const app = await apps.boot(
+      {
+        imports: [BufIOModule.forRoot({ batchSize: 5 }), FeatureModule],
+      },
+      logger,
+    );
     const events = app.get(BufIOService).get<Ev>('events');
     await events.push(ids(10));
     await events.flush();
@@ -279,7 +262,7 @@ describe('BufIOModule.forRootAsync / forFeatureAsync with ConfigService', () => 
 
   it('reads the defaults and a buffer`s options from ConfigService, numeric strings included', async () => {
     const storage = new MemoryStorage<Ev>();
-    const moduleRef = await Test.createTestingModule({
+    const app = await apps.boot({
       imports: [
         BufIOModule.forRootAsync({
           imports: [config({ BUFIO_BATCH_SIZE: '4', BUFIO_FLUSH_INTERVAL: '60000' })],
@@ -302,10 +285,7 @@ describe('BufIOModule.forRootAsync / forFeatureAsync with ConfigService', () => 
         }),
       ],
       providers: [Sink, EventsWorker],
-    })
-      .setLogger(new CapturingLogger())
-      .compile();
-    app = await moduleRef.createNestApplication().init();
+    });
     const events = app.get(BufIOService).get<Ev>('events');
     expect(events.storage).toBe(storage);
     for (const ev of ids(4)) await events.push(ev);
@@ -322,13 +302,10 @@ describe('BufIOModule.forRootAsync / forFeatureAsync with ConfigService', () => 
         return { batchSize: 3, flushInterval: 60_000 };
       }
     }
-    const moduleRef = await Test.createTestingModule({
+    const app = await apps.boot({
       imports: [BufIOModule.forFeatureAsync({ name: 'events', useClass: BufferConfig })],
       providers: [Sink, EventsWorker],
-    })
-      .setLogger(new CapturingLogger())
-      .compile();
-    app = await moduleRef.createNestApplication().init();
+    });
     const events = app.get(BufIOService).get<Ev>('events');
     for (const ev of ids(3)) await events.push(ev);
     await events.flush();
@@ -343,16 +320,13 @@ describe('BufIOModule.forRootAsync / forFeatureAsync with ConfigService', () => 
         return { batchSize: 2, flushInterval: 60_000 };
       }
     }
-    const moduleRef = await Test.createTestingModule({
+    const app = await apps.boot({
       imports: [
         BufIOModule.forRootAsync({ useClass: BufIOConfig }),
         BufIOModule.forFeature({ name: 'events' }),
       ],
       providers: [Sink, EventsWorker],
-    })
-      .setLogger(new CapturingLogger())
-      .compile();
-    app = await moduleRef.createNestApplication().init();
+    });
     const events = app.get(BufIOService).get<Ev>('events');
     await events.push(ids(4));
     await events.flush();

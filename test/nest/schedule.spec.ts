@@ -1,5 +1,4 @@
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
-import type { INestApplication } from '@nestjs/common';
 import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { InvalidOptionsError } from '../../lib/index.js';
@@ -9,7 +8,7 @@ import {
   BufIOModule,
   BufIOService,
 } from '../../lib/nest/index.js';
-import { CapturingLogger } from './support.js';
+import { CapturingLogger, useNestApps } from '../support/nest-apps.js';
 
 @BufferWorker('events')
 class EventsWorker implements BufferWorkerHandler<number> {
@@ -34,10 +33,9 @@ const FAKE: Parameters<typeof jest.useFakeTimers>[0] = {
   doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'],
 };
 
-let app: INestApplication | undefined;
-afterEach(async () => {
-  await app?.close();
-  app = undefined;
+const apps = useNestApps();
+// After the apps close (hooks run in the order they are declared).
+afterEach(() => {
   jest.useRealTimers();
 });
 
@@ -60,7 +58,7 @@ describe('with @nestjs/schedule', () => {
       [EventsWorker],
     );
     jest.useFakeTimers(FAKE);
-    app = await moduleRef.createNestApplication().init();
+    const app = await apps.start(moduleRef);
     const registry = app.get(SchedulerRegistry);
     const events = app.get(BufIOService).get<number>('events');
     expect(registry.getTimeouts()).toEqual([]); // nothing buffered, no timer
@@ -80,8 +78,7 @@ describe('with @nestjs/schedule', () => {
     await events.push([4]);
     expect(registry.getTimeouts()).toEqual(['bufio:events']);
     const worker = app.get(EventsWorker);
-    await app.close();
-    app = undefined;
+    await apps.close(app);
     expect(worker.batches).toEqual([[1, 2, 3], [4]]);
     expect(registry.getTimeouts()).toEqual([]);
     expect(jest.getTimerCount()).toBe(0);
@@ -101,7 +98,7 @@ describe('with @nestjs/schedule', () => {
     );
     jest.useFakeTimers(FAKE);
     jest.setSystemTime(new Date('2026-11-02T10:00:00.000Z'));
-    app = await moduleRef.createNestApplication().init();
+    const app = await apps.start(moduleRef);
     const registry = app.get(SchedulerRegistry);
     expect([...registry.getCronJobs().keys()]).toEqual(['bufio:events']);
 
@@ -112,8 +109,7 @@ describe('with @nestjs/schedule', () => {
     await jest.advanceTimersByTimeAsync(1_000); // 10:00:10, the next tick
     expect(app.get(EventsWorker).batches).toEqual([[1, 2]]);
 
-    await app.close();
-    app = undefined;
+    await apps.close(app);
     expect(registry.getCronJobs().size).toBe(0);
     expect(jest.getTimerCount()).toBe(0);
   });
@@ -149,7 +145,7 @@ describe('timers', () => {
       [EventsWorker, MetricsWorker],
     );
     jest.useFakeTimers(FAKE);
-    app = await moduleRef.createNestApplication().init();
+    const app = await apps.start(moduleRef);
     const service = app.get(BufIOService);
     await service.push('events', [1]);
     await service.push('metrics', [10, 11]);
@@ -160,8 +156,7 @@ describe('timers', () => {
 
     const events = app.get(EventsWorker);
     const metrics = app.get(MetricsWorker);
-    const closing = app.close();
-    app = undefined;
+    const closing = apps.close(app);
     await jest.advanceTimersByTimeAsync(200); // the drain waits for the retry that falls due
     await closing;
     expect(events.batches.flat()).toEqual([1, 2]);

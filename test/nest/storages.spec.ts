@@ -1,7 +1,6 @@
-import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
-import { type INestApplication, Injectable, type ModuleMetadata } from '@nestjs/common';
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { Injectable, type ModuleMetadata } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
-import { Test } from '@nestjs/testing';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -20,7 +19,7 @@ import { removeDir, tempDir } from '../storages/file/file-test-support.js';
 import { countConnections } from '../storages/postgres/support.js';
 import { describeWith, POSTGRES_URL, REDIS_URL } from '../support/services.js';
 import { waitFor } from '../support/wait.js';
-import { CapturingLogger } from './support.js';
+import { useNestApps } from '../support/nest-apps.js';
 
 interface Ev {
   readonly id: number;
@@ -71,11 +70,7 @@ function producerFor(name: string) {
   return Producer;
 }
 
-let app: INestApplication | undefined;
-afterEach(async () => {
-  await app?.close();
-  app = undefined;
-});
+const apps = useNestApps();
 
 /**
  * Boots an app with one buffer over a durable storage, pushes half the records through
@@ -88,13 +83,7 @@ async function bootPushAndClose(
   worker: new (sink: Sink) => BufferWorkerHandler<Ev>,
 ): Promise<{ storage: unknown; seen: number[] }> {
   const Producer = producerFor(name);
-  const moduleRef = await Test.createTestingModule({
-    imports,
-    providers: [Sink, worker, Producer],
-  })
-    .setLogger(new CapturingLogger())
-    .compile();
-  app = await moduleRef.createNestApplication().init();
+  const app = await apps.boot({ imports, providers: [Sink, worker, Producer] });
   const buffer = app.get(Producer).buffer;
   expect(app.get(BufIOService).get<Ev>(name)).toBe(buffer);
   const { seen } = app.get(Sink);
@@ -110,8 +99,7 @@ async function bootPushAndClose(
   // Pushed just before shutdown: the drain processes them before the storage closes.
   await buffer.push(ids(RECORDS, RECORDS + 25));
   const storage = buffer.storage;
-  await app.close();
-  app = undefined;
+  await apps.close(app);
   expect([...new Set(seen)].sort((a, b) => a - b)).toEqual(ids(0, RECORDS + 25).map((e) => e.id));
   expect(buffer.stats().state).toBe('stopped');
   return { storage, seen };

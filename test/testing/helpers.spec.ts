@@ -5,18 +5,13 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DrainTimeoutError, NoWorkerError } from '../../lib/index.js';
 import { createTestBuffer, drain, manualTimers } from '../../lib/testing/index.js';
+import { recordingWorker } from '../support/workers.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** A worker that keeps every batch it is given. */
-function recorder<T>(): { batches: T[][]; work: (records: T[]) => void } {
-  const batches: T[][] = [];
-  return { batches, work: (records) => void batches.push([...records]) };
-}
-
 describe('createTestBuffer', () => {
   it('processes records only when asked, in batches of batchSize', async () => {
-    const worker = recorder<number>();
+    const worker = recordingWorker<number>();
     const buffer = createTestBuffer<number>({ worker: worker.work, batchSize: 3 });
     await buffer.push([1, 2, 3, 4, 5, 6, 7]); // more than a batch: still nothing
     await new Promise((r) => setTimeout(r, 5));
@@ -29,11 +24,11 @@ describe('createTestBuffer', () => {
 
   it('retries failed records at once, so drain() finishes without waiting for backoff', async () => {
     let failures = 2;
-    const worker = recorder<number>();
+    const worker = recordingWorker<number>();
     const buffer = createTestBuffer<number>({
-      worker: (records) => {
+      worker: (records, context) => {
         if (failures-- > 0) throw new Error('flaky');
-        worker.work(records);
+        return worker.work(records, context);
       },
     });
     await buffer.push([1, 2]);
@@ -81,7 +76,7 @@ describe('createTestBuffer', () => {
 describe('manualTimers', () => {
   it('fires the flush interval only on tick(), once the buffer is started', async () => {
     const timers = manualTimers();
-    const worker = recorder<number>();
+    const worker = recordingWorker<number>();
     const buffer = createTestBuffer<number>({
       worker: worker.work,
       timers,
@@ -123,7 +118,7 @@ describe('manualTimers', () => {
 
 describe('drain', () => {
   it('lets blocked pushes in and processes them too', async () => {
-    const worker = recorder<number>();
+    const worker = recordingWorker<number>();
     const buffer = createTestBuffer<number>({
       worker: worker.work,
       batchSize: 2,

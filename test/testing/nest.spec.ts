@@ -1,7 +1,7 @@
 import 'reflect-metadata';
-import { afterEach, describe, expect, it, jest } from '@jest/globals';
-import { type INestApplication, Injectable, Module } from '@nestjs/common';
-import { Test, type TestingModuleBuilder } from '@nestjs/testing';
+import { describe, expect, it, jest } from '@jest/globals';
+import { Injectable, Module } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
 import { BufIO, InvalidOptionsError } from '../../lib/index.js';
 import {
   BufferWorker,
@@ -13,6 +13,7 @@ import {
   OnBufferEvent,
 } from '../../lib/nest/index.js';
 import { createTestBuffer, drain } from '../../lib/testing/index.js';
+import { useNestApps } from '../support/nest-apps.js';
 
 // The application under test: a service pushes events, a worker writes them through a repository.
 
@@ -58,18 +59,7 @@ class TrackingService {
 })
 class AppModule {}
 
-let app: INestApplication | undefined;
-afterEach(async () => {
-  await app?.close();
-  app = undefined;
-});
-
-async function boot(builder: TestingModuleBuilder): Promise<INestApplication> {
-  const moduleRef = await builder.compile();
-  app = moduleRef.createNestApplication({ logger: false });
-  await app.init();
-  return app;
-}
+const apps = useNestApps();
 
 function fakeRepository(): { insertMany: jest.Mock<(events: EventDto[]) => Promise<void>> } {
   return { insertMany: jest.fn(async (_events: EventDto[]) => {}) };
@@ -79,7 +69,7 @@ describe('testing a NestJS application that uses BufIO', () => {
   it("replaces a buffer with createTestBuffer(): the app's worker processes it, on demand", async () => {
     const repo = fakeRepository();
     const events = createTestBuffer<EventDto>({ name: 'events' });
-    const nest = await boot(
+    const nest = await apps.boot(
       Test.createTestingModule({ imports: [AppModule] })
         .overrideProvider(getBufferToken('events'))
         .useValue(events)
@@ -97,8 +87,7 @@ describe('testing a NestJS application that uses BufIO', () => {
     expect(nest.get(BufIOService).get('events')).toBe(events);
     expect(events.state).toBe('running');
     await nest.get(TrackingService).track('logout');
-    await nest.close();
-    app = undefined;
+    await apps.close(nest);
     expect(events.state).toBe('stopped');
     expect(repo.insertMany).toHaveBeenLastCalledWith([{ type: 'logout' }]); // drained at close
   });
@@ -107,7 +96,7 @@ describe('testing a NestJS application that uses BufIO', () => {
     const repo = fakeRepository();
     repo.insertMany.mockRejectedValue(new Error('constraint violation'));
     const events = createTestBuffer<EventDto>({ name: 'events', retry: { maxAttempts: 1 } });
-    const nest = await boot(
+    const nest = await apps.boot(
       Test.createTestingModule({ imports: [AppModule] })
         .overrideProvider(getBufferToken('events'))
         .useValue(events)
@@ -121,7 +110,7 @@ describe('testing a NestJS application that uses BufIO', () => {
 
   it('replaces a buffer with a mock: its worker and handlers are left out', async () => {
     const push = jest.fn(async (_records: unknown) => {});
-    const nest = await boot(
+    const nest = await apps.boot(
       Test.createTestingModule({ imports: [AppModule] })
         .overrideProvider(getBufferToken('events'))
         .useValue({ push }),
@@ -135,7 +124,7 @@ describe('testing a NestJS application that uses BufIO', () => {
     const builder = Test.createTestingModule({ imports: [AppModule] })
       .overrideProvider(getBufferToken('events'))
       .useValue(createTestBuffer<EventDto>({ name: 'evnets' }));
-    const error = await boot(builder).catch((e: unknown) => e);
+    const error = await apps.boot(builder).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InvalidOptionsError);
     expect((error as Error).message).toBe(
       `the provider of getBufferToken('events'): invalid option "name": got "evnets", expected "events": ` +
@@ -150,7 +139,7 @@ describe('testing a NestJS application that uses BufIO', () => {
         written.push(events);
       }
     }
-    const nest = await boot(
+    const nest = await apps.boot(
       Test.createTestingModule({ imports: [AppModule] })
         .overrideProvider(EventsWorker)
         .useClass(FakeEventsWorker),
@@ -162,7 +151,7 @@ describe('testing a NestJS application that uses BufIO', () => {
 
   it("replaces the worker's dependencies, keeping the real worker", async () => {
     const repo = fakeRepository();
-    const nest = await boot(
+    const nest = await apps.boot(
       Test.createTestingModule({ imports: [AppModule] })
         .overrideProvider(EventsRepository)
         .useValue(repo),

@@ -112,3 +112,14 @@ export async function readAt(fd: number, buf: Buffer, position: number): Promise
   }
   return done;
 }
+
+/** The size of a regular file, 0 when it is gone or is something else. */
+export async function sizeOf(file: string): Promise<number> {
+  try {
+    const stat = await fs.promises.lstat(file);
+    return stat.isFile() ? stat.size : 0;
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return 0;
+    throw error;
+  }
+}

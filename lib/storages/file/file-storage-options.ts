@@ -33,6 +33,16 @@ export interface FileStorageOptions<T> extends DurableStorageOptions<T> {
    */
   segmentBytes?: number;
   /**
+   * Bound on the journal's size on disk, in bytes: the segment files and spares, as allocated.
+   * An append that would take the journal past it is refused with `StorageFullError`, as on a
+   * full disk, and nothing of it is written; the buffer's `onFull` policy applies, and appends are
+   * accepted again once acknowledgements let old segments go (see `FileStorage.watchRoom`).
+   * Acknowledgements, leases and retries are written even when the journal is full: they are
+   * what frees room. At open, a budget the file system has no room for is reported to `onError`.
+   * At least twice `segmentBytes`. Default: none (bounded by the disk).
+   */
+  maxJournalBytes?: number;
+  /**
    * Called once the journal has been read at open, with what was recovered, what was damaged
    * (and where its bytes were kept), which segments are missing and which files were ignored.
    * Without it, anything amiss is reported to `onError`.
@@ -53,6 +63,9 @@ export interface ResolvedFileStorageOptions<T> extends ResolvedDurableOptions<T>
   readonly directory: string;
   readonly durability: Durability;
   readonly segmentBytes: number;
+  readonly maxJournalBytes: number | undefined;
+  /** Bytes of waiting records' text kept in memory as well (see `MemoryBudget`). */
+  readonly memoryBytes: number;
   readonly onRecovery: ((report: RecoveryReport) => void) | undefined;
   readonly allowUnsafeDirectory: boolean;
 }
@@ -60,7 +73,18 @@ export interface ResolvedFileStorageOptions<T> extends ResolvedDurableOptions<T>
 export const FILE_STORAGE_DEFAULTS = {
   durability: 'fsync',
   segmentBytes: 16 * 1024 * 1024,
+  memoryBytes: 1024 * 1024,
 } as const;
+
+/**
+ * Sets how many bytes of waiting records' text a FileStorage keeps in memory as well as on disk
+ * (`MemoryBudget`): for tests, with 0, every record is read back from disk. Internal; not
+ * exported from the package's entry point.
+ */
+export const memoryBytesOption = Symbol('FileStorage.memoryBytes');
+
+/** The options, with the internal ones. */
+export type FileStorageSettings<T> = FileStorageOptions<T> & { [memoryBytesOption]?: number };
 
 /** Segments are read whole at open: keep each within what one Buffer comfortably holds. */
 const MAX_SEGMENT_BYTES = 1024 * 1024 * 1024;
@@ -71,6 +95,7 @@ const KNOWN = new Set<string>([
   'directory',
   'durability',
   'segmentBytes',
+  'maxJournalBytes',
   'onRecovery',
   'allowUnsafeDirectory',
   ...DURABLE_OPTION_NAMES,
@@ -78,13 +103,33 @@ const KNOWN = new Set<string>([
 
 /** Applies defaults and checks every option; throws `InvalidOptionsError` naming the culprit. */
 export function resolveFileStorageOptions<T>(
-  options: FileStorageOptions<T>,
+  options: FileStorageSettings<T>,
 ): ResolvedFileStorageOptions<T> {
   const check: StorageOptionChecker = new StorageOptionChecker('FileStorage');
   check.known(options, KNOWN, 'an object with at least "directory"');
   const directory: unknown = options.directory;
   if (typeof directory !== 'string' || directory.length === 0 || directory.includes('\0')) {
     check.fail('directory', directory, 'a non-empty path');
+  }
+  const segmentBytes = check.integerIn(
+    'segmentBytes',
+    options.segmentBytes,
+    FILE_STORAGE_DEFAULTS.segmentBytes,
+    MIN_SEGMENT_BYTES,
+    MAX_SEGMENT_BYTES,
+  );
+  const maxJournalBytes = options.maxJournalBytes;
+  if (
+    maxJournalBytes !== undefined &&
+    (typeof maxJournalBytes !== 'number' ||
+      !Number.isSafeInteger(maxJournalBytes) ||
+      maxJournalBytes < 2 * segmentBytes)
+  ) {
+    check.fail(
+      'maxJournalBytes',
+      maxJournalBytes,
+      `an integer of at least twice segmentBytes (${2 * segmentBytes}): the head segment and one being emptied`,
+    );
   }
   return {
     directory,
@@ -94,13 +139,9 @@ export function resolveFileStorageOptions<T>(
       FILE_STORAGE_DEFAULTS.durability,
       ['fsync', 'none'],
     ),
-    segmentBytes: check.integerIn(
-      'segmentBytes',
-      options.segmentBytes,
-      FILE_STORAGE_DEFAULTS.segmentBytes,
-      MIN_SEGMENT_BYTES,
-      MAX_SEGMENT_BYTES,
-    ),
+    segmentBytes,
+    maxJournalBytes,
+    memoryBytes: options[memoryBytesOption] ?? FILE_STORAGE_DEFAULTS.memoryBytes,
     onRecovery: check.optionalFunction('onRecovery', options.onRecovery),
     allowUnsafeDirectory: check.boolean(
       'allowUnsafeDirectory',

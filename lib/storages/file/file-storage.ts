@@ -1,4 +1,3 @@
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { StorageError } from '../../core/errors.js';
 import type {
@@ -9,7 +8,7 @@ import type {
   StorageFeatures,
   StoredRecord,
 } from '../../core/storage.js';
-import { idText, writeIdentity, type DirectoryIdentity } from './directory-id.js';
+import { idText, writeIdentity } from './directory-id.js';
 import {
   encodeRecords,
   jsonSerializer,
@@ -17,21 +16,17 @@ import {
   type Serializer,
 } from '../serializer.js';
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
-import { DirectoryLock } from './directory-lock.js';
 import {
   resolveFileStorageOptions,
   type FileStorageOptions,
+  type FileStorageSettings,
   type ResolvedFileStorageOptions,
 } from './file-storage-options.js';
-import { recoverJournal } from './journal-recovery.js';
-import { JournalWriter } from './journal-writer.js';
-import { LiveIndex } from './live-index.js';
+import { appendFrameBytes } from './journal-frames.js';
 import type { LiveRecord } from './live-record.js';
-import { Quarantine } from './quarantine.js';
-import { describeRecovery, type RecoveryReport } from './recovery-report.js';
-import { RecordReader } from './record-reader.js';
-import { checkDirectory, classifyFileError } from './safe-files.js';
-import { SegmentFiles } from './segment-files.js';
+import { openJournal, type OpenJournal } from './open-journal.js';
+import { announceRecovery, type RecoveryReport } from './recovery-report.js';
+import { classifyFileError } from './safe-files.js';
 
 /**
  * Abandons a storage as a crash would, for tests of recovery: nothing queued is written, files
@@ -51,11 +46,11 @@ type State = 'created' | 'open' | 'closing' | 'closed';
  * record before and after them is kept; segments missing from the middle and files that are not
  * this directory's are reported (see `recovery`). Appends are group-committed: those that arrive
  * while the disk is busy are written together and share one `fdatasync` (see `Durability`).
- * Acknowledgements and releases (with the new attempt count and retry time) are journaled too,
- * with the next write, without waiting for a sync: a crash can at worst deliver a record again
- * (at-least-once), never lose one. Each reserved batch is journaled before it is handed out (a
- * lease mark), so `deliveries` counts leases across crashes and restarts. Segments whose records
- * are all acknowledged are deleted.
+ * Acknowledgements and releases are journaled too, with the next write, without waiting for a
+ * sync: a crash can at worst deliver a record again (at-least-once), never lose one. A released
+ * record stays where it is; its new attempt count and retry time are journaled. Each reserved
+ * batch is journaled before it is handed out (a lease mark), so `deliveries` counts leases across
+ * crashes and restarts. Segments whose records are all acknowledged are deleted.
  *
  * A record whose text the serializer cannot read back is set aside at `reserve`: copied to
  * quarantine, marked dead in the journal, and reported (`ReserveOptions.onUnreadable` and
@@ -73,8 +68,12 @@ type State = 'created' | 'open' | 'closing' | 'closed';
  * sync cheaper: a new segment is grown by zeros ahead of its records, and up to two segments whose
  * records are all acknowledged are kept as spare files (`spare-*.log`) and reused.
  *
- * Waiting records are kept in memory (see `LiveRecord`), so `reserve` never reads the disk;
- * memory follows the number of records waiting, which the buffer's `maxBufferedRecords` bounds.
+ * Waiting records wait on disk, not in memory: a few MiB of the newest are kept in memory as
+ * well, so that a worker that keeps up never waits for a read, and the others are read back when
+ * they are reserved, sequentially and ahead of need. Memory follows what is in flight (leased
+ * records, reads ahead) and a small object per retry group, not how many records wait; a journal
+ * of tens of millions of records is opened by streaming through it, one segment at a time
+ * (`recovery.durationMs` says how long it took). `maxJournalBytes` bounds its size on disk.
  *
  * A lock file keeps a second process, or a second instance in this process, out of the directory
  * (`StorageLockedError`); a lock left by a dead process is taken over.
@@ -100,14 +99,11 @@ export class FileStorage<T> implements Storage<T> {
   private state: State = 'created';
   private opening: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
-  private readonly index = new LiveIndex();
-  private writer: JournalWriter | undefined;
-  private reader: RecordReader<T> | undefined;
-  private lock: DirectoryLock | undefined;
-  private identity: DirectoryIdentity | undefined;
-  private realDirectory = '';
+  private journal: OpenJournal<T> | undefined;
+  private idFloor = 0;
   private nextId = 0;
-  private report: RecoveryReport | undefined;
+  /** Listeners added by `watchRoom` before the journal was open. */
+  private readonly roomWatchers = new Set<() => void>();
 
   /**
    * Checks the options; opens nothing yet.
@@ -115,7 +111,7 @@ export class FileStorage<T> implements Storage<T> {
    * @throws InvalidOptionsError naming the option, the value and what is allowed.
    */
   constructor(options: FileStorageOptions<T>) {
-    this.options = resolveFileStorageOptions(options);
+    this.options = resolveFileStorageOptions(options as FileStorageSettings<T>);
     this.encoding = {
       serializer: this.options.serializer,
       maxRecordBytes: this.options.maxRecordBytes,
@@ -133,12 +129,27 @@ export class FileStorage<T> implements Storage<T> {
 
   /** What was found in the journal at open; undefined until then. */
   get recovery(): RecoveryReport | undefined {
-    return this.report;
+    return this.journal?.report;
   }
 
   /** `file:<directory id>`, once open: names this journal's records for good. */
   get idScope(): string | undefined {
-    return this.identity ? `file:${idText(this.identity)}` : undefined;
+    return this.journal ? `file:${idText(this.journal.identity)}` : undefined;
+  }
+
+  /**
+   * Calls `listener` when room may have been freed after an append was refused with
+   * `StorageFullError` (by `maxJournalBytes` or a full disk): acknowledged records let old
+   * segments go. Returns a function that stops watching. For the buffer's `onFull: 'block'`,
+   * which waits for room rather than polling.
+   */
+  watchRoom(listener: () => void): () => void {
+    this.roomWatchers.add(listener);
+    const stop = this.journal?.budget.watch(listener);
+    return () => {
+      this.roomWatchers.delete(listener);
+      stop?.();
+    };
   }
 
   /**
@@ -198,20 +209,24 @@ export class FileStorage<T> implements Storage<T> {
    * waited for: after a crash, a record acknowledged just before may be delivered again.
    */
   ack(records: readonly StoredRecord<T>[]): void {
-    const writer = this.usableWriter();
-    writer.ack(this.index.take(records));
+    const journal = this.usableJournal();
+    journal.writer.ack(journal.index.take(records));
   }
 
-  /** Puts records back for a retry; their attempt count and `visibleAt` are journaled. */
+  /**
+   * Puts records back for a retry: their attempt count and `visibleAt` are journaled, and they
+   * wait where they are (on disk) until they are due.
+   */
   release(records: readonly StoredRecord<T>[], visibleAt: number): void {
-    const writer = this.usableWriter();
-    writer.release(this.index.release(records, visibleAt), visibleAt);
+    const journal = this.usableJournal();
+    const group = journal.index.release(records, visibleAt);
+    if (group) journal.writer.release(group);
   }
 
   /** Records stored and not leased; synchronous once the storage is open. */
   size(): number | Promise<number> {
-    if (this.state === 'open') return this.index.size;
-    return this.open().then(() => this.index.size);
+    if (this.state === 'open') return (this.journal as OpenJournal<T>).index.size;
+    return this.open().then(() => (this.journal as OpenJournal<T>).index.size);
   }
 
   /**
@@ -238,83 +253,23 @@ export class FileStorage<T> implements Storage<T> {
     this.state = 'closed';
     this.closing ??= Promise.resolve();
     await this.opening?.catch(() => undefined);
-    await this.writer?.abandon();
-    this.lock?.abandon();
+    await this.journal?.writer.abandon();
+    await this.journal?.reads.close();
+    this.journal?.lock.abandon();
   }
 
   private async openJournal(): Promise<void> {
-    const started = Date.now();
-    let directory = this.directory;
-    let lock: DirectoryLock | undefined;
-    try {
-      const created = await fs.mkdir(this.directory, { recursive: true, mode: 0o700 });
-      if (created !== undefined) await fs.chmod(this.directory, 0o700);
-      directory = await fs.realpath(this.directory);
-      if (!this.options.allowUnsafeDirectory) await checkDirectory(directory);
-      lock = await DirectoryLock.acquire(directory);
-      const journal = await recoverJournal(directory);
-      // The id, and the id floor, are on disk before any segment that carries them.
-      await writeIdentity(directory, journal.identity);
-      const files = new SegmentFiles({
-        directory,
-        durability: this.options.durability,
-        segmentBytes: this.options.segmentBytes,
-        directoryId: journal.identity.id,
-        nextSequence: journal.nextSequence,
-        lastSequence: journal.lastSequence,
-        spares: journal.spares,
-        idFloor: () => this.nextId,
-      });
-      const writer = new JournalWriter(
-        directory,
-        this.options.durability === 'fsync',
-        files,
-        journal.segments,
-        this.index,
-      );
-      await writer.tidyRecovered();
-      this.index.addRecovered(journal.records);
-      this.nextId = journal.nextId;
-      this.identity = journal.identity;
-      this.realDirectory = directory;
-      this.writer = writer;
-      this.reader = new RecordReader<T>({
-        directory,
-        serializer: this.options.serializer,
-        index: this.index,
-        writer,
-        segments: journal.segments,
-        quarantine: new Quarantine(directory),
-        onError: (error) => this.reportError(error),
-      });
-      this.lock = lock;
-      this.report = { directory, ...journal.report, durationMs: Date.now() - started };
-    } catch (error) {
-      await lock?.release().catch(() => undefined);
-      const file = (error as { path?: unknown } | null)?.path;
-      throw classifyFileError(error, typeof file === 'string' ? file : directory, 'open');
-    }
+    const journal = await openJournal(this.directory, this.options, {
+      idFloor: () => this.nextId,
+      reportError: (error) => this.reportError(error),
+    });
+    this.journal = journal;
+    this.nextId = journal.nextId;
+    this.idFloor = journal.identity.idFloor;
+    for (const listener of this.roomWatchers) journal.budget.watch(listener);
     this.state = 'open';
-    this.announceRecovery(this.report);
-  }
-
-  private announceRecovery(report: RecoveryReport): void {
-    const listener = this.options.onRecovery;
-    if (listener) {
-      try {
-        listener(report);
-      } catch (error) {
-        this.reportError(
-          new StorageError(
-            `FileStorage onRecovery listener threw: ${error instanceof Error ? error.message : String(error)}`,
-            { cause: error },
-          ),
-        );
-      }
-      return;
-    }
-    const summary = describeRecovery(report);
-    if (summary) this.reportError(new StorageError(summary));
+    announceRecovery(journal.report, this.options.onRecovery, (error) => this.reportError(error));
+    for (const warning of journal.warnings) this.reportError(warning);
   }
 
   private reportError(error: Error): void {
@@ -328,51 +283,61 @@ export class FileStorage<T> implements Storage<T> {
   private appendOpen(records: readonly T[], texts: string[]): Promise<readonly RecordId[]> {
     // A close may have begun while this append waited for the open.
     if (this.state !== 'open') return Promise.reject(this.closedError());
-    const writer = this.writer as JournalWriter;
+    const { writer, files, budget } = this.journal as OpenJournal<T>;
     const n = texts.length;
     if (n === 0) return Promise.resolve([]);
     const live = new Array<LiveRecord>(n);
-    const ids = new Array<RecordId>(n);
     // JSON gives back an equal record: hand the worker the one pushed (see `LiveRecord`).
     const keepValue = this.options.serializer === (jsonSerializer as Serializer<unknown>);
     let total = 0;
+    const sizes = new Array<number>(n);
     for (let i = 0; i < n; i++) {
-      const text = texts[i] as string;
-      const bytes = Buffer.byteLength(text, 'utf8');
-      const id = this.nextId++;
+      const bytes = Buffer.byteLength(texts[i] as string, 'utf8');
+      sizes[i] = bytes;
       total += bytes;
+    }
+    if (budget.maxBytes !== undefined) {
+      const full = budget.refuse(
+        files.usedBytes + writer.queuedAppendBytes,
+        total + n * appendFrameBytes(0),
+      );
+      if (full) return Promise.reject(full);
+    }
+    const ids = new Array<RecordId>(n);
+    for (let i = 0; i < n; i++) {
+      const id = this.nextId++;
       ids[i] = id;
       live[i] = {
         id,
         value: keepValue ? records[i] : undefined,
-        text: keepValue ? undefined : text,
-        bytes,
+        text: texts[i] as string,
+        bytes: sizes[i] as number,
         attempts: 0,
         deliveries: 0,
         visibleAt: 0,
         segment: 0,
         offset: 0,
+        frame: 0,
         acked: false,
       };
     }
-    return writer.append(live, texts, ids, total);
+    return writer.append(live, ids, total);
   }
 
   private reserveOpen(
     limit: number,
     options: ReserveOptions,
   ): StoredRecord<T>[] | Promise<StoredRecord<T>[]> {
-    this.usableWriter();
-    return (this.reader as RecordReader<T>).reserve(limit, options);
+    return this.usableJournal().reader.reserve(limit, options);
   }
 
-  /** The writer, if the storage is open and its journal has not failed. */
-  private usableWriter(): JournalWriter {
-    const writer = this.writer;
-    if (this.state !== 'open' || writer === undefined) throw this.closedError();
-    const failure = writer.failure;
+  /** The journal, if the storage is open and its journal has not failed. */
+  private usableJournal(): OpenJournal<T> {
+    const journal = this.journal;
+    if (this.state !== 'open' || journal === undefined) throw this.closedError();
+    const failure = journal.writer.failure;
     if (failure) throw failure;
-    return writer;
+    return journal;
   }
 
   private closedError(): StorageError {
@@ -390,23 +355,28 @@ export class FileStorage<T> implements Storage<T> {
     }
     await this.opening?.catch(() => undefined);
     this.state = 'closing';
+    const journal = this.journal;
+    if (journal === undefined) {
+      this.state = 'closed';
+      return;
+    }
     try {
-      const identity = this.identity;
-      if (identity && this.nextId > identity.idFloor) {
+      if (this.nextId > this.idFloor) {
         // Ids must not start over once the last segment is gone: the floor goes first.
         try {
-          this.identity = { ...identity, idFloor: this.nextId };
-          await writeIdentity(this.realDirectory, this.identity);
+          await writeIdentity(journal.directory, { ...journal.identity, idFloor: this.nextId });
+          this.idFloor = this.nextId;
         } catch (error) {
-          await this.writer?.abandon();
-          throw classifyFileError(error, this.realDirectory, 'record the id floor in');
+          await journal.writer.abandon();
+          throw classifyFileError(error, journal.directory, 'record the id floor in');
         }
       }
-      await this.writer?.close();
+      await journal.writer.close();
+      await journal.reads.close();
     } finally {
       this.state = 'closed';
-      await this.lock?.release().catch((error: unknown) => {
-        throw classifyFileError(error, this.realDirectory, 'release the lock of');
+      await journal.lock.release().catch((error: unknown) => {
+        throw classifyFileError(error, journal.directory, 'release the lock of');
       });
     }
   }

@@ -22,12 +22,16 @@ import { crc32 } from './crc32.js';
  *   APPEND   id, payload                                           a record as appended
  *   CARRY    id, attempts u32, visibleAt, deliveries u32, payload  a live record copied forward
  *   ACK      count u32, count x (first id, n u32)                  acknowledged ids (or set aside)
- *   RELEASE  visibleAt, count u32, count x (id, attempts u32)
+ *   RELEASE  visibleAt, count u32, count x (id, attempts u32)      records back for a retry
  *   LEASE    count u32, count x (first id, n u32, deliveries u32)  records handed to a worker
  *   PAD      anything                                              written over damaged bytes
  *
- * Replaying the frames in order rebuilds the live records; every field a frame sets is absolute
- * (attempts, deliveries), so that replaying a frame twice (a duplicated segment) changes nothing.
+ * A record released for a retry stays where it is; the RELEASE frame gives its new state (12
+ * bytes a record, however often a failing worker releases it). A record copied out of a mostly
+ * dead segment, so that the segment can go, is a CARRY frame with its state; its newest copy is
+ * the record, older ones are stale. Replaying the frames rebuilds the live records (see
+ * `journal-replay.ts`); every field a frame sets is absolute (attempts, deliveries), so that
+ * replaying a frame twice (a duplicated segment) changes nothing.
  *
  * A frame is trusted only whole: its tag, a length that fits in the file, its checksum and its
  * fields (see `journal-frames.ts`). Reading (see `segment-reader.ts`) skips what is not a trusted frame and goes on at the

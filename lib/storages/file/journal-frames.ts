@@ -35,6 +35,11 @@ export function carryFrameBytes(payloadBytes: number): number {
   return FRAME_HEAD_BYTES + CARRY_FIELDS + payloadBytes;
 }
 
+/** Where the frame of a record written by this version starts, from its payload's offset. */
+export function frameStart(payloadOffset: number, carried: boolean): number {
+  return payloadOffset - (carried ? carryFrameBytes(0) : appendFrameBytes(0));
+}
+
 export function ackFrameBytes(ranges: number): number {
   return FRAME_HEAD_BYTES + COUNT_FIELDS + ranges * ENTRY_BYTES;
 }
@@ -200,8 +205,9 @@ export function idRanges(ids: readonly number[]): number[] {
 
 /** What replaying a segment does with each frame. */
 export interface FrameVisitor {
-  append(id: number, payloadOffset: number, payloadBytes: number): void;
-  carry(state: CarriedState, payloadOffset: number, payloadBytes: number): void;
+  /** A record's copy: where its payload is, and where its frame starts (`frameAt`). */
+  append(id: number, payloadOffset: number, payloadBytes: number, frameAt: number): void;
+  carry(state: CarriedState, payloadOffset: number, payloadBytes: number, frameAt: number): void;
   ack(firstId: number, count: number): void;
   release(id: number, attempts: number, visibleAt: number): void;
   lease(firstId: number, count: number, deliveries: number): void;
@@ -212,23 +218,43 @@ export interface FrameVisitor {
  * tag, a length past the end, a checksum or a field that fails). Visits nothing.
  */
 export function frameEndAt(data: Buffer, at: number, kind: SegmentKind): number {
+  const end = checkedFrameEnd(data, at, kind);
+  if (end < 0) return -1;
+  return visitFrame(data, at + FRAME_HEAD_BYTES, end - at - FRAME_HEAD_BYTES, kind, undefined)
+    ? end
+    : -1;
+}
+
+/**
+ * The end of the frame at `at` if its tag, length and (unless `checksum` is false) checksum hold,
+ * else -1; its fields are not checked (`replayFrame` does, as it visits them).
+ */
+export function checkedFrameEnd(
+  data: Buffer,
+  at: number,
+  kind: SegmentKind,
+  checksum = true,
+): number {
   if (data.length - at < FRAME_HEAD_BYTES || data.readUInt32LE(at + 4) !== kind.tag) return -1;
   const bodyBytes = data.readUInt32LE(at);
   const end = at + FRAME_HEAD_BYTES + bodyBytes;
   if (bodyBytes === 0 || end > data.length) return -1;
-  if (frameChecksum(data, at, end) !== data.readUInt32LE(at + 8)) return -1;
-  return visitFrame(data, at + FRAME_HEAD_BYTES, bodyBytes, kind, undefined) ? end : -1;
+  if (!checksum) return end;
+  return frameChecksum(data, at, end) === data.readUInt32LE(at + 8) ? end : -1;
 }
 
-/** Replays the trusted frame at `at`, which `frameEndAt` accepted. */
+/**
+ * Replays the frame at `at`, which `frameEndAt` accepted (or `checkedFrameEnd`: then a frame whose
+ * fields fail is not visited, and false is returned).
+ */
 export function replayFrame(
   data: Buffer,
   at: number,
   end: number,
   kind: SegmentKind,
   visitor: FrameVisitor,
-): void {
-  visitFrame(data, at + FRAME_HEAD_BYTES, end - at - FRAME_HEAD_BYTES, kind, visitor);
+): boolean {
+  return visitFrame(data, at + FRAME_HEAD_BYTES, end - at - FRAME_HEAD_BYTES, kind, visitor);
 }
 
 /** Checks a frame body's fields and, with a visitor, replays it; false when malformed. */
@@ -244,7 +270,7 @@ function visitFrame(
     if (bodyBytes < APPEND_FIELDS) return false;
     const id = data.readDoubleLE(p + 1);
     if (!isId(id)) return false;
-    visitor?.append(id, p + APPEND_FIELDS, bodyBytes - APPEND_FIELDS);
+    visitor?.append(id, p + APPEND_FIELDS, bodyBytes - APPEND_FIELDS, p - FRAME_HEAD_BYTES);
     return true;
   }
   if (type === FRAME_CARRY) {
@@ -258,7 +284,7 @@ function visitFrame(
       deliveries: kind.version === LEGACY_VERSION ? attempts : data.readUInt32LE(p + 21),
     };
     if (!isId(state.id) || Number.isNaN(state.visibleAt)) return false;
-    visitor?.carry(state, p + fields, bodyBytes - fields);
+    visitor?.carry(state, p + fields, bodyBytes - fields, p - FRAME_HEAD_BYTES);
     return true;
   }
   if (type === FRAME_ACK || type === FRAME_LEASE) {

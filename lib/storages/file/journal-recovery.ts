@@ -11,6 +11,7 @@ import {
 import {
   currentKind,
   decodeHeader,
+  HEADER_BYTES,
   LEGACY_VERSION,
   legacyKind,
   parseSegmentName,
@@ -20,21 +21,19 @@ import {
   type SegmentHeader,
   type SegmentKind,
 } from './journal-format.js';
-import type { LiveRecord } from './live-record.js';
+import { JournalReplay } from './journal-replay.js';
 import { Quarantine } from './quarantine.js';
 import type { IgnoredFile, JournalDamage, RecoveryReport } from './recovery-report.js';
 import { readSafely, UntrustedFileError } from './safe-files.js';
-import { repairSegment } from './segment-repair.js';
-import { scanSegment, type SegmentScan } from './segment-reader.js';
-import { SegmentTable } from './segment-table.js';
-import { JournalReplay } from './journal-replay.js';
+import { readHead, readSegment } from './segment-repair.js';
+import { SegmentTable, type FoundSegment } from './segment-table.js';
 
 /** What replaying a journal directory found. */
 export interface RecoveredJournal {
-  /** Records not acknowledged, in id (append) order, leased ones at the crash included. */
-  readonly records: LiveRecord[];
-  /** The segments kept, with how many live records each holds. */
+  /** The segments kept, with how many live records each holds and where its frames end. */
   readonly segments: SegmentTable;
+  /** What waits, as the replay left it (fresh records, retry groups, deliveries). */
+  readonly replay: JournalReplay;
   /** Spare files (dead segments kept for reuse), by name; they hold no records. */
   readonly spares: string[];
   readonly identity: DirectoryIdentity;
@@ -43,14 +42,14 @@ export interface RecoveredJournal {
   readonly nextSequence: number;
   /** The newest segment's sequence (the `previous` of the next one); 0 for none. */
   readonly lastSequence: number;
-  readonly report: Omit<RecoveryReport, 'directory' | 'durationMs'>;
+  readonly report: Omit<RecoveryReport, 'directory' | 'durationMs' | 'journalBytes' | 'freeBytes'>;
 }
 
-/** A segment file as read, with what its header says. */
+/** A segment file as found, with what its header says; its frames are read later. */
 interface SegmentFile {
   readonly name: string;
   readonly nameSequence: number;
-  readonly data: Buffer;
+  readonly size: number;
   readonly header: HeaderRead;
 }
 
@@ -63,12 +62,16 @@ interface Member {
 }
 
 /**
- * Reads every segment and replays its trusted frames, salvage first: damaged bytes are skipped
- * (reading goes on at the next trusted frame), copied to the quarantine file, and only then cut
- * off or overwritten (see `JournalDamage`). Files that are not this directory's are not replayed:
- * a segment with another directory id is moved to quarantine, a link or another user's file is
- * left alone; both are reported. Gaps in the sequence (a segment missing in the middle) are
- * reported. Only a segment of a newer format refuses the open, before anything is changed.
+ * Reads the journal, salvage first: damaged bytes are skipped (reading goes on at the next
+ * trusted frame), copied to the quarantine file, and only then cut off or overwritten (see
+ * `JournalDamage`). Files that are not this directory's are not replayed: a segment with another
+ * directory id is moved to quarantine, a link or another user's file is left alone; both are
+ * reported. Gaps in the sequence (a segment missing in the middle) are reported. Only a segment
+ * of a newer format refuses the open, before anything is changed.
+ *
+ * Streaming: segment headers first, then one segment at a time, newest first (see
+ * `JournalReplay`), so that memory holds one segment's bytes and a few bits per record, however
+ * many records the journal holds.
  */
 export async function recoverJournal(directory: string): Promise<RecoveredJournal> {
   const quarantine = new Quarantine(directory);
@@ -87,8 +90,8 @@ export async function recoverJournal(directory: string): Promise<RecoveredJourna
     }
     if (sequence === undefined) continue;
     try {
-      const data = await readSafely(path.join(directory, name));
-      files.push({ name, nameSequence: sequence, data, header: decodeHeader(data) });
+      const { head, size } = await readHead(path.join(directory, name), HEADER_BYTES);
+      files.push({ name, nameSequence: sequence, size, header: decodeHeader(head) });
     } catch (error) {
       if (!(error instanceof UntrustedFileError)) throw error;
       ignored.push({ file: name, reason: 'untrusted', detail: error.why });
@@ -115,67 +118,75 @@ export async function recoverJournal(directory: string): Promise<RecoveredJourna
     else members.set(member.sequence, [member]);
   }
 
-  const replay = new JournalReplay();
-  const segments = new SegmentTable();
   const damage: JournalDamage[] = [];
-  const missing: string[] = [];
-  let framesRecovered = 0;
-  let framesSkipped = 0;
-  let idFloor = identity.idFloor;
-  let lastSequence = 0;
   const sequences = [...members.keys()].sort((a, b) => a - b);
   const newest = sequences[sequences.length - 1];
-  for (const sequence of sequences) {
-    const group = members.get(sequence) as Member[];
-    if (sequence === newest && group.length === 1 && isTornCreation(group[0] as Member)) {
+  if (newest !== undefined) {
+    const group = members.get(newest) as Member[];
+    if (group.length === 1 && isTornCreation(group[0] as Member)) {
       damage.push(...(await dropTornSegment(directory, group[0] as Member, quarantine)));
-      continue;
+      sequences.pop();
     }
-    // The file named after the sequence is the segment; others are copies of it.
-    group.sort((a, b) => rank(a) - rank(b));
-    const primary = group[0] as Member;
+  }
+  // The file named after the sequence is the segment; others are copies of it.
+  for (const sequence of sequences)
+    (members.get(sequence) as Member[]).sort((a, b) => rank(a) - rank(b));
+  const missing: string[] = [];
+  let idFloor = identity.idFloor;
+  let lastSequence = 0;
+  for (const sequence of sequences) {
+    const primary = (members.get(sequence) as Member[])[0] as Member;
     const previous = primary.header?.previous ?? 0;
     if (lastSequence > 0 && previous > lastSequence) missing.push(segmentName(previous));
     if (primary.header) idFloor = Math.max(idFloor, primary.header.idFloor);
-
-    const scans = group.map((member) => scanSegment(member.file.data, member.kind));
-    const written = replay.segment(
-      sequence,
-      group.map((member, i) => ({ data: member.file.data, kind: member.kind, scan: scans[i] })),
-    );
-    framesRecovered += replay.lastFrames;
-    for (let i = 0; i < group.length; i++) {
-      const member = group[i] as Member;
-      const scan = scans[i] as SegmentScan;
-      framesSkipped += scan.damage.length;
-      damage.push(
-        ...(await repairSegment({
-          directory,
-          name: member.file.name,
-          data: member.file.data,
-          kind: member.kind,
-          scan,
-          headerDamaged: member.file.header.kind === 'damaged',
-          rewrite: i === 0,
-          quarantine,
-          identity,
-          sequence,
-        })),
-      );
-    }
-    segments.add(sequence, {
-      file: primary.file.name,
-      copies: group.slice(1).map((member) => member.file.name),
-      legacy: primary.kind.version === LEGACY_VERSION,
-      written,
-    });
     lastSequence = sequence;
   }
 
-  const records = replay.liveRecords(segments);
+  const replay = new JournalReplay();
+  const found: { sequence: number; kind: SegmentKind; segment: FoundSegment }[] = [];
+  let framesRecovered = 0;
+  let framesSkipped = 0;
+  // One buffer for every segment, as large as the largest: segments are read one at a time.
+  let buffer = Buffer.alloc(0);
+  for (const sequence of [...sequences].reverse()) {
+    const group = members.get(sequence) as Member[];
+    const files = group.map((member) => ({
+      name: member.file.name,
+      kind: member.kind,
+      headerDamaged: member.file.header.kind === 'damaged',
+    }));
+    if (buffer.length < (group[0] as Member).file.size) {
+      buffer = Buffer.allocUnsafe((group[0] as Member).file.size);
+    }
+    const read = await readSegment(directory, sequence, files, quarantine, identity, buffer);
+    framesRecovered += read.frames.length / 2;
+    framesSkipped += read.skipped;
+    damage.push(...read.damage);
+    const primary = group[0] as Member;
+    const replayed = await replay.segment(sequence, primary.kind, read.data, read.frames);
+    found.push({
+      sequence,
+      kind: primary.kind,
+      segment: {
+        file: primary.file.name,
+        copies: group.slice(1).map((member) => member.file.name),
+        written: replayed.written,
+        live: replayed.live,
+        end: read.end,
+      },
+    });
+  }
+  replay.finish();
+  const segments = new SegmentTable();
+  for (const { sequence, kind, segment } of found.reverse()) segments.add(sequence, kind, segment);
+  damage.sort((a, b) =>
+    a.segment < b.segment ? -1 : a.segment > b.segment ? 1 : a.offset - b.offset,
+  );
+
+  const records = replay.records;
   return {
-    records,
     segments,
+    replay,
     spares,
     identity: { ...identity, idFloor: Math.max(idFloor, replay.nextId) },
     nextId: Math.max(idFloor, replay.nextId),
@@ -184,8 +195,8 @@ export async function recoverJournal(directory: string): Promise<RecoveredJourna
     report: {
       directoryId: idText(identity),
       segments: files.length,
-      records: records.length,
-      retries: records.filter((record) => record.attempts > 0).length,
+      records,
+      retries: replay.retries,
       framesRecovered,
       framesSkipped,
       bytesQuarantined: quarantine.bytesKept,
@@ -291,14 +302,14 @@ async function classify(
       sequence < identity.legacyBelow ? legacyKind(sequence) : currentKind(sequence, identity.id);
     return { file, sequence, kind, header: undefined };
   }
-  const moved = await quarantine.moveFile(file.name, file.data.length);
+  const moved = await quarantine.moveFile(file.name, file.size);
   ignored.push({ file: file.name, reason: 'foreign', detail, quarantined: moved });
   return undefined;
 }
 
 /** The newest segment, killed while its header was being written: no frame can be in it. */
 function isTornCreation(member: Member): boolean {
-  return member.file.header.kind === 'damaged' && member.file.data.length < member.kind.headerBytes;
+  return member.file.header.kind === 'damaged' && member.file.size < member.kind.headerBytes;
 }
 
 /** Removes a segment torn at its creation; its bytes, if any, go to quarantine first. */
@@ -307,7 +318,8 @@ async function dropTornSegment(
   member: Member,
   quarantine: Quarantine,
 ): Promise<JournalDamage[]> {
-  const { name, data } = member.file;
+  const { name } = member.file;
+  const data = await readSafely(path.join(directory, name));
   const damage: JournalDamage[] = [];
   if (data.length > 0) {
     const [quarantined] = await quarantine.keep([

@@ -1,22 +1,20 @@
-import path from 'node:path';
 import { BufIOError, StorageError } from '../../core/errors.js';
 import type { RecordId } from '../../core/storage.js';
-import { closeFd, readAt, syncDirectory, syncFile } from './file-io.js';
+import { syncDirectory } from './file-io.js';
 import {
   ackFrameBytes,
   appendFrameBytes,
-  carryFrameBytes,
   idRanges,
   leaseFrameBytes,
-  releaseFrameBytes,
   writeLeaseFrame,
-  type Payload,
 } from './journal-frames.js';
-import { encodeOp, OpQueue, type Op } from './journal-ops.js';
+import { applyWritten, carryOp, encodeOp, OpQueue, releaseOp, type Op } from './journal-ops.js';
 import type { LiveIndex } from './live-index.js';
 import type { LiveRecord } from './live-record.js';
-import { isRefusal, openSafely } from './safe-files.js';
+import type { RetryGroup } from './retry-groups.js';
+import { isRefusal } from './safe-files.js';
 import type { SegmentFiles } from './segment-files.js';
+import type { SegmentReads } from './segment-reads.js';
 import type { Segment, SegmentTable } from './segment-table.js';
 
 /**
@@ -25,11 +23,21 @@ import type { Segment, SegmentTable } from './segment-table.js';
  */
 const MAX_BURST_BYTES = 4 * 1024 * 1024;
 
-/** A segment whose live records are at most this fraction of what it held is copied forward. */
+/** A segment whose live records are at most this fraction of what it held is emptied forward. */
 const SPARSE_FRACTION = 0.25;
 
 /** After the disk refused a burst, what is still queued (acks, releases) is tried again so soon. */
 const REFUSAL_RETRY_MS = 100;
+
+/** What the writer asks of the rest of the storage. */
+export interface JournalWriterHooks {
+  /** Readers of segment files, told before a segment's file is removed or reused. */
+  readonly reads: SegmentReads;
+  /** Reads a retry group's records back into memory (see `RecordReader`). */
+  loadGroup(group: RetryGroup): Promise<void>;
+  /** Segments were retired: there may be room for appends again. */
+  onRetired(): void;
+}
 
 /**
  * Decides what the journal writes and when, with group commit: every frame queued while a write
@@ -37,10 +45,11 @@ const REFUSAL_RETRY_MS = 100;
  * whole burst, followed by one `fdatasync` when the burst holds appends and durability is
  * `'fsync'`. `SegmentFiles` decides where the bytes land.
  *
- * It also keeps the directory small: it retires the oldest segments once every record in them is
- * acknowledged and the acknowledgement is on disk, and copies the last few live records of an
- * otherwise dead oldest segment forward (a CARRY frame), so that one record waiting for a retry
- * does not pin every segment after it.
+ * A record released for a retry stays where it is: a RELEASE frame gives its new attempt count
+ * and retry time. The writer retires the oldest segments once every record in them is
+ * acknowledged (or copied forward) and what made them so is on disk, and copies the last few retry
+ * groups of an otherwise dead oldest segment forward (CARRY frames), so that one long retry does
+ * not pin every segment after it.
  *
  * A burst the disk refuses (full, or access refused: `StorageFullError`, `StorageAccessError`) is
  * cut back off the file: its appends and leases reject, its acknowledgements and releases stay
@@ -62,12 +71,18 @@ export class JournalWriter {
   private writtenBurst = 0;
   private syncedBurst = 0;
 
+  private buffer = Buffer.alloc(0);
+
+  /** Bytes of the appends queued and not written yet, for the journal's budget. */
+  queuedAppendBytes = 0;
+
   constructor(
     private readonly directory: string,
     private readonly fsync: boolean,
     private readonly files: SegmentFiles,
     private readonly segments: SegmentTable,
     private readonly index: LiveIndex,
+    private readonly hooks: JournalWriterHooks,
   ) {}
 
   /** The error that stopped the journal, if one did. */
@@ -78,14 +93,27 @@ export class JournalWriter {
   /** Queues records for the next burst; resolves with their ids once they are on disk. */
   append(
     records: LiveRecord[],
-    payloads: readonly string[],
     ids: readonly RecordId[],
     payloadBytes: number,
   ): Promise<readonly RecordId[]> {
     if (this.failed) return Promise.reject(this.failed);
     const bytes = payloadBytes + appendFrameBytes(0) * records.length;
-    return new Promise((resolve, reject) => {
-      this.enqueue({ kind: 'append', records, payloads, ids, bytes, resolve, reject });
+    this.queuedAppendBytes += bytes;
+    return new Promise<readonly RecordId[]>((resolve, reject) => {
+      this.enqueue({
+        kind: 'append',
+        records,
+        ids,
+        bytes,
+        resolve: (written) => {
+          this.queuedAppendBytes -= bytes;
+          resolve(written);
+        },
+        reject: (error) => {
+          this.queuedAppendBytes -= bytes;
+          reject(error);
+        },
+      });
     });
   }
 
@@ -105,16 +133,13 @@ export class JournalWriter {
     this.enqueue({ kind: 'ack', ranges, segments, bytes: ackFrameBytes(ranges.length / 2) });
   }
 
-  /** Journals released records' new attempt counts and when they become visible. */
-  release(records: readonly LiveRecord[], visibleAt: number): void {
-    if (records.length === 0) return;
-    const pairs = new Array<number>(records.length * 2);
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i] as LiveRecord;
-      pairs[2 * i] = record.id;
-      pairs[2 * i + 1] = record.attempts;
-    }
-    this.enqueue({ kind: 'release', visibleAt, pairs, bytes: releaseFrameBytes(records.length) });
+  /**
+   * Journals a group released for a retry: its records' new attempt counts and retry time, in a
+   * RELEASE frame (the records stay where they are), without waiting for a sync (a crash before
+   * it at worst delivers them again early).
+   */
+  release(group: RetryGroup): void {
+    this.enqueue(releaseOp(group));
   }
 
   /**
@@ -135,31 +160,6 @@ export class JournalWriter {
     return new Promise((resolve, reject) => {
       this.enqueue({ kind: 'lease', triples, bytes, resolve, reject });
     });
-  }
-
-  /**
-   * Takes the spares found at open and retires segments left dead by an earlier process. Their
-   * records were acknowledged in later segments, which that process may not have synced: sync
-   * those first.
-   */
-  async tidyRecovered(): Promise<void> {
-    let changed = await this.files.adoptSpares();
-    const dead: Segment[] = [];
-    for (const segment of this.segments.values()) {
-      if (segment.live > 0) break;
-      dead.push(segment);
-    }
-    let i = 0;
-    for (const segment of this.segments.values()) {
-      if (dead.length > 0 && i++ >= dead.length) {
-        await syncFile(path.join(this.directory, segment.name));
-      }
-    }
-    for (const segment of dead) {
-      await this.files.retire(segment, this.segments);
-      changed = true;
-    }
-    if (changed) await syncDirectory(this.directory);
   }
 
   /**
@@ -263,7 +263,7 @@ export class JournalWriter {
       }
       position = files.headBytes;
       const fileEnd = files.preallocatedEnd(position, bytes, MAX_BURST_BYTES);
-      const buf = Buffer.allocUnsafe(fileEnd - position);
+      const buf = this.burstBuffer(fileEnd - position);
       const placed: number[] = [];
       let used = 0;
       let appends = false;
@@ -287,7 +287,15 @@ export class JournalWriter {
         }
       }
       if (this.abandoned) throw abandonedError();
-      this.applyWritten(ops, burst, placed);
+      applyWritten(
+        ops,
+        burst,
+        placed,
+        position + used,
+        this.files.head as Segment,
+        this.segments,
+        this.index,
+      );
       return true;
     } catch (error) {
       files.busy = false;
@@ -301,29 +309,14 @@ export class JournalWriter {
     }
   }
 
-  /** What a burst on disk changes: where records are, which segments are dead, waiting appends. */
-  private applyWritten(ops: readonly Op[], burst: number, placed: readonly number[]): void {
-    const head = this.files.head as Segment;
-    let p = 0;
-    for (const op of ops) {
-      if (op.kind === 'ack') {
-        for (const [segment, count] of op.segments) this.segments.ackWritten(segment, count, burst);
-      } else if (op.kind === 'append' || op.kind === 'carry') {
-        for (const record of op.records) {
-          const offset = placed[p++] as number;
-          if (offset < 0) continue;
-          if (op.kind === 'carry') this.segments.recordCarried(record.segment, burst);
-          record.segment = head.sequence;
-          record.offset = offset;
-          head.live++;
-          head.written++;
-        }
-        if (op.kind === 'append') {
-          this.index.addFresh(op.records);
-          op.resolve(op.ids);
-        }
-      }
-    }
+  /**
+   * The buffer bursts are encoded in, reused from burst to burst (one is written at a time):
+   * allocating megabytes per burst made the allocator hold on to memory the process no longer
+   * used.
+   */
+  private burstBuffer(bytes: number): Buffer {
+    if (this.buffer.length < bytes) this.buffer = Buffer.allocUnsafe(Math.max(bytes, 64 * 1024));
+    return this.buffer.subarray(0, bytes);
   }
 
   private async sync(): Promise<void> {
@@ -348,23 +341,29 @@ export class JournalWriter {
       }
       if (segment.unwrittenAcks > 0 || segment.deadAfterBurst > this.writtenBurst) break;
       if (segment.deadAfterBurst > this.syncedBurst) await this.sync();
+      await this.hooks.reads.forget(segment.sequence);
       await this.files.retire(segment, this.segments);
       retired = true;
     }
     if (retired && this.fsync) await syncDirectory(this.directory);
+    if (retired) this.hooks.onRetired();
   }
 
-  /** Copies the few live records of a mostly dead oldest segment forward, so it can go. */
+  /**
+   * Copies the retry groups left in a mostly dead oldest segment forward, so it can go. Not while
+   * fresh records are there: they are about to be read, and a backlog is not worth copying.
+   */
   private async maybeCarry(segment: Segment): Promise<void> {
     if (segment.carried || segment.live > segment.written * SPARSE_FRACTION) return;
-    const records = this.index.stragglers(segment.sequence);
-    if (records === undefined) return;
+    if (this.index.fresh.oldestSegment() <= segment.sequence) return;
     segment.carried = true;
-    if (records.length === 0) return;
-    const payloads = await readPayloads(path.join(this.directory, segment.name), records);
-    let bytes = 0;
-    for (const record of records) bytes += carryFrameBytes(record.bytes);
-    this.enqueue({ kind: 'carry', records, payloads, bytes });
+    for (const group of this.index.retries.inSegment(segment.sequence)) {
+      if (group.records === undefined) await this.hooks.loadGroup(group);
+      // Taken meanwhile: its records are leased or on their way out of the segment anyway.
+      if (group.records === undefined || group.next !== 0 || group.place === undefined) continue;
+      this.index.retries.moving(group);
+      this.enqueue(carryOp(group.records, group));
+    }
   }
 
   private fail(error: unknown): Error {
@@ -391,32 +390,4 @@ function toBufIOError(error: unknown): Error {
   return error instanceof BufIOError
     ? error
     : new StorageError('FileStorage was abandoned without close', { cause: error });
-}
-
-/** The payloads of records: their text where it is held, else their bytes read back. */
-async function readPayloads(file: string, records: readonly LiveRecord[]): Promise<Payload[]> {
-  if (records.every((record) => record.text !== undefined)) {
-    return records.map((record) => record.text as string);
-  }
-  const { fd } = await openSafely(file, 'read');
-  try {
-    const payloads: Payload[] = [];
-    for (const record of records) {
-      if (record.text !== undefined) {
-        payloads.push(record.text);
-        continue;
-      }
-      const payload = Buffer.allocUnsafe(record.bytes);
-      const read = await readAt(fd, payload, record.offset);
-      if (read !== record.bytes) {
-        throw new StorageError(
-          `FileStorage could not read record ${record.id} back from ${path.basename(file)}`,
-        );
-      }
-      payloads.push(payload);
-    }
-    return payloads;
-  } finally {
-    await closeFd(fd);
-  }
 }

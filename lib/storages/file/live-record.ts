@@ -1,17 +1,17 @@
 /**
- * A record the storage holds, from its append until its acknowledgement, and where its bytes lie
- * in the journal, so that a segment can be emptied by copying its last live records forward.
+ * A record held in memory: one handed to a worker (leased), or one of the few waiting records
+ * FileStorage keeps in memory as well as on disk (see `MemoryBudget`). Waiting records are
+ * otherwise on disk only, and read back when they are reserved.
  *
- * It is held as the value pushed (`value`: appended by this process with the default JSON
- * serializer, whose text gives back an equal record, so parsing it again would only cost time),
- * or as its serialized text (`text`: read back from the journal, or written by a custom
- * serializer), which `reserve` deserializes, so that a text the serializer cannot read back is
- * found there. Exactly one of the two is set.
+ * `text` is always there: `reserve` deserializes it, and a record copied out of a mostly dead
+ * segment is written again from it.
+ * `value` is the record as pushed, when the default JSON serializer wrote it: its text gives back
+ * an equal record, so parsing it again would only cost time.
  */
 export interface LiveRecord {
   readonly id: number;
   readonly value: unknown;
-  readonly text: string | undefined;
+  readonly text: string;
   /** Serialized size, which `reserve` measures `maxBytes` by. */
   readonly bytes: number;
   /** Failed attempts so far. */
@@ -20,10 +20,12 @@ export interface LiveRecord {
   deliveries: number;
   /** When a released record becomes visible again (epoch ms); 0 for one never released. */
   visibleAt: number;
-  /** Sequence number of the segment that holds its bytes. */
+  /** Sequence number of the segment that holds its bytes (its newest copy). */
   segment: number;
   /** Where its serialized bytes start in that segment. */
   offset: number;
+  /** Where the frame holding them starts (an APPEND or a CARRY frame). */
+  frame: number;
   /** Acknowledged, or set aside: dead. */
   acked: boolean;
 }

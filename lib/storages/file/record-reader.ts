@@ -1,10 +1,14 @@
 import { UnreadableRecordError } from '../../core/errors.js';
 import type { ReserveOptions, StoredRecord, UnreadableRecord } from '../../core/storage.js';
+import { ByteBudget } from '../byte-budget.js';
 import type { Serializer } from '../serializer.js';
+import { loadGroup } from './group-place.js';
 import type { JournalWriter } from './journal-writer.js';
 import type { LiveIndex } from './live-index.js';
 import type { LiveRecord } from './live-record.js';
 import type { Quarantine } from './quarantine.js';
+import type { RetryGroup } from './retry-groups.js';
+import type { SegmentReads } from './segment-reads.js';
 import type { SegmentTable } from './segment-table.js';
 
 export interface RecordReaderOptions<T> {
@@ -13,23 +17,135 @@ export interface RecordReaderOptions<T> {
   readonly index: LiveIndex;
   readonly writer: JournalWriter;
   readonly segments: SegmentTable;
+  readonly reads: SegmentReads;
   readonly quarantine: Quarantine;
+  /** Delivery counts of records leased when an earlier process stopped. */
+  readonly deliveries: Map<number, number>;
   readonly onError: (error: Error) => void;
 }
 
+/** The batch a reserve is putting together. */
+interface Picking {
+  readonly limit: number;
+  readonly budget: ByteBudget<LiveRecord>;
+  readonly picked: LiveRecord[];
+  /** `maxBytes` is reached. */
+  full: boolean;
+}
+
+const sizeOf = (record: LiveRecord): number => record.bytes;
+
 /**
- * Hands records out: leases them from the index, reads them back with the serializer, and
- * journals the lease (a LEASE frame with each record's new delivery count) before any is handed
- * out, so that a process that dies holding them has counted the delivery. A record the serializer
- * cannot read back is set aside: its text is copied to quarantine, it is marked dead in the
- * journal, and reported (`onUnreadable`, then `onError`); the others go on.
+ * Hands records out: picks them (due retries first, by id, then fresh records in append order),
+ * reading from disk what is not in memory, reads them back with the serializer, and journals the
+ * lease (a LEASE frame with each record's new delivery count) before any is handed out, so that a
+ * process that dies holding them has counted the delivery. A reserve that needs no read is
+ * synchronous; one that does waits for it, and reserves are answered in order. A record the
+ * serializer cannot read back is set aside: its text is copied to quarantine, it is marked dead
+ * in the journal, and reported (`onUnreadable`, then `onError`); the others go on.
  */
 export class RecordReader<T> {
+  /** A reserve waiting for the disk: the next one waits for it. */
+  private pending: Promise<void> | undefined;
+
   constructor(private readonly options: RecordReaderOptions<T>) {}
 
   reserve(limit: number, options: ReserveOptions): StoredRecord<T>[] | Promise<StoredRecord<T>[]> {
-    const { index, serializer } = this.options;
-    const picked = index.reserve(limit, options.now, options.maxBytes);
+    if (this.pending === undefined) return this.reserveNow(limit, options);
+    const next = this.pending.then(() => this.reserveNow(limit, options));
+    this.track(next);
+    return next;
+  }
+
+  private reserveNow(
+    limit: number,
+    options: ReserveOptions,
+  ): StoredRecord<T>[] | Promise<StoredRecord<T>[]> {
+    const budget = new ByteBudget(options.maxBytes, sizeOf);
+    const picking: Picking = { limit, budget, picked: [], full: false };
+    this.options.index.retries.promote(options.now);
+    let io: Promise<void> | undefined;
+    try {
+      io = this.pick(picking);
+    } catch (error) {
+      this.options.index.unlease(picking.picked);
+      throw error;
+    }
+    if (io === undefined) return this.finish(picking, options);
+    const done = this.pickAfter(io, picking).then(() => this.finish(picking, options));
+    this.track(done);
+    return done;
+  }
+
+  /** Makes the next reserve wait until `reserve` has settled. */
+  private track(reserve: Promise<unknown>): void {
+    const settled = reserve.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.pending = settled;
+    void settled.then(() => {
+      if (this.pending === settled) this.pending = undefined;
+    });
+  }
+
+  /** Keeps picking as reads complete. */
+  private async pickAfter(io: Promise<void> | undefined, picking: Picking): Promise<void> {
+    try {
+      while (io !== undefined) {
+        await io;
+        io = this.pick(picking);
+      }
+    } catch (error) {
+      this.options.index.unlease(picking.picked);
+      throw error;
+    }
+  }
+
+  /** Picks records while they are in memory; returns the read to wait for when one is needed. */
+  private pick(picking: Picking): Promise<void> | undefined {
+    const { index } = this.options;
+    const { retries, fresh } = index;
+    while (picking.picked.length < picking.limit && !picking.full) {
+      const group = retries.top();
+      if (group !== undefined) {
+        if (group.records === undefined) return this.load(group);
+        if (!this.fits(picking, group.records[group.next] as LiveRecord)) break;
+        this.lease(picking, retries.take(group));
+        continue;
+      }
+      const record = fresh.peek();
+      if (record === undefined) return fresh.read();
+      if (!this.fits(picking, record)) break;
+      this.lease(picking, fresh.take());
+    }
+    fresh.prefetch();
+    return undefined;
+  }
+
+  /** Counts `record` against `maxBytes` (the first always fits); once one does not, the batch is full. */
+  private fits(picking: Picking, record: LiveRecord): boolean {
+    if (picking.budget.fits(record, picking.picked.length)) return true;
+    picking.full = true;
+    return false;
+  }
+
+  private lease(picking: Picking, record: LiveRecord): void {
+    this.options.index.lease(record);
+    picking.picked.push(record);
+  }
+
+  private load(group: RetryGroup): Promise<void> {
+    return loadGroup(group, this.options);
+  }
+
+  /** Deserializes the picked records, sets aside those that do not, and journals the lease. */
+  private finish(
+    picking: Picking,
+    options: ReserveOptions,
+  ): StoredRecord<T>[] | Promise<StoredRecord<T>[]> {
+    const { serializer } = this.options;
+    const picked = picking.picked;
     if (picked.length === 0) return [];
     const good: LiveRecord[] = [];
     const batch: StoredRecord<T>[] = [];
@@ -38,7 +154,7 @@ export class RecordReader<T> {
       let value: T;
       try {
         value =
-          record.text === undefined ? (record.value as T) : serializer.deserialize(record.text);
+          record.value !== undefined ? (record.value as T) : serializer.deserialize(record.text);
       } catch (cause) {
         (unreadable ??= []).push({ record, cause });
         continue;
@@ -53,13 +169,13 @@ export class RecordReader<T> {
     }
     if (unreadable) {
       const found = unreadable;
-      return this.setAside(found, picked, options).then(() => this.lease(good, batch));
+      return this.setAside(found, picked, options).then(() => this.journalLease(good, batch));
     }
-    return this.lease(good, batch);
+    return this.journalLease(good, batch);
   }
 
   /** Journals the lease of `good`; the batch is theirs once it is written. */
-  private lease(
+  private journalLease(
     good: LiveRecord[],
     batch: StoredRecord<T>[],
   ): StoredRecord<T>[] | Promise<StoredRecord<T>[]> {
@@ -106,7 +222,7 @@ export class RecordReader<T> {
           offset: record.offset,
           reason: 'unreadable',
           id: record.id,
-          bytes: Buffer.from(record.text ?? '', 'utf8'),
+          bytes: Buffer.from(record.text, 'utf8'),
         })),
       );
     } catch (error) {
@@ -117,7 +233,7 @@ export class RecordReader<T> {
     writer.ack(index.take(records));
     const reported: UnreadableRecord[] = found.map(({ record, cause }, i) => ({
       id: record.id,
-      payload: record.text ?? '',
+      payload: record.text,
       location: locations[i] as string,
       cause,
     }));

@@ -1,3 +1,4 @@
+import { StorageError } from '../../core/errors.js';
 import type { DamageReason } from './segment-reader.js';
 
 export type { DamageReason } from './segment-reader.js';
@@ -71,6 +72,10 @@ export interface RecoveryReport {
   readonly identity: 'created' | 'rebuilt' | 'read';
   /** Format-2 segments (BufIO 0.2.0) read. */
   readonly legacySegments: number;
+  /** Bytes of the journal's files once open (segments and spares, as allocated on disk). */
+  readonly journalBytes: number;
+  /** Bytes free on the directory's file system at open (`statfs`, for an unprivileged user). */
+  readonly freeBytes: number;
   /** Time taken to open, lock and replay, in ms. */
   readonly durationMs: number;
 }
@@ -94,4 +99,30 @@ export function describeRecovery(report: RecoveryReport): string | undefined {
     parts.push('the id file was missing or damaged and was rebuilt');
   if (parts.length === 0) return undefined;
   return `FileStorage found damage in journal "${report.directory}": ${parts.join('; ')}`;
+}
+
+/**
+ * Hands what an open found to `onRecovery`, or, without it, anything amiss to `onError`; a
+ * throwing listener is reported too.
+ */
+export function announceRecovery(
+  report: RecoveryReport,
+  onRecovery: ((report: RecoveryReport) => void) | undefined,
+  onError: (error: Error) => void,
+): void {
+  if (onRecovery) {
+    try {
+      onRecovery(report);
+    } catch (error) {
+      onError(
+        new StorageError(
+          `FileStorage onRecovery listener threw: ${error instanceof Error ? error.message : String(error)}`,
+          { cause: error },
+        ),
+      );
+    }
+    return;
+  }
+  const summary = describeRecovery(report);
+  if (summary) onError(new StorageError(summary));
 }

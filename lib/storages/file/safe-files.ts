@@ -81,11 +81,15 @@ export async function openSafely(
   }
 }
 
-/** Reads a whole file opened with `openSafely`, and closes it. */
-export async function readSafely(file: string, sharedOk = false): Promise<Buffer> {
+/**
+ * Reads a whole file opened with `openSafely`, and closes it: into `into` when it is large
+ * enough (a buffer the caller reuses), else into a new buffer.
+ */
+export async function readSafely(file: string, sharedOk = false, into?: Buffer): Promise<Buffer> {
   const { fd, size } = await openSafely(file, 'read', sharedOk);
   try {
-    const data = Buffer.allocUnsafe(size);
+    const data =
+      into !== undefined && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
     const done = await readAt(fd, data, 0);
     return done === size ? data : data.subarray(0, done);
   } finally {

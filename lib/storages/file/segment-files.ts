@@ -1,20 +1,26 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Durability } from './file-storage-options.js';
 import {
   closeFd,
   datasync,
   isErrno,
+  sizeOf,
   syncDirectory,
   truncateFd,
   unlinkIfPresent,
   writeFully,
   writeFullySync,
 } from './file-io.js';
-import { HEADER_BYTES, encodeHeader, frameTag, segmentName, spareName } from './journal-format.js';
-import { FRAME_HEAD_BYTES } from './journal-frames.js';
-import { classifyFileError, openSafely, UntrustedFileError } from './safe-files.js';
+import {
+  HEADER_BYTES,
+  currentKind,
+  encodeHeader,
+  frameTag,
+  segmentName,
+} from './journal-format.js';
+import { classifyFileError, openSafely } from './safe-files.js';
 import type { Segment, SegmentTable } from './segment-table.js';
+import { MAX_SPARES, SpareFiles } from './spare-files.js';
 
 export interface SegmentFilesOptions {
   readonly directory: string;
@@ -25,10 +31,10 @@ export interface SegmentFilesOptions {
   readonly nextSequence: number;
   /** The newest segment found at open (0: none), which the next one names as its previous. */
   readonly lastSequence: number;
-  /** Spare files found at open, by name. */
-  readonly spares: readonly string[];
   /** Every record id issued so far is below this (for new segment headers). */
   readonly idFloor: () => number;
+  /** Bound on the bytes of the journal's files (`maxJournalBytes`), if any. */
+  readonly maxBytes: number | undefined;
 }
 
 /**
@@ -41,9 +47,6 @@ const PREALLOCATE_BYTES = 1024 * 1024;
 
 /** A write of up to this size is made with a blocking call (cheaper than a thread-pool trip). */
 const SYNC_WRITE_BYTES = 64 * 1024;
-
-/** With durability `'fsync'`, up to this many dead segment files are kept to serve again. */
-export const MAX_SPARES = 2;
 
 /** How many sequence numbers a rotation skips past names planted in its way before it gives up. */
 const MAX_NAME_CLASHES = 8;
@@ -67,22 +70,47 @@ export class SegmentFiles {
   headTag = 0;
   private nextSequence: number;
   private lastSequence: number;
-  readonly spares: string[] = [];
+  readonly spares: SpareFiles;
+  /** Bytes of the segments' files (and their copies), as allocated on disk. */
+  private allocated = 0;
   /** A burst is between choosing its position and its write: `writeNow` must wait. */
   busy = false;
 
   constructor(private readonly options: SegmentFilesOptions) {
     this.nextSequence = options.nextSequence;
     this.lastSequence = options.lastSequence;
+    this.spares = new SpareFiles(options.directory, options.durability === 'fsync');
   }
 
   get isOpen(): boolean {
     return this.fd !== undefined;
   }
 
-  /** Preallocated space and spares pay only where syncs are waited for. */
-  get keepsSpares(): boolean {
-    return this.options.durability === 'fsync';
+  /** Bytes of the journal's files (segments, their copies, spares), as allocated on disk. */
+  get journalBytes(): number {
+    return this.allocated + this.spares.bytes;
+  }
+
+  /**
+   * Bytes of the journal's files that frames take: the segments' files, less the zeros written
+   * ahead in the head (spares and zeros are filled before a file grows).
+   */
+  get usedBytes(): number {
+    return this.allocated - (this.head === undefined ? 0 : this.headAllocated - this.headBytes);
+  }
+
+  /** Measures the files found at open: the segments kept and the spares. */
+  async measure(segments: SegmentTable): Promise<void> {
+    const dir = this.options.directory;
+    this.allocated = 0;
+    for (const segment of segments.values()) {
+      segment.fileBytes = 0;
+      for (const name of [segment.name, ...segment.copies]) {
+        segment.fileBytes += await sizeOf(path.join(dir, name));
+      }
+      this.allocated += segment.fileBytes;
+    }
+    await this.spares.measure();
   }
 
   /** Whether `bytes` more need a new segment first. */
@@ -106,9 +134,9 @@ export class SegmentFiles {
         previous: this.lastSequence,
         idFloor: this.options.idFloor(),
       });
-      let opened: { fd: number; allocated: number } | undefined;
+      let opened: OpenedSegment | undefined;
       try {
-        opened = await this.openSpare(header, name);
+        opened = await this.spares.reuse(header, name);
         opened ??= await this.createSegment(header, name);
       } catch (error) {
         if (isErrno(error, 'EEXIST') && clash < MAX_NAME_CLASHES) continue;
@@ -116,20 +144,20 @@ export class SegmentFiles {
       }
       this.fd = opened.fd;
       this.headAllocated = opened.allocated;
-      this.head = segments.add(sequence);
+      this.head = segments.add(sequence, currentKind(sequence, this.options.directoryId));
+      this.head.fileBytes = opened.allocated;
+      this.allocated += opened.allocated;
       this.headTag = frameTag(sequence, this.options.directoryId);
       this.headBytes = HEADER_BYTES;
       this.lastSequence = sequence;
+      await this.dropSpares();
       if (this.options.durability === 'fsync') await syncDirectory(dir);
       return;
     }
   }
 
   /** A new file under `name`, its header written (and synced, with fsync). */
-  private async createSegment(
-    header: Buffer,
-    name: string,
-  ): Promise<{ fd: number; allocated: number }> {
+  private async createSegment(header: Buffer, name: string): Promise<OpenedSegment> {
     const file = path.join(this.options.directory, name);
     const { fd } = await openSafely(file, 'create');
     try {
@@ -144,55 +172,21 @@ export class SegmentFiles {
   }
 
   /**
-   * The oldest usable spare, renamed to `name`, or undefined. Its old contents are made
-   * unreadable as the new segment first: the new header (whose sequence gives its frames a tag
-   * none of the old frames has), and zeros over its last bytes, so that a frame head cut short by
-   * the end of the file is never made of old bytes. Synced before the rename.
-   */
-  private async openSpare(
-    header: Buffer,
-    name: string,
-  ): Promise<{ fd: number; allocated: number } | undefined> {
-    const dir = this.options.directory;
-    for (let spare = this.spares.shift(); spare !== undefined; spare = this.spares.shift()) {
-      let opened: { fd: number; size: number };
-      try {
-        opened = await openSafely(path.join(dir, spare), 'update');
-      } catch (error) {
-        // Planted or gone since the open: not ours to write into.
-        if (error instanceof UntrustedFileError || isErrno(error, 'ENOENT')) continue;
-        throw error;
-      }
-      const { fd } = opened;
-      try {
-        const size = Math.max(opened.size, HEADER_BYTES);
-        await writeFully(fd, header, HEADER_BYTES, 0);
-        const tail = Math.max(HEADER_BYTES, size - FRAME_HEAD_BYTES);
-        if (size > tail) await writeFully(fd, Buffer.alloc(size - tail), size - tail, tail);
-        await datasync(fd);
-        await fs.promises.rename(path.join(dir, spare), path.join(dir, name));
-        return { fd, allocated: size };
-      } catch (error) {
-        await closeFd(fd).catch(() => undefined);
-        throw error;
-      }
-    }
-    return undefined;
-  }
-
-  /**
    * Where a write of `bytes` frames at `position` should end: with fsync, one that grows the file
    * grows it by `PREALLOCATE_BYTES` of zeros too (up to the segment's size, and within `limit`).
    */
   preallocatedEnd(position: number, bytes: number, limit: number): number {
     const end = position + bytes;
-    if (!this.keepsSpares || end <= this.headAllocated) return end;
+    if (!this.spares.keeps || end <= this.headAllocated) return end;
+    // Zeros ahead stay within the budget: they are disk taken before any frame needs it.
+    const room = (this.options.maxBytes ?? Infinity) - this.journalBytes + this.headAllocated;
     return Math.max(
       end,
       Math.min(
         this.options.segmentBytes,
         end + PREALLOCATE_BYTES,
         position + Math.max(bytes, limit),
+        room,
       ),
     );
   }
@@ -220,7 +214,34 @@ export class SegmentFiles {
       throw classifyFileError(error, this.headFile, 'write to');
     }
     this.headBytes = position + used;
-    if (position + length > this.headAllocated) this.headAllocated = position + length;
+    this.grow(position + length);
+    await this.dropSpares();
+  }
+
+  /**
+   * With a budget, spares are kept only while the journal's files fit in it: once frames grow
+   * the head past it, the spares go (the frames themselves were admitted within the budget).
+   */
+  private async dropSpares(): Promise<void> {
+    const max = this.options.maxBytes;
+    while (max !== undefined && this.journalBytes > max && this.spares.count > 0) {
+      await this.spares.drop();
+    }
+  }
+
+  /** The head's file now reaches `end`. */
+  private grow(end: number): void {
+    if (end <= this.headAllocated) return;
+    this.allocated += end - this.headAllocated;
+    this.headAllocated = end;
+    if (this.head) this.head.fileBytes = end;
+  }
+
+  /** The head's file was cut to `end`. */
+  private shrink(end: number): void {
+    this.allocated -= this.headAllocated - end;
+    this.headAllocated = end;
+    if (this.head) this.head.fileBytes = end;
   }
 
   private async writeAt(fd: number, buf: Buffer, length: number, position: number): Promise<void> {
@@ -247,7 +268,7 @@ export class SegmentFiles {
       throw classifyFileError(error, this.headFile, 'write to');
     }
     this.headBytes += used;
-    if (this.headBytes > this.headAllocated) this.headAllocated = this.headBytes;
+    this.grow(this.headBytes);
     return true;
   }
 
@@ -256,7 +277,7 @@ export class SegmentFiles {
     if (this.fd === undefined) return;
     await truncateFd(this.fd, position);
     this.headBytes = position;
-    this.headAllocated = position;
+    this.shrink(position);
   }
 
   async sync(): Promise<void> {
@@ -272,7 +293,7 @@ export class SegmentFiles {
   async trimHead(): Promise<void> {
     if (this.fd !== undefined && this.headAllocated > this.headBytes) {
       await truncateFd(this.fd, this.headBytes);
-      this.headAllocated = this.headBytes;
+      this.shrink(this.headBytes);
     }
   }
 
@@ -289,39 +310,24 @@ export class SegmentFiles {
     const file = path.join(dir, segment.name);
     segments.delete(segment.sequence);
     if (segment === this.head) await this.closeHead();
+    // Counted gone now: a failure below leaves files behind, not bytes the budget never frees.
+    this.allocated -= segment.fileBytes;
     for (const copy of segment.copies) await unlinkIfPresent(path.join(dir, copy));
-    if (this.keepsSpares && !segment.legacy && this.spares.length < MAX_SPARES) {
-      const size = await fs.promises.lstat(file).then(
-        (stat) => (stat.isFile() ? stat.size : 0),
-        (error: unknown) => {
-          if (isErrno(error, 'ENOENT')) return 0;
-          throw error;
-        },
-      );
-      if (size >= this.options.segmentBytes / 2) {
-        const spare = spareName(segment.sequence);
-        await fs.promises.rename(file, path.join(dir, spare));
-        this.spares.push(spare);
-        return;
-      }
+    if (this.spares.keeps && !segment.legacy && this.spares.count < MAX_SPARES) {
+      const size = await sizeOf(file);
+      if (size >= this.options.segmentBytes / 2)
+        return this.spares.keep(file, segment.sequence, size);
     }
     await unlinkIfPresent(file);
-  }
-
-  /** Takes the spares found at open: up to `MAX_SPARES` with fsync; the others are removed. */
-  async adoptSpares(): Promise<boolean> {
-    let removed = false;
-    for (const name of this.options.spares) {
-      if (this.keepsSpares && this.spares.length < MAX_SPARES) this.spares.push(name);
-      else {
-        await unlinkIfPresent(path.join(this.options.directory, name));
-        removed = true;
-      }
-    }
-    return removed;
   }
 
   private get headFile(): string {
     return path.join(this.options.directory, this.head?.name ?? '');
   }
+}
+
+/** A segment file opened to be the head, and how much of it exists. */
+interface OpenedSegment {
+  readonly fd: number;
+  readonly allocated: number;
 }

@@ -39,15 +39,43 @@ export interface SegmentScan {
  * tag, or one whose checksum passes with this segment's tag in place of its own).
  */
 export function scanSegment(data: Buffer, kind: SegmentKind): SegmentScan {
+  const steps = scanSteps(data, kind);
+  for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value;
+}
+
+/**
+ * `scanSegment`, giving the event loop a turn every few milliseconds: a segment of 16 MiB takes
+ * tens of milliseconds to check, and a journal of millions of records many segments.
+ */
+export async function scanSegmentPatiently(data: Buffer, kind: SegmentKind): Promise<SegmentScan> {
+  const steps = scanSteps(data, kind);
+  for (let step = steps.next(); ; step = steps.next()) {
+    if (step.done) return step.value;
+    await yieldToEventLoop();
+  }
+}
+
+/** Frames checked between two looks at the clock. */
+const FRAMES_PER_STEP = 2048;
+/** How long a step may run before it gives the event loop a turn. */
+export const STEP_MS = 8;
+
+/** The scan, pausing (yielding) once it has run for `STEP_MS`. */
+function* scanSteps(data: Buffer, kind: SegmentKind): Generator<void, SegmentScan> {
   const damage: DamagedRange[] = [];
   let at = kind.headerBytes;
   let end = at;
   const frames: number[] = [];
+  let stepStarted = performance.now();
   while (at < data.length) {
     const frameEnd = frameEndAt(data, at, kind);
     if (frameEnd >= 0) {
       frames.push(at, frameEnd);
       at = end = frameEnd;
+      if (frames.length % FRAMES_PER_STEP === 0 && performance.now() - stepStarted > STEP_MS) {
+        yield;
+        stepStarted = performance.now();
+      }
       continue;
     }
     const next = nextFrame(data, at + 1, kind);
@@ -61,6 +89,11 @@ export function scanSegment(data: Buffer, kind: SegmentKind): SegmentScan {
     break;
   }
   return { end, frames, damage };
+}
+
+/** Lets timers and I/O callbacks run before going on. */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** The offset of the first trusted frame at or after `from`, or -1. */

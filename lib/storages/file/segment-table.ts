@@ -1,4 +1,4 @@
-import { segmentName } from './journal-format.js';
+import { LEGACY_VERSION, segmentName, type SegmentKind } from './journal-format.js';
 
 /** What the storage knows of one segment file. */
 export interface Segment {
@@ -7,8 +7,17 @@ export interface Segment {
   readonly name: string;
   /** Other files found holding a copy of it; removed with it. */
   readonly copies: readonly string[];
+  /** How its frames are recognized (tag, format version). */
+  readonly kind: SegmentKind;
   /** Written in format 2 (BufIO 0.2.0): deleted when dead, never kept as a spare. */
   readonly legacy: boolean;
+  /**
+   * Where readers may read its frames up to: the end of the last burst whose frames are applied
+   * (written, and synced when they had to be), or of its frames as found at open.
+   */
+  end: number;
+  /** Bytes of its file (and of its copies), as allocated on disk, for the journal's budget. */
+  fileBytes: number;
   /** Records whose bytes are in this segment and are not acknowledged. */
   live: number;
   /** Records written to this segment in all (appended or carried into it). */
@@ -28,8 +37,9 @@ export interface Segment {
 export interface FoundSegment {
   readonly file: string;
   readonly copies: readonly string[];
-  readonly legacy: boolean;
   readonly written: number;
+  readonly live: number;
+  readonly end: number;
 }
 
 /** The journal's segments, oldest first. */
@@ -38,13 +48,16 @@ export class SegmentTable {
   private last: Segment | undefined;
 
   /** Adds a segment: a new one (the head), or one found at open. */
-  add(sequence: number, found?: FoundSegment): Segment {
+  add(sequence: number, kind: SegmentKind, found?: FoundSegment): Segment {
     const segment: Segment = {
       sequence,
       name: found?.file ?? segmentName(sequence),
       copies: found?.copies ?? [],
-      legacy: found?.legacy ?? false,
-      live: 0,
+      kind,
+      legacy: kind.version === LEGACY_VERSION,
+      end: found?.end ?? kind.headerBytes,
+      fileBytes: 0,
+      live: found?.live ?? 0,
       written: found?.written ?? 0,
       deadAfterBurst: 0,
       unwrittenAcks: 0,
@@ -65,6 +78,17 @@ export class SegmentTable {
   delete(sequence: number): void {
     this.bySequence.delete(sequence);
     if (this.last?.sequence === sequence) this.last = undefined;
+  }
+
+  /** The segment after `sequence` (the oldest with a higher sequence), if any. */
+  after(sequence: number): Segment | undefined {
+    for (const segment of this.bySequence.values()) if (segment.sequence > sequence) return segment;
+    return undefined;
+  }
+
+  /** The oldest segment. */
+  first(): Segment | undefined {
+    return this.bySequence.values().next().value as Segment | undefined;
   }
 
   /** Oldest first (sequences are added in increasing order). */

@@ -2,10 +2,13 @@ import { describe, it } from '@jest/globals';
 import type { Storage } from '../../../lib/core/storage.js';
 import { FileStorage, type FileStorageOptions } from '../../../lib/storages/file/index.js';
 import { abandonStorage } from '../../../lib/storages/file/file-storage.js';
+import { memoryBytesOption } from '../../../lib/storages/file/file-storage-options.js';
 import { describeStorageConformance, type ConformanceRecord } from '../../../lib/testing/index.js';
 import { removeDir, tempDir } from './file-test-support.js';
 
-type Options = Omit<FileStorageOptions<ConformanceRecord>, 'directory'>;
+type Options = Omit<FileStorageOptions<ConformanceRecord>, 'directory'> & {
+  [memoryBytesOption]?: number;
+};
 
 /** The text of the record `plantUnreadable` stores: the serializer below cannot read it back. */
 const PLANTED = 'planted: the serializer cannot read this back';
@@ -76,4 +79,10 @@ register('FileStorage', {});
 register('FileStorage (durability none, 1 KiB segments)', {
   durability: 'none',
   segmentBytes: 1024,
+});
+// Nothing kept in memory: every record waits on disk only and is read back when reserved, as in
+// a backlog far larger than memory.
+register('FileStorage (records read back from disk)', {
+  [memoryBytesOption]: 0,
+  segmentBytes: 2048,
 });

@@ -198,8 +198,9 @@ describePostgres('PostgresStorage', () => {
   it('takes a lapsed lease back on recover(), counting the delivery that ended', async () => {
     // The crashed instance's connections are gone, but its session is not: as for a process that
     // hangs, only the lapse of its lease frees the records.
-    const crashed = await setup({ leaseTimeout: 100 });
-    const survivor = await setup({ leaseTimeout: 100 }, crashed.table);
+    // The lease is long enough that a loaded machine does not let it lapse before the first check.
+    const crashed = await setup({ leaseTimeout: 600 });
+    const survivor = await setup({ leaseTimeout: 600 }, crashed.table);
     await crashed.storage.append(recs(0, 4));
     const first = await crashed.storage.reserve(2, { now: Date.now() });
     expect(numbers(first)).toEqual([0, 1]);
@@ -209,7 +210,7 @@ describePostgres('PostgresStorage', () => {
     expect(await survivor.storage.recover()).toBe(0);
     expect(await survivor.storage.size()).toBe(0);
     expect(await survivor.storage.leasedElsewhere()).toBe(3);
-    await sleep(150);
+    await sleep(700);
     // recover() returns the crashed holder's records; the survivor's own lease is renewed, kept.
     expect(await survivor.storage.recover()).toBe(3);
     expect(await survivor.storage.size()).toBe(3);
