@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import {
   BufIO,
   InvalidOptionsError,
@@ -6,6 +6,7 @@ import {
   MemoryStorage,
   type BufIOOptions,
 } from '../../lib/index.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 import { deferred, range, recordingWorker, settle } from '../support/workers.js';
 
 function construct(options: Record<string, unknown>): () => BufIO<number> {
@@ -107,11 +108,8 @@ describe('option validation at construction', () => {
 });
 
 describe('the documented defaults', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
+  fakeTimersInEachTest();
   afterEach(() => {
-    jest.useRealTimers();
     jest.restoreAllMocks();
   });
 

@@ -60,6 +60,11 @@ export interface NestApps {
     module: ModuleMetadata | TestingModuleBuilder,
     logger?: LoggerService,
   ): Promise<INestApplication>;
+  /**
+   * Boots an application that must fail (see `boot`), and resolves with what it failed with, at
+   * `compile()` or at `init()`; rejects if it booted.
+   */
+  bootError(module: ModuleMetadata | TestingModuleBuilder): Promise<Error>;
   /** Inits the application of a module the test compiled itself (to act before the boot). */
   start(moduleRef: TestingModule): Promise<INestApplication>;
   /** Closes an application now, rather than after the test. */
@@ -91,16 +96,31 @@ export function useNestApps(): NestApps {
     open.add(app);
     return app;
   };
+  const boot = async (
+    module: ModuleMetadata | TestingModuleBuilder,
+    logger: LoggerService = new CapturingLogger(),
+  ): Promise<INestApplication> => {
+    const builder =
+      module instanceof TestingModuleBuilder ? module : Test.createTestingModule(module);
+    return start(await builder.setLogger(logger).compile());
+  };
+  const close = async (app: INestApplication): Promise<void> => {
+    open.delete(app);
+    await app.close();
+  };
   return {
-    async boot(module, logger = new CapturingLogger()) {
-      const builder =
-        module instanceof TestingModuleBuilder ? module : Test.createTestingModule(module);
-      return start(await builder.setLogger(logger).compile());
+    boot,
+    async bootError(module) {
+      let app: INestApplication;
+      try {
+        app = await boot(module);
+      } catch (error) {
+        return error as Error;
+      }
+      await close(app);
+      throw new Error('the application booted, but it should have failed');
     },
     start,
-    async close(app) {
-      open.delete(app);
-      await app.close();
-    },
+    close,
   };
 }
