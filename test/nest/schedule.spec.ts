@@ -115,21 +115,15 @@ describe('with @nestjs/schedule', () => {
   });
 
   it('refuses an invalid cron expression at boot', async () => {
-    const moduleRef = await compile(
-      [
+    const error = await apps.bootError({
+      imports: [
         ScheduleModule.forRoot(),
         BufIOModule.forFeature({ name: 'events', flushCron: 'every minute' }),
       ],
-      [EventsWorker],
-    );
-    const nest = moduleRef.createNestApplication();
-    const error = await nest.init().then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    await nest.close();
+      providers: [EventsWorker],
+    });
     expect(error).toBeInstanceOf(InvalidOptionsError);
-    expect((error as Error).message).toMatch(
+    expect(error.message).toMatch(
       /^buffer "events": invalid option "flushCron": got "every minute", expected a valid cron expression \(.+\)$/,
     );
   });
