@@ -3,7 +3,7 @@ import { Counter, register, Registry } from 'prom-client';
 import { BufIO, InvalidOptionsError } from '../../lib/index.js';
 import { BufIOMetrics, instrumentMetrics, METRIC_NAMES } from '../../lib/metrics/index.js';
 import { createTestBuffer, drain } from '../../lib/testing/index.js';
-import { outcomes, sample } from './support.js';
+import { outcomes, sample } from '../support/prometheus.js';
 
 /** A worker that fails every record whose value is negative, and processes the others. */
 const failNegatives = (records: number[]): (number | Error)[] =>
