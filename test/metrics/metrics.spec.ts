@@ -119,9 +119,16 @@ describe('BufIOMetrics', () => {
     const text = await registry.metrics();
     expect(text).toContain('# TYPE bufio_records_total counter');
     expect(text).toContain('bufio_records_total{buffer="events",outcome="pushed"} 3');
-    expect(text).toContain('bufio_records_total{buffer="events",outcome="dead_lettered"} 0');
+    expect(text).toContain('bufio_records_total{buffer="events",outcome="processed"} 3');
+    for (const outcome of ['failed', 'retried', 'dropped', 'dead_lettered', 'coalesced']) {
+      expect(text).toContain(`bufio_records_total{buffer="events",outcome="${outcome}"} 0`);
+    }
     expect(text).toContain('# TYPE bufio_buffered_records gauge');
     expect(text).toContain('bufio_buffered_records{buffer="events"} 0');
+    expect(text).toContain('# TYPE bufio_capacity_records gauge');
+    expect(text).toContain('bufio_capacity_records{buffer="events"} 100000');
+    expect(text).toContain('# TYPE bufio_in_flight_records gauge');
+    expect(text).toContain('bufio_in_flight_records{buffer="events"} 0');
     expect(text).toContain('# TYPE bufio_batch_size histogram');
     expect(text).toContain('bufio_batch_size_sum{buffer="events"} 3');
     expect(text).toContain('# TYPE bufio_work_duration_seconds histogram');
