@@ -160,6 +160,7 @@ describe('BufIOModule.forRoot / forFeature', () => {
     expect(sink.of('events').flat()).toEqual(ids(50));
     expect(sink.of('metrics').flat()).toEqual([7, 8, 9]);
     expect(events.state).toBe('stopped');
+    expect(metrics.state).toBe('stopped');
     await expect(events.push({ id: 99 })).rejects.toBeInstanceOf(BufIOClosedError);
 
     const drained = logger.bufio('log').map((l) => l.message);
