@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Inject, Injectable, Module, Scope } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
-import { Test } from '@nestjs/testing';
 import { BufIOError, InvalidOptionsError, MemoryStorage } from '../../lib/index.js';
 import {
   BufferWorker,
@@ -16,7 +15,7 @@ import {
   OnBufferEvent,
   UnknownBufferError,
 } from '../../lib/nest/index.js';
-import { CapturingLogger, useNestApps } from '../support/nest-apps.js';
+import { useNestApps } from '../support/nest-apps.js';
 
 const apps = useNestApps();
 
@@ -339,12 +338,10 @@ describe('decorator and lookup errors', () => {
   });
 
   it('BufIOService.get() of an unknown name throws UnknownBufferError', async () => {
-    const moduleRef = await Test.createTestingModule({
+    const moduleRef = await apps.compile({
       imports: [BufIOModule.forFeature({ name: 'events' })],
       providers: [EventsWorker],
-    })
-      .setLogger(new CapturingLogger())
-      .compile();
+    });
     const service = moduleRef.get(BufIOService);
     expect(() => service.get('nope')).toThrow(UnknownBufferError);
     expect(() => service.get('nope')).toThrow(

@@ -1,7 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { Injectable, Module, type OnModuleInit } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
-import { Test } from '@nestjs/testing';
 import { BufIO, BufIOClosedError, MemoryStorage } from '../../lib/index.js';
 import {
   BufferWorker,
@@ -102,12 +101,10 @@ describe('BufIOModule.forRoot / forFeature', () => {
   });
 
   it('processes records pushed before bootstrap once the application starts', async () => {
-    const moduleRef = await Test.createTestingModule({
+    const moduleRef = await apps.compile({
       imports: [BufIOModule.forFeature({ name: 'events', batchSize: 2, flushInterval: 60_000 })],
       providers: [Sink, EventsWorker],
-    })
-      .setLogger(new CapturingLogger())
-      .compile();
+    });
     const events = moduleRef.get<BufIO<Ev>>(getBufferToken('events'));
     await events.push(ids(5));
     expect(events.state).toBe('created');

@@ -65,6 +65,14 @@ export interface NestApps {
    * `compile()` or at `init()`; rejects if it booted.
    */
   bootError(module: ModuleMetadata | TestingModuleBuilder): Promise<Error>;
+  /**
+   * Compiles a testing module as `boot` does, without initing it: for tests that act before the
+   * boot (then `start` it) or need no application.
+   */
+  compile(
+    module: ModuleMetadata | TestingModuleBuilder,
+    logger?: LoggerService,
+  ): Promise<TestingModule>;
   /** Inits the application of a module the test compiled itself (to act before the boot). */
   start(moduleRef: TestingModule): Promise<INestApplication>;
   /** Closes an application now, rather than after the test. */
@@ -96,14 +104,18 @@ export function useNestApps(): NestApps {
     open.add(app);
     return app;
   };
-  const boot = async (
+  const compile = (
     module: ModuleMetadata | TestingModuleBuilder,
     logger: LoggerService = new CapturingLogger(),
-  ): Promise<INestApplication> => {
+  ): Promise<TestingModule> => {
     const builder =
       module instanceof TestingModuleBuilder ? module : Test.createTestingModule(module);
-    return start(await builder.setLogger(logger).compile());
+    return builder.setLogger(logger).compile();
   };
+  const boot = async (
+    module: ModuleMetadata | TestingModuleBuilder,
+    logger?: LoggerService,
+  ): Promise<INestApplication> => start(await compile(module, logger));
   const close = async (app: INestApplication): Promise<void> => {
     open.delete(app);
     await app.close();
@@ -120,6 +132,7 @@ export function useNestApps(): NestApps {
       await close(app);
       throw new Error('the application booted, but it should have failed');
     },
+    compile,
     start,
     close,
   };
