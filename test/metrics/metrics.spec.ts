@@ -246,9 +246,12 @@ describe('BufIOMetrics', () => {
 
   it('close() detaches every buffer and unregisters the metrics', async () => {
     const registry = new Registry();
-    const buffer = createTestBuffer<number>({ name: 'closed', worker: () => {} });
+    const closed = createTestBuffer<number>({ name: 'closed', worker: () => {} });
+    const other = createTestBuffer<number>({ name: 'other', worker: () => {} });
     const metrics = BufIOMetrics.forRegistry({ registry });
-    metrics.attach(buffer);
+    metrics.attach(closed);
+    metrics.attach(other);
+    expect([...metrics.buffers()].sort()).toEqual(['closed', 'other']);
     metrics.close();
     expect(metrics.buffers()).toEqual([]);
     expect(registry.getMetricsAsArray()).toEqual([]);

@@ -78,6 +78,7 @@ describe('BufIOModule.forRoot / forFeature', () => {
     expect(producer.events).toBe(app.get(getBufferToken('events')));
     expect(producer.events).toBe(service.get('events'));
     expect(producer.metrics).toBe(service.get('metrics'));
+    expect(producer.metrics).toBe(app.get(getBufferToken('metrics')));
     expect(producer.events.name).toBe('events');
     expect(service.names()).toEqual(['events', 'metrics']);
 
