@@ -1,16 +1,12 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { Arrivals } from '../../lib/core/arrivals.js';
 import type { FlushTimers } from '../../lib/core/options.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 
 const noTimers: FlushTimers = { set: () => undefined, clear: () => undefined };
 
 describe('Arrivals', () => {
-  beforeEach(() => {
-    jest.useFakeTimers({ now: 1_000_000 });
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest({ now: 1_000_000 });
 
   it('keeps a bounded number of runs, and never a record late, however many wait', () => {
     const interval = 5000;

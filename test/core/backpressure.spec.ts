@@ -1,14 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { BufferFullError, BufIO, RecordDroppedError } from '../../lib/index.js';
 import { deferred, range, recordingWorker, settle } from '../support/workers.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 
 describe('backpressure (maxBufferedRecords, onFull)', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest();
 
   it("'block' (the default): push resolves once there is room, in order", async () => {
     const gate = deferred();
@@ -54,45 +50,43 @@ describe('backpressure (maxBufferedRecords, onFull)', () => {
     await bufio.stop();
   });
 
-  it("'drop-newest': the incoming records are dropped, counted and reported; push resolves", async () => {
-    const worker = recordingWorker<number>();
-    const dropped: unknown[] = [];
-    const bufio = new BufIO<number>({
-      worker: worker.work,
-      batchSize: 3,
-      maxBufferedRecords: 3,
-      onFull: 'drop-newest',
-    });
-    bufio.on('dropped', (event) => dropped.push(event));
-    await bufio.push([1, 2, 3]);
-    await expect(bufio.push([4, 5])).resolves.toBeUndefined();
-    expect(dropped).toEqual([{ records: [4, 5], policy: 'drop-newest' }]);
-    bufio.start();
-    await bufio.flush();
-    expect(worker.processed).toEqual([1, 2, 3]);
-    expect(bufio.stats()).toMatchObject({ pushed: 3, dropped: 2, processed: 3 });
-    await bufio.stop();
-  });
-
-  it("'drop-oldest': the oldest waiting records make room, counted and reported", async () => {
-    const worker = recordingWorker<number>();
-    const dropped: unknown[] = [];
-    const bufio = new BufIO<number>({
-      worker: worker.work,
-      batchSize: 3,
-      maxBufferedRecords: 3,
-      onFull: 'drop-oldest',
-    });
-    bufio.on('dropped', (event) => dropped.push(event));
-    await bufio.push([1, 2, 3]);
-    await bufio.push([4, 5]);
-    expect(dropped).toEqual([{ records: [1, 2], policy: 'drop-oldest' }]);
-    bufio.start();
-    await bufio.flush();
-    expect(worker.processed).toEqual([3, 4, 5]);
-    expect(bufio.stats()).toMatchObject({ dropped: 2, processed: 3, buffered: 0 });
-    await bufio.stop();
-  });
+  it.each([
+    {
+      policy: 'drop-newest' as const,
+      outcome: 'the incoming records are dropped',
+      dropped: [4, 5],
+      processed: [1, 2, 3],
+      pushed: 3,
+    },
+    {
+      policy: 'drop-oldest' as const,
+      outcome: 'the oldest waiting records make room',
+      dropped: [1, 2],
+      processed: [3, 4, 5],
+      pushed: 5,
+    },
+  ])(
+    "'$policy': $outcome, counted and reported; push resolves",
+    async ({ policy, dropped, processed, pushed }) => {
+      const worker = recordingWorker<number>();
+      const reported: unknown[] = [];
+      const bufio = new BufIO<number>({
+        worker: worker.work,
+        batchSize: 3,
+        maxBufferedRecords: 3,
+        onFull: policy,
+      });
+      bufio.on('dropped', (event) => reported.push(event));
+      await bufio.push([1, 2, 3]);
+      await expect(bufio.push([4, 5])).resolves.toBeUndefined();
+      expect(reported).toEqual([{ records: dropped, policy }]);
+      bufio.start();
+      await bufio.flush();
+      expect(worker.processed).toEqual(processed);
+      expect(bufio.stats()).toMatchObject({ pushed, dropped: 2, processed: 3, buffered: 0 });
+      await bufio.stop();
+    },
+  );
 
   it('rejects pushAndWait callers whose records were dropped', async () => {
     const bufio = new BufIO<number>({

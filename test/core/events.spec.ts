@@ -32,6 +32,8 @@ describe('BufIO as an EventEmitter', () => {
     expect(order).toEqual(['first', 'second', 'once']);
     expect(bufio.listenerCount('flushed')).toBe(2);
     bufio.off('flushed', second);
+    expect(bufio.listeners('flushed')).not.toContain(second);
+    expect(bufio.listenerCount('flushed')).toBe(1);
     bufio.removeAllListeners('flushed');
     expect(bufio.listenerCount('flushed')).toBe(0);
     expect(bufio.eventNames()).toEqual([]);

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import {
   BufIO,
   InvalidOptionsError,
@@ -7,6 +7,7 @@ import {
   type WorkReport,
 } from '../../lib/index.js';
 import { memoryStorageAs, range, recordingWorker } from '../support/workers.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 
 interface Counter {
   readonly name: string;
@@ -169,12 +170,7 @@ describe('priority lanes', () => {
 });
 
 describe('bisectOnError', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest();
 
   it('isolates a poison record: the good records around it are processed, only it is dead-lettered', async () => {
     const processed: number[] = [];

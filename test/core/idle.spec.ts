@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import {
   BufIO,
   MemoryStorage,
@@ -8,6 +8,7 @@ import {
   type StoredRecord,
 } from '../../lib/index.js';
 import { range, recordingWorker, settle } from '../support/workers.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 
 /**
  * A shared storage (records in a `MemoryStorage`) that counts its round trips, and with
@@ -71,12 +72,7 @@ async function idleCalls(storage: SharedStorage<number>, ms: number): Promise<st
 }
 
 describe('an idle engine on a shared storage', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest();
 
   it('with watch: waits for wake-ups, at most 2 round trips per idle second at flushInterval 10 ms', async () => {
     const storage = new SharedStorage<number>(true);

@@ -1,9 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { BufIO } from '../../lib/index.js';
 import { logBufferEvents } from '../../lib/nest/bufio.logging.js';
 import { CapturingLogger } from '../support/nest-apps.js';
 import { DurableState, ScriptedStorage } from '../support/scripted-storage.js';
 import { range, recordingWorker } from '../support/workers.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 
 const LEASE_TIMEOUT = 5_000;
 
@@ -29,12 +30,7 @@ function sharedStorage(
 }
 
 describe('leases of a dead holder', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest();
 
   it('are taken back on the storage recoveryInterval and processed at once, not after flushInterval', async () => {
     const state = leftByADeadInstance(5);

@@ -1,17 +1,13 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { BufIO, BufIOClosedError, DrainTimeoutError, NoWorkerError } from '../../lib/index.js';
 import { deferred, memoryStorageAs, range, recordingWorker, settle } from '../support/workers.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 
 describe('lifecycle', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest();
 
   it('stop() drains everything buffered and resolves with a summary', async () => {
     const worker = recordingWorker<number>();
@@ -221,12 +217,7 @@ describe('a process that forgets stop()', () => {
 });
 
 describe('records left in a durable storage by an earlier process', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest();
 
   function leftover(count: number, retried: number) {
     const storage = memoryStorageAs<number>({ durable: true });

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import {
   BufIO,
   InvalidOptionsError,
@@ -6,6 +6,7 @@ import {
   MemoryStorage,
   type BufIOOptions,
 } from '../../lib/index.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 import { deferred, range, recordingWorker, settle } from '../support/workers.js';
 
 function construct(options: Record<string, unknown>): () => BufIO<number> {
@@ -107,11 +108,8 @@ describe('option validation at construction', () => {
 });
 
 describe('the documented defaults', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
+  fakeTimersInEachTest();
   afterEach(() => {
-    jest.useRealTimers();
     jest.restoreAllMocks();
   });
 
@@ -174,6 +172,60 @@ describe('the documented defaults', () => {
     await blocked; // the first call ended and the next batch made room
     expect(bufio.stats().blockedPushes).toBe(0);
     await bufio.stop({ timeout: 0 });
+  });
+
+  it('maxBatchBytes and workTimeout: none; a batch is not cut by size, a call not by time', async () => {
+    const started = deferred();
+    const finish = deferred();
+    const worker = recordingWorker<string>(async () => {
+      started.resolve();
+      await finish.promise;
+    });
+    const bufio = new BufIO<string>({ worker: worker.work });
+    bufio.start();
+    const large = range(0, 100).map((i) => `${i}`.padEnd(100_000, 'x')); // 10 MB in all
+    await bufio.push(large);
+    await started.promise;
+    expect(worker.batches).toEqual([large]);
+    await jest.advanceTimersByTimeAsync(24 * 3600_000); // a day: no timeout aborts the call
+    expect(worker.contexts[0]?.signal.aborted).toBe(false);
+    expect(bufio.stats()).toMatchObject({ inFlight: 100, failed: 0 });
+    finish.resolve();
+    await bufio.stop();
+    expect(bufio.stats()).toMatchObject({ processed: 100, failed: 0 });
+  });
+
+  it('coalesce off, one lane, bisectOnError false', async () => {
+    const worker = recordingWorker<{ key: string }>((_records, _context, call) => {
+      if (call === 1) throw new Error('the whole batch fails once');
+    });
+    const bufio = new BufIO<{ key: string }>({ worker: worker.work });
+    const records = [{ key: 'a' }, { key: 'a' }, { key: 'b' }, { key: 'a' }];
+    await bufio.push(records); // same keys, all kept: nothing coalesces
+    await expect(bufio.push({ key: 'c' }, { priority: 'high' })).rejects.toThrow(
+      'invalid option "priority": got "high", expected no priority: the "priority" option is not set',
+    );
+    bufio.start();
+    await bufio.flush();
+    await jest.advanceTimersByTimeAsync(1000); // the retry falls due
+    await bufio.flush();
+    // The failed batch comes back whole, not in halves.
+    expect(worker.batches).toEqual([records, records]);
+    expect(bufio.stats()).toMatchObject({ coalesced: 0, processed: 4 });
+    await bufio.stop();
+  });
+
+  it("timers: Node's timers, unref'd, so that a waiting record keeps no process alive", async () => {
+    jest.useRealTimers();
+    const setTimeoutSpy = jest.spyOn(globalThis, 'setTimeout');
+    const bufio = new BufIO<number>({ worker: async () => undefined });
+    bufio.start();
+    await bufio.push(1); // arms the flush timer
+    const flushTimer = setTimeoutSpy.mock.calls.findIndex(([, delay]) => delay === 5000);
+    expect(flushTimer).toBeGreaterThanOrEqual(0);
+    const handle = setTimeoutSpy.mock.results[flushTimer]?.value as NodeJS.Timeout;
+    expect(handle.hasRef()).toBe(false);
+    await bufio.stop();
   });
 
   it('retry: 5 attempts in all, delays drawn up to 100 ms × 2^(n−1), capped at 30000 ms', async () => {

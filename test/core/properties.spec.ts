@@ -1,6 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import fc from 'fast-check';
 import { BufIO, type OnFullPolicy } from '../../lib/index.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 
 type Step = { kind: 'push'; count: number } | { kind: 'flush' } | { kind: 'wait'; ms: number };
 type Behaviour = { kind: 'ok' } | { kind: 'throw' } | { kind: 'partial'; mask: number };
@@ -121,12 +122,7 @@ async function run(scenario: Scenario) {
 }
 
 describe('properties (fast-check)', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest();
 
   it('every accepted record ends exactly once: processed, dead-lettered, or (only when dropping) dropped', async () => {
     await fc.assert(
@@ -200,12 +196,7 @@ interface Tagged {
 }
 
 describe('properties with coalescing, priority lanes and bisecting (fast-check)', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest();
 
   it('no record is lost or processed twice, whatever the failures', async () => {
     await fc.assert(

@@ -1,16 +1,12 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { BufIO, WorkerError, WorkTimeoutError } from '../../lib/index.js';
 import { memoryStorageAs, recordingWorker } from '../support/workers.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 
 const NO_RETRY = { maxAttempts: 1 };
 
 describe('worker results', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest();
 
   it('counts every record processed when the worker returns nothing', async () => {
     const bufio = new BufIO<number>({ worker: async () => undefined, batchSize: 10 });
@@ -151,12 +147,7 @@ describe('worker results', () => {
 });
 
 describe('pushAndWait', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest();
 
   it("resolves each caller with its own record's result", async () => {
     const bufio = new BufIO<number, number>({

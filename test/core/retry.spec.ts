@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { BufIO, DeadLetterError } from '../../lib/index.js';
 import { retryDelay } from '../../lib/core/retry.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 import { recordingWorker } from '../support/workers.js';
 
 const POLICY = { maxAttempts: 5, initialDelay: 100, maxDelay: 30_000, factor: 2 };
@@ -16,13 +17,12 @@ describe('retryDelay', () => {
 });
 
 describe('retries', () => {
+  fakeTimersInEachTest();
   beforeEach(() => {
-    jest.useFakeTimers();
     jest.spyOn(Math, 'random').mockReturnValue(0.5);
   });
   afterEach(() => {
     jest.restoreAllMocks();
-    jest.useRealTimers();
   });
 
   it('retries a failed batch after the backoff delay, then dead-letters after maxAttempts', async () => {

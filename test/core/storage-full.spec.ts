@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import {
   BufIO,
   MemoryStorage,
@@ -11,6 +11,7 @@ import {
   type StoredRecord,
 } from '../../lib/index.js';
 import { deferred, range, recordingWorker, settle } from '../support/workers.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 
 /**
  * A storage with room for `capacity` records (a byte budget, a disk): an append that does not fit
@@ -93,12 +94,7 @@ function setUp(onFull: OnFullPolicy, options: { async?: boolean; capacity?: numb
 }
 
 describe('a storage refusing appends for lack of room (StorageFullError), under onFull', () => {
-  beforeEach(() => {
-    jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
 
   for (const async of [true, false]) {
     const kind = async ? 'an asynchronous storage' : 'a synchronous storage (push fast path)';

@@ -1,14 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { BufIO } from '../../lib/index.js';
 import { deferred, range, recordingWorker, settle } from '../support/workers.js';
+import { fakeTimersInEachTest } from '../support/fake-timers.js';
 
 describe('flush triggers', () => {
-  beforeEach(() => {
-    jest.useFakeTimers();
-  });
-  afterEach(() => {
-    jest.useRealTimers();
-  });
+  fakeTimersInEachTest();
 
   it('dispatches a batch as soon as batchSize records wait, without waiting for a timer', async () => {
     const worker = recordingWorker<number>();

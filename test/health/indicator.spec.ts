@@ -139,7 +139,7 @@ describe('BufIOHealthIndicator (terminus)', () => {
     ).toBe(200);
   });
 
-  it('reports every buffer down while the application shuts down', async () => {
+  it('reports a buffer down once the shutdown stopped it, and every buffer once the application closed', async () => {
     const nest = await boot();
     const indicator = nest.get(BufIOHealthIndicator);
     await nest.get(BufIOService).get('orders').stop();
@@ -147,6 +147,16 @@ describe('BufIOHealthIndicator (terminus)', () => {
     expect(result.bufio).toMatchObject({
       status: 'down',
       message: 'buffer "orders": buffer is stopped, not running',
+    });
+
+    await apps.close(nest);
+    const closed = await indicator.isHealthy('bufio');
+    expect(closed.bufio).toMatchObject({
+      status: 'down',
+      buffers: {
+        orders: { status: 'down', state: 'stopped' },
+        audit: { status: 'down', state: 'stopped' },
+      },
     });
   });
 

@@ -3,7 +3,7 @@ import { Counter, register, Registry } from 'prom-client';
 import { BufIO, InvalidOptionsError } from '../../lib/index.js';
 import { BufIOMetrics, instrumentMetrics, METRIC_NAMES } from '../../lib/metrics/index.js';
 import { createTestBuffer, drain } from '../../lib/testing/index.js';
-import { outcomes, sample } from './support.js';
+import { outcomes, sample } from '../support/prometheus.js';
 
 /** A worker that fails every record whose value is negative, and processes the others. */
 const failNegatives = (records: number[]): (number | Error)[] =>
@@ -119,9 +119,16 @@ describe('BufIOMetrics', () => {
     const text = await registry.metrics();
     expect(text).toContain('# TYPE bufio_records_total counter');
     expect(text).toContain('bufio_records_total{buffer="events",outcome="pushed"} 3');
-    expect(text).toContain('bufio_records_total{buffer="events",outcome="dead_lettered"} 0');
+    expect(text).toContain('bufio_records_total{buffer="events",outcome="processed"} 3');
+    for (const outcome of ['failed', 'retried', 'dropped', 'dead_lettered', 'coalesced']) {
+      expect(text).toContain(`bufio_records_total{buffer="events",outcome="${outcome}"} 0`);
+    }
     expect(text).toContain('# TYPE bufio_buffered_records gauge');
     expect(text).toContain('bufio_buffered_records{buffer="events"} 0');
+    expect(text).toContain('# TYPE bufio_capacity_records gauge');
+    expect(text).toContain('bufio_capacity_records{buffer="events"} 100000');
+    expect(text).toContain('# TYPE bufio_in_flight_records gauge');
+    expect(text).toContain('bufio_in_flight_records{buffer="events"} 0');
     expect(text).toContain('# TYPE bufio_batch_size histogram');
     expect(text).toContain('bufio_batch_size_sum{buffer="events"} 3');
     expect(text).toContain('# TYPE bufio_work_duration_seconds histogram');
@@ -239,9 +246,12 @@ describe('BufIOMetrics', () => {
 
   it('close() detaches every buffer and unregisters the metrics', async () => {
     const registry = new Registry();
-    const buffer = createTestBuffer<number>({ name: 'closed', worker: () => {} });
+    const closed = createTestBuffer<number>({ name: 'closed', worker: () => {} });
+    const other = createTestBuffer<number>({ name: 'other', worker: () => {} });
     const metrics = BufIOMetrics.forRegistry({ registry });
-    metrics.attach(buffer);
+    metrics.attach(closed);
+    metrics.attach(other);
+    expect([...metrics.buffers()].sort()).toEqual(['closed', 'other']);
     metrics.close();
     expect(metrics.buffers()).toEqual([]);
     expect(registry.getMetricsAsArray()).toEqual([]);

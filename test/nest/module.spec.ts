@@ -1,7 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { Injectable, Module, type OnModuleInit } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
-import { Test } from '@nestjs/testing';
 import { BufIO, BufIOClosedError, MemoryStorage } from '../../lib/index.js';
 import {
   BufferWorker,
@@ -79,6 +78,7 @@ describe('BufIOModule.forRoot / forFeature', () => {
     expect(producer.events).toBe(app.get(getBufferToken('events')));
     expect(producer.events).toBe(service.get('events'));
     expect(producer.metrics).toBe(service.get('metrics'));
+    expect(producer.metrics).toBe(app.get(getBufferToken('metrics')));
     expect(producer.events.name).toBe('events');
     expect(service.names()).toEqual(['events', 'metrics']);
 
@@ -102,12 +102,10 @@ describe('BufIOModule.forRoot / forFeature', () => {
   });
 
   it('processes records pushed before bootstrap once the application starts', async () => {
-    const moduleRef = await Test.createTestingModule({
+    const moduleRef = await apps.compile({
       imports: [BufIOModule.forFeature({ name: 'events', batchSize: 2, flushInterval: 60_000 })],
       providers: [Sink, EventsWorker],
-    })
-      .setLogger(new CapturingLogger())
-      .compile();
+    });
     const events = moduleRef.get<BufIO<Ev>>(getBufferToken('events'));
     await events.push(ids(5));
     expect(events.state).toBe('created');
@@ -160,6 +158,7 @@ describe('BufIOModule.forRoot / forFeature', () => {
     expect(sink.of('events').flat()).toEqual(ids(50));
     expect(sink.of('metrics').flat()).toEqual([7, 8, 9]);
     expect(events.state).toBe('stopped');
+    expect(metrics.state).toBe('stopped');
     await expect(events.push({ id: 99 })).rejects.toBeInstanceOf(BufIOClosedError);
 
     const drained = logger.bufio('log').map((l) => l.message);

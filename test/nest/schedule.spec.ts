@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
-import { Test, type TestingModule } from '@nestjs/testing';
+import type { ModuleMetadata } from '@nestjs/common';
 import { InvalidOptionsError } from '../../lib/index.js';
 import {
   BufferWorker,
@@ -8,7 +8,7 @@ import {
   BufIOModule,
   BufIOService,
 } from '../../lib/nest/index.js';
-import { CapturingLogger, useNestApps } from '../support/nest-apps.js';
+import { useNestApps } from '../support/nest-apps.js';
 
 @BufferWorker('events')
 class EventsWorker implements BufferWorkerHandler<number> {
@@ -34,23 +34,16 @@ const FAKE: Parameters<typeof jest.useFakeTimers>[0] = {
 };
 
 const apps = useNestApps();
+const compileApp = (imports: ModuleMetadata['imports'], providers: ModuleMetadata['providers']) =>
+  apps.compile({ imports, providers });
 // After the apps close (hooks run in the order they are declared).
 afterEach(() => {
   jest.useRealTimers();
 });
 
-function compile(imports: unknown[], providers: unknown[]): Promise<TestingModule> {
-  return Test.createTestingModule({
-    imports: imports as never[],
-    providers: providers as never[],
-  })
-    .setLogger(new CapturingLogger())
-    .compile();
-}
-
 describe('with @nestjs/schedule', () => {
   it('lists an armed flush timer in SchedulerRegistry as the timeout bufio:<name>', async () => {
-    const moduleRef = await compile(
+    const moduleRef = await compileApp(
       [
         ScheduleModule.forRoot(),
         BufIOModule.forFeature({ name: 'events', batchSize: 100, flushInterval: 1000 }),
@@ -85,7 +78,7 @@ describe('with @nestjs/schedule', () => {
   });
 
   it('flushes on flushCron through a cron job bufio:<name>, removed at close', async () => {
-    const moduleRef = await compile(
+    const moduleRef = await compileApp(
       [
         ScheduleModule.forRoot(),
         BufIOModule.forFeature({
@@ -115,21 +108,15 @@ describe('with @nestjs/schedule', () => {
   });
 
   it('refuses an invalid cron expression at boot', async () => {
-    const moduleRef = await compile(
-      [
+    const error = await apps.bootError({
+      imports: [
         ScheduleModule.forRoot(),
         BufIOModule.forFeature({ name: 'events', flushCron: 'every minute' }),
       ],
-      [EventsWorker],
-    );
-    const nest = moduleRef.createNestApplication();
-    const error = await nest.init().then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    await nest.close();
+      providers: [EventsWorker],
+    });
     expect(error).toBeInstanceOf(InvalidOptionsError);
-    expect((error as Error).message).toMatch(
+    expect(error.message).toMatch(
       /^buffer "events": invalid option "flushCron": got "every minute", expected a valid cron expression \(.+\)$/,
     );
   });
@@ -137,7 +124,7 @@ describe('with @nestjs/schedule', () => {
 
 describe('timers', () => {
   it('leaves no timer behind after app.close(), retries and buffered records included', async () => {
-    const moduleRef = await compile(
+    const moduleRef = await compileApp(
       [
         BufIOModule.forRoot({ flushInterval: 500, retry: { initialDelay: 200, maxDelay: 200 } }),
         BufIOModule.forFeature({ name: 'events' }, { name: 'metrics' }),

@@ -1,7 +1,6 @@
 import 'reflect-metadata';
-import { afterEach, describe, expect, it } from '@jest/globals';
-import { Injectable, Module, type INestApplicationContext } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
+import { describe, expect, it } from '@jest/globals';
+import { Injectable, Module, type ModuleMetadata } from '@nestjs/common';
 import { bufferCount, firstValueFrom, toArray } from 'rxjs';
 import { BufIOError } from '../../lib/index.js';
 import {
@@ -11,26 +10,15 @@ import {
   UnknownBufferError,
 } from '../../lib/nest/index.js';
 import { drain } from '../../lib/testing/index.js';
+import { useNestApps } from '../support/nest-apps.js';
 
 interface Counter {
   name: string;
   value: number;
 }
 
-const contexts: INestApplicationContext[] = [];
-afterEach(async () => {
-  for (const context of contexts.splice(0)) await context.close();
-});
-
-async function boot(
-  ...imports: NonNullable<Parameters<typeof Test.createTestingModule>[0]['imports']>
-) {
-  const moduleRef = await Test.createTestingModule({ imports }).compile();
-  moduleRef.useLogger(false);
-  const context = await moduleRef.init();
-  contexts.push(context);
-  return context;
-}
+const apps = useNestApps();
+const boot = (...imports: NonNullable<ModuleMetadata['imports']>) => apps.boot({ imports });
 
 describe('typed options (strict: each callback takes the record type it declares)', () => {
   it('forFeature infers the record type from coalesce, worker, deadLetter and onError', async () => {
@@ -127,8 +115,7 @@ describe('BufIOService.observe', () => {
     const batches = (await flushed).map((e: BufferEventPayload<'flushed', number>) => e.records);
     expect(batches).toEqual([[1, 2], [3]]);
 
-    await context.close();
-    contexts.length = 0;
+    await apps.close(context);
     const dead = await deadLettered; // toArray resolves only because the stream completed
     expect(dead.map((e) => [e.records, e.error.message])).toEqual([[[-4], 'negative -4']]);
     expect(await drained).toMatchObject({ timedOut: false, remaining: 0 });

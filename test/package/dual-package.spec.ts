@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -45,10 +46,16 @@ describe('one copy of the library, however it is loaded', () => {
         const required = require(name);
         const imported = await import(name);
         const keys = Object.keys(required).filter((k) => k !== '__esModule');
-        differing[entry || '.'] = keys.filter((k) => required[k] !== imported[k]).length + '/' + keys.length;
+        differing['.' + entry] = keys.filter((k) => required[k] !== imported[k]).length + '/' + keys.length;
       }
       console.log(JSON.stringify(differing));
     `) as Record<string, string>;
+    // Every entry point the package exports (but its manifest) was compared.
+    const manifest = JSON.parse(readFileSync(resolve(ROOT, 'package.json'), 'utf8')) as {
+      exports: Record<string, unknown>;
+    };
+    const exported = Object.keys(manifest.exports).filter((key) => key !== './package.json');
+    expect(Object.keys(result).sort()).toEqual(exported.sort());
     for (const [entry, count] of Object.entries(result)) {
       expect([entry, count.split('/')[0]]).toEqual([entry, '0']);
       expect(Number(count.split('/')[1])).toBeGreaterThan(0);

@@ -9,18 +9,24 @@ afterAll(() => dir.remove());
 
 const LOAD = ['--count', '600', '--batch-size', '100', '--interval', '50', '--per-request', '3'];
 
+/** Runs the sample's load over a FileStorage journal in `journal`, and checks it ended cleanly. */
+async function runSampleOnFileStorage(journal: string, db: string) {
+  const run = runNode(
+    'dist/sample/main.js',
+    [...LOAD, '--storage', 'file', '--file-dir', journal, '--db', db],
+    {},
+  );
+  const exit = await run.exited;
+  expect(run.stderr).toBe('');
+  expect(exit).toEqual({ code: 0, signal: null });
+  return run;
+}
+
 describe('npm run sample -- --storage file', () => {
   it('buffers the records in a journal on disk and writes every accepted one', async () => {
     const db = join(dir.path, 'file.db');
     const journal = join(dir.path, 'journal');
-    const run = runNode(
-      'dist/sample/main.js',
-      [...LOAD, '--storage', 'file', '--file-dir', journal, '--db', db],
-      {},
-    );
-    const exit = await run.exited;
-    expect(run.stderr).toBe('');
-    expect(exit).toEqual({ code: 0, signal: null });
+    const run = await runSampleOnFileStorage(journal, db);
     expect(run.stdout).toContain(`(file (${journal}) storage, batchSize 100`);
     expect(run.stdout).toContain('rows in the database    600 = records accepted');
     expect(countRows(db)).toBe(600);
@@ -40,14 +46,7 @@ describe('npm run sample -- --storage file', () => {
     );
     await earlier.close();
 
-    const run = runNode(
-      'dist/sample/main.js',
-      [...LOAD, '--storage', 'file', '--file-dir', journal, '--db', db],
-      {},
-    );
-    const exit = await run.exited;
-    expect(run.stderr).toBe('');
-    expect(exit).toEqual({ code: 0, signal: null });
+    const run = await runSampleOnFileStorage(journal, db);
     expect(run.stdout).toContain(
       'records recovered       7 (left in the journal by an earlier run)',
     );

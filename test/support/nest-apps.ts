@@ -60,6 +60,19 @@ export interface NestApps {
     module: ModuleMetadata | TestingModuleBuilder,
     logger?: LoggerService,
   ): Promise<INestApplication>;
+  /**
+   * Boots an application that must fail (see `boot`), and resolves with what it failed with, at
+   * `compile()` or at `init()`; rejects if it booted.
+   */
+  bootError(module: ModuleMetadata | TestingModuleBuilder): Promise<Error>;
+  /**
+   * Compiles a testing module as `boot` does, without initing it: for tests that act before the
+   * boot (then `start` it) or need no application.
+   */
+  compile(
+    module: ModuleMetadata | TestingModuleBuilder,
+    logger?: LoggerService,
+  ): Promise<TestingModule>;
   /** Inits the application of a module the test compiled itself (to act before the boot). */
   start(moduleRef: TestingModule): Promise<INestApplication>;
   /** Closes an application now, rather than after the test. */
@@ -91,16 +104,36 @@ export function useNestApps(): NestApps {
     open.add(app);
     return app;
   };
+  const compile = (
+    module: ModuleMetadata | TestingModuleBuilder,
+    logger: LoggerService = new CapturingLogger(),
+  ): Promise<TestingModule> => {
+    const builder =
+      module instanceof TestingModuleBuilder ? module : Test.createTestingModule(module);
+    return builder.setLogger(logger).compile();
+  };
+  const boot = async (
+    module: ModuleMetadata | TestingModuleBuilder,
+    logger?: LoggerService,
+  ): Promise<INestApplication> => start(await compile(module, logger));
+  const close = async (app: INestApplication): Promise<void> => {
+    open.delete(app);
+    await app.close();
+  };
   return {
-    async boot(module, logger = new CapturingLogger()) {
-      const builder =
-        module instanceof TestingModuleBuilder ? module : Test.createTestingModule(module);
-      return start(await builder.setLogger(logger).compile());
+    boot,
+    async bootError(module) {
+      let app: INestApplication;
+      try {
+        app = await boot(module);
+      } catch (error) {
+        return error as Error;
+      }
+      await close(app);
+      throw new Error('the application booted, but it should have failed');
     },
+    compile,
     start,
-    async close(app) {
-      open.delete(app);
-      await app.close();
-    },
+    close,
   };
 }

@@ -61,21 +61,30 @@ class AppModule {}
 
 const apps = useNestApps();
 
-function fakeRepository(): { insertMany: jest.Mock<(events: EventDto[]) => Promise<void>> } {
+interface FakeRepository {
+  insertMany: jest.Mock<(events: EventDto[]) => Promise<void>>;
+}
+
+function fakeRepository(): FakeRepository {
   return { insertMany: jest.fn(async (_events: EventDto[]) => {}) };
+}
+
+/** Boots the application with `events` in place of its buffer and `repo` of its repository. */
+function bootWithTestBuffer(events: BufIO<EventDto>, repo: FakeRepository) {
+  return apps.boot(
+    Test.createTestingModule({ imports: [AppModule] })
+      .overrideProvider(getBufferToken('events'))
+      .useValue(events)
+      .overrideProvider(EventsRepository)
+      .useValue(repo),
+  );
 }
 
 describe('testing a NestJS application that uses BufIO', () => {
   it("replaces a buffer with createTestBuffer(): the app's worker processes it, on demand", async () => {
     const repo = fakeRepository();
     const events = createTestBuffer<EventDto>({ name: 'events' });
-    const nest = await apps.boot(
-      Test.createTestingModule({ imports: [AppModule] })
-        .overrideProvider(getBufferToken('events'))
-        .useValue(events)
-        .overrideProvider(EventsRepository)
-        .useValue(repo),
-    );
+    const nest = await bootWithTestBuffer(events, repo);
 
     await nest.get(TrackingService).track('signup');
     await nest.get(TrackingService).track('login');
@@ -96,13 +105,7 @@ describe('testing a NestJS application that uses BufIO', () => {
     const repo = fakeRepository();
     repo.insertMany.mockRejectedValue(new Error('constraint violation'));
     const events = createTestBuffer<EventDto>({ name: 'events', retry: { maxAttempts: 1 } });
-    const nest = await apps.boot(
-      Test.createTestingModule({ imports: [AppModule] })
-        .overrideProvider(getBufferToken('events'))
-        .useValue(events)
-        .overrideProvider(EventsRepository)
-        .useValue(repo),
-    );
+    const nest = await bootWithTestBuffer(events, repo);
     await nest.get(TrackingService).track('broken');
     await drain(events);
     expect(nest.get(TrackingService).deadLettered).toEqual([{ type: 'broken' }]);
@@ -124,9 +127,9 @@ describe('testing a NestJS application that uses BufIO', () => {
     const builder = Test.createTestingModule({ imports: [AppModule] })
       .overrideProvider(getBufferToken('events'))
       .useValue(createTestBuffer<EventDto>({ name: 'evnets' }));
-    const error = await apps.boot(builder).catch((e: unknown) => e);
+    const error = await apps.bootError(builder);
     expect(error).toBeInstanceOf(InvalidOptionsError);
-    expect((error as Error).message).toBe(
+    expect(error.message).toBe(
       `the provider of getBufferToken('events'): invalid option "name": got "evnets", expected "events": ` +
         `a buffer put in place of getBufferToken('events') must have the name of the buffer it replaces`,
     );

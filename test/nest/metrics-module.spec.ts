@@ -12,7 +12,7 @@ import {
 } from '../../lib/nest/index.js';
 import { drain } from '../../lib/testing/index.js';
 import { useNestApps } from '../support/nest-apps.js';
-import { sample } from './support.js';
+import { sample } from '../support/prometheus.js';
 
 @BufferWorker('clicks')
 class ClicksWorker {

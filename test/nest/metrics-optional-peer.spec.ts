@@ -7,7 +7,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 describe('prom-client is an optional peer dependency', () => {
   it('is not needed by @risemaxi/bufio/nest, and BufIOMetricsModule says to install it', () => {
-    const run = spawnSync(process.execPath, ['dist/test/fixtures/metrics/without-prom-client.js'], {
+    const run = spawnSync(process.execPath, ['dist/test/fixtures/nest/without-prom-client.js'], {
       cwd: ROOT,
       encoding: 'utf8',
     });
