@@ -2,7 +2,7 @@ import { afterAll, describe, it } from '@jest/globals';
 import path from 'node:path';
 import { killFixtures } from '../../support/child-process.js';
 import { expectPoisonIsolated, poisonPlan } from '../../support/poison-rounds.js';
-import { removeDir, tempDir } from './file-test-support.js';
+import { removeDir, tempDir } from './support.js';
 
 let directory = '';
 afterAll(async () => {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { FileStorage } from '../../../lib/storages/file/index.js';
 import { killFixtures, startFixture } from '../../support/child-process.js';
 import { crashAndDrain } from '../../support/crash-rounds.js';
-import { removeDir, tempDir } from './file-test-support.js';
+import { removeDir, tempDir } from './support.js';
 
 const ROUNDS = 8;
 

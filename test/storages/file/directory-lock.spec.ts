@@ -6,7 +6,7 @@ import path from 'node:path';
 import { StorageLockedError } from '../../../lib/core/errors.js';
 import { FileStorage } from '../../../lib/storages/file/index.js';
 import { runFixture, startFixture } from '../../support/child-process.js';
-import { lockFiles, removeDir, tempDir } from './file-test-support.js';
+import { lockFiles, removeDir, tempDir } from './support.js';
 
 interface ChildResult {
   readonly ok: boolean;

@@ -12,7 +12,7 @@ import {
 import type { UnreadableRecord } from '../../../lib/core/storage.js';
 import { FileStorage, type FileStorageOptions } from '../../../lib/storages/file/index.js';
 import { waitFor } from '../../support/wait.js';
-import { lockFiles, removeDir, segmentFiles, tempDir } from './file-test-support.js';
+import { lockFiles, removeDir, segmentFiles, tempDir } from './support.js';
 
 interface Rec {
   readonly n: number;

@@ -5,7 +5,7 @@ import { BufIO } from '../../../lib/index.js';
 import { InvalidOptionsError, StorageError, StorageFullError } from '../../../lib/core/errors.js';
 import { FileStorage, type FileStorageOptions } from '../../../lib/storages/file/index.js';
 import { waitFor } from '../../support/wait.js';
-import { range, removeDir, segmentFiles, tempDir } from './file-test-support.js';
+import { range, removeDir, segmentFiles, tempDir } from './support.js';
 
 /*
  * maxJournalBytes: a budget on the journal's size on disk. Appends that do not fit are refused

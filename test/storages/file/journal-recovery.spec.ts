@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FileStorage, type RecoveryReport } from '../../../lib/storages/file/index.js';
 import { crc32 } from '../../../lib/storages/file/crc32.js';
-import { frameOffsets, removeDir, segmentFiles, tempDir } from './file-test-support.js';
+import { frameOffsets, removeDir, segmentFiles, tempDir } from './support.js';
 
 interface Rec {
   readonly n: number;

@@ -16,7 +16,7 @@ import {
   sequenceOf,
   spareFiles,
   tempDir,
-} from './file-test-support.js';
+} from './support.js';
 import { waitFor } from '../../support/wait.js';
 
 /*

@@ -1,7 +1,10 @@
+import { afterEach, jest } from '@jest/globals';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { readIdentity } from '../../../lib/storages/file/directory-id.js';
+import type { FileStorageSettings } from '../../../lib/storages/file/file-storage-options.js';
+import { FileStorage } from '../../../lib/storages/file/index.js';
 import {
   currentKind,
   parseSegmentName,
@@ -9,6 +12,64 @@ import {
 } from '../../../lib/storages/file/journal-format.js';
 import { replayFrame, type FrameVisitor } from '../../../lib/storages/file/journal-frames.js';
 import { scanSegment } from '../../../lib/storages/file/segment-reader.js';
+
+/*
+ * What the FileStorage specs share: a sandbox (a directory per test and the storages opened in
+ * it, closed and removed after each test), helpers that read and damage segment files, and the
+ * record most tests store.
+ */
+
+/** FileStorage's options without `directory` (the sandbox's), internal ones included. */
+export type SandboxOptions<T> = Omit<FileStorageSettings<T>, 'directory'>;
+
+/** A test's journal directory and the storages opened in it; see `useSandbox`. */
+export interface Sandbox {
+  /** The directory: made by the first `open` (or set by the test), '' before. */
+  directory: string;
+  /** Opens a FileStorage on the directory, made first if need be. */
+  open<T = Rec>(options?: SandboxOptions<T>): Promise<FileStorage<T>>;
+  /** Closes `storage` and opens the same directory again. */
+  reopen<T>(storage: FileStorage<T>, options?: SandboxOptions<T>): Promise<FileStorage<T>>;
+  /** Closes `storage` after the test, as those `open` returns are. */
+  track<T>(storage: FileStorage<T>): FileStorage<T>;
+}
+
+/**
+ * A sandbox for the tests of the calling spec file: after each test, mocks are restored, every
+ * storage it opened is closed and its directory is removed. Call at the top level of a spec.
+ */
+export function useSandbox(label: string): Sandbox {
+  const opened: FileStorage<unknown>[] = [];
+  const sandbox: Sandbox = {
+    directory: '',
+    async open<T>(options: SandboxOptions<T> = {}) {
+      sandbox.directory ||= await tempDir(label);
+      return sandbox.track(await FileStorage.open<T>({ ...options, directory: sandbox.directory }));
+    },
+    async reopen<T>(storage: FileStorage<T>, options: SandboxOptions<T> = {}) {
+      await storage.close();
+      return sandbox.open<T>(options);
+    },
+    track<T>(storage: FileStorage<T>) {
+      opened.push(storage as FileStorage<unknown>);
+      return storage;
+    },
+  };
+  afterEach(async () => {
+    jest.restoreAllMocks();
+    for (const storage of opened.splice(0)) await storage.close();
+    if (sandbox.directory) await removeDir(sandbox.directory);
+    sandbox.directory = '';
+  });
+  return sandbox;
+}
+
+/** Flips the bits of `mask` in the byte at `at` of `file`, as damage on disk would. */
+export async function flipByte(file: string, at: number, mask = 0xff): Promise<void> {
+  const data = await fs.readFile(file);
+  data[at] = (data[at] as number) ^ mask;
+  await fs.writeFile(file, data);
+}
 
 /** A fresh directory under the system's temp directory; remove it with `removeDir`. */
 export function tempDir(label: string): Promise<string> {
