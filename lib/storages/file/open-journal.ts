@@ -76,16 +76,19 @@ export async function openJournal<T>(
       maxBytes: options.maxJournalBytes,
     });
     const reads = new SegmentReads(directory);
+    const quarantine = new Quarantine(directory);
     const budget = new JournalBudget(options.maxJournalBytes, directory);
     const index = new LiveIndex(options.memoryBytes, {
       segments,
       reads,
+      quarantine,
       deliveries: replay.deliveries,
       onLost: (error) => host.reportError(error),
     });
     const groups = {
       segments,
       reads,
+      quarantine,
       index,
       deliveries: replay.deliveries,
       onError: host.reportError,
@@ -126,7 +129,7 @@ export async function openJournal<T>(
       writer,
       segments,
       reads,
-      quarantine: new Quarantine(directory),
+      quarantine,
       deliveries: replay.deliveries,
       onError: host.reportError,
     });
