@@ -61,7 +61,8 @@ export async function openJournal<T>(
     directory = await fs.realpath(path);
     if (!options.allowUnsafeDirectory) await checkDirectory(directory);
     lock = await DirectoryLock.acquire(directory);
-    const journal = await recoverJournal(directory);
+    const quarantine = new Quarantine(directory, options.maxQuarantineBytes);
+    const journal = await recoverJournal(directory, quarantine);
     // The id, and the id floor, are on disk before any segment that carries them.
     await writeIdentity(directory, journal.identity);
     const { replay, segments } = journal;
@@ -76,7 +77,6 @@ export async function openJournal<T>(
       maxBytes: options.maxJournalBytes,
     });
     const reads = new SegmentReads(directory);
-    const quarantine = new Quarantine(directory);
     const budget = new JournalBudget(options.maxJournalBytes, directory);
     const index = new LiveIndex(options.memoryBytes, {
       segments,
