@@ -1,10 +1,11 @@
-import { afterEach, jest } from '@jest/globals';
+import { afterAll, afterEach, jest } from '@jest/globals';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { readIdentity } from '../../../lib/storages/file/directory-id.js';
 import type { FileStorageSettings } from '../../../lib/storages/file/file-storage-options.js';
 import { FileStorage } from '../../../lib/storages/file/index.js';
+import { killFixtures } from '../../support/child-process.js';
 import {
   currentKind,
   parseSegmentName,
@@ -31,7 +32,11 @@ export interface Sandbox {
   /** Closes `storage` and opens the same directory again. */
   reopen<T>(storage: FileStorage<T>, options?: SandboxOptions<T>): Promise<FileStorage<T>>;
   /** Closes `storage` after the test, as those `open` returns are. */
-  track<T>(storage: FileStorage<T>): FileStorage<T>;
+  track<T>(...storages: FileStorage<T>[]): FileStorage<T>;
+  /** No longer closes `storage` (every storage, without one) after the test: it is closed or abandoned. */
+  untrack<T>(storage?: FileStorage<T>): void;
+  /** Closes every storage opened so far (the directory stays). */
+  closeAll(): Promise<void>;
 }
 
 /**
@@ -50,18 +55,39 @@ export function useSandbox(label: string): Sandbox {
       await storage.close();
       return sandbox.open<T>(options);
     },
-    track<T>(storage: FileStorage<T>) {
-      opened.push(storage as FileStorage<unknown>);
-      return storage;
+    track<T>(...storages: FileStorage<T>[]) {
+      opened.push(...(storages as FileStorage<unknown>[]));
+      return storages[0] as FileStorage<T>;
+    },
+    async closeAll() {
+      for (const storage of opened.splice(0)) await storage.close();
+    },
+    untrack<T>(storage?: FileStorage<T>) {
+      const at = storage === undefined ? 0 : opened.indexOf(storage as FileStorage<unknown>);
+      if (at >= 0) opened.splice(at, storage === undefined ? opened.length : 1);
     },
   };
   afterEach(async () => {
     jest.restoreAllMocks();
-    for (const storage of opened.splice(0)) await storage.close();
+    await sandbox.closeAll();
     if (sandbox.directory) await removeDir(sandbox.directory);
     sandbox.directory = '';
   });
   return sandbox;
+}
+
+/**
+ * For a spec whose tests run child processes on a directory: returns what makes that directory
+ * (one per spec file); after all its tests, the children still running are killed and the
+ * directory is removed.
+ */
+export function useChildDirectory(label: string): () => Promise<string> {
+  let directory = '';
+  afterAll(async () => {
+    killFixtures();
+    if (directory) await removeDir(directory);
+  });
+  return async () => (directory ||= await tempDir(label));
 }
 
 /** Flips the bits of `mask` in the byte at `at` of `file`, as damage on disk would. */
@@ -162,6 +188,13 @@ export interface Rec {
 }
 
 export const rec = (n: number): Rec => ({ n, text: `record ${n}` });
+
+/** The `n` of every record waiting in `storage`, which are released again, so still waiting. */
+export async function numbersIn(storage: FileStorage<Rec>): Promise<number[]> {
+  const batch = await storage.reserve(100_000, { now: Infinity });
+  await storage.release(batch, 0);
+  return batch.map((entry) => entry.record.n);
+}
 
 /** A fixed engine clock for `reserve`. */
 export const T0 = 1_700_000_000_000;
