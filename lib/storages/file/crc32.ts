@@ -51,7 +51,7 @@ export function crc32(
   end: number = data.length,
   previous = 0,
 ): number {
-  // zlib.crc32 of an empty buffer is 0 whatever `previous` is; this keeps it.
+  // Short ranges stay here, and so the empty one: zlib.crc32 of it is 0, whatever `previous` is.
   if (end - start >= NATIVE_FROM) return zlib.crc32(data.subarray(start, end), previous);
   let crc = ~previous;
   let i = start;
