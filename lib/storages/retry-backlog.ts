@@ -15,11 +15,12 @@ interface DueRun<R extends { readonly id: number }> {
 
 /**
  * The records a storage holds for a retry: hidden until their `visibleAt`, then handed out oldest
- * (lowest id) first, ahead of fresh records. Made for in-process storages (`MemoryStorage`, the
- * `FileStorage` index) whose backlog may grow to millions while a downstream is down: releasing
- * a group costs O(b log b + log g) for b records in g groups, promoting and taking a record
- * O(log g), and nothing ever walks or re-sorts the backlog. Generic over what a record is, as long
- * as it has a numeric id that orders records as they were stored.
+ * (lowest id) first, ahead of fresh records. Made for `MemoryStorage`, whose backlog may grow to
+ * millions while a downstream is down (FileStorage keeps the same two heaps in `RetryGroups`, over
+ * groups whose records may be on disk only): releasing a group costs O(b log b + log g) for b
+ * records in g groups, promoting and taking a record O(log g), and nothing ever walks or re-sorts
+ * the backlog. Generic over what a record is, as long as it has a numeric id that orders records
+ * as they were stored.
  */
 export class RetryBacklog<R extends { readonly id: number }> {
   /** Groups still waiting out their delay, earliest `visibleAt` on top. */

@@ -15,7 +15,7 @@ import {
 import { FileStorage } from '../../lib/storages/file/index.js';
 import { PostgresStorage } from '../../lib/storages/postgres/index.js';
 import { RedisStorage } from '../../lib/storages/redis/index.js';
-import { removeDir, tempDir } from '../storages/file/file-test-support.js';
+import { removeDir, tempDir } from '../storages/file/support.js';
 import { countConnections } from '../storages/postgres/support.js';
 import { describeWith, POSTGRES_URL, REDIS_URL } from '../support/services.js';
 import { waitFor } from '../support/wait.js';

@@ -6,7 +6,7 @@ import { FileStorage } from '../../lib/storages/file/index.js';
 import { PostgresStorage } from '../../lib/storages/postgres/index.js';
 import { RedisStorage } from '../../lib/storages/redis/index.js';
 import { describeWith, POSTGRES_URL, REDIS_URL } from '../support/services.js';
-import { removeDir, tempDir } from './file/file-test-support.js';
+import { removeDir, tempDir } from './file/support.js';
 import { dropTables, uniqueTable } from './postgres/support.js';
 import { deleteKeys, uniquePrefix } from './redis/redis-keys.js';
 

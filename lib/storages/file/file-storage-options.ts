@@ -43,6 +43,15 @@ export interface FileStorageOptions<T> extends DurableStorageOptions<T> {
    */
   maxJournalBytes?: number;
   /**
+   * Bound on `quarantine.log`, where damaged bytes and unreadable records are kept: entries that
+   * would take it past this many bytes start a new one, and the full one is renamed
+   * `quarantine.1.log`, replacing the previous one. So the directory holds the latest quarantined
+   * bytes, up to about twice this (more only when one damage is larger), and what is dropped is
+   * the oldest. The bytes are only ever read by people; each damage is also reported (`onRecovery`,
+   * `onError`) as it is found. At least 4096. Default 64 MiB.
+   */
+  maxQuarantineBytes?: number;
+  /**
    * Called once the journal has been read at open, with what was recovered, what was damaged
    * (and where its bytes were kept), which segments are missing and which files were ignored.
    * Without it, anything amiss is reported to `onError`.
@@ -64,6 +73,7 @@ export interface ResolvedFileStorageOptions<T> extends ResolvedDurableOptions<T>
   readonly durability: Durability;
   readonly segmentBytes: number;
   readonly maxJournalBytes: number | undefined;
+  readonly maxQuarantineBytes: number;
   /** Bytes of waiting records' text kept in memory as well (see `MemoryBudget`). */
   readonly memoryBytes: number;
   readonly onRecovery: ((report: RecoveryReport) => void) | undefined;
@@ -74,6 +84,7 @@ export const FILE_STORAGE_DEFAULTS = {
   durability: 'fsync',
   segmentBytes: 16 * 1024 * 1024,
   memoryBytes: 1024 * 1024,
+  maxQuarantineBytes: 64 * 1024 * 1024,
 } as const;
 
 /**
@@ -90,12 +101,14 @@ export type FileStorageSettings<T> = FileStorageOptions<T> & { [memoryBytesOptio
 const MAX_SEGMENT_BYTES = 1024 * 1024 * 1024;
 const MIN_SEGMENT_BYTES = 1024;
 const MAX_RECORD_BYTES = 256 * 1024 * 1024;
+const MIN_QUARANTINE_BYTES = 4096;
 
 const KNOWN = new Set<string>([
   'directory',
   'durability',
   'segmentBytes',
   'maxJournalBytes',
+  'maxQuarantineBytes',
   'onRecovery',
   'allowUnsafeDirectory',
   ...DURABLE_OPTION_NAMES,
@@ -141,6 +154,13 @@ export function resolveFileStorageOptions<T>(
     ),
     segmentBytes,
     maxJournalBytes,
+    maxQuarantineBytes: check.integerIn(
+      'maxQuarantineBytes',
+      options.maxQuarantineBytes,
+      FILE_STORAGE_DEFAULTS.maxQuarantineBytes,
+      MIN_QUARANTINE_BYTES,
+      Number.MAX_SAFE_INTEGER,
+    ),
     memoryBytes: options[memoryBytesOption] ?? FILE_STORAGE_DEFAULTS.memoryBytes,
     onRecovery: check.optionalFunction('onRecovery', options.onRecovery),
     allowUnsafeDirectory: check.boolean(

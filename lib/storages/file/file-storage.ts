@@ -42,8 +42,9 @@ type State = 'created' | 'open' | 'closing' | 'closed';
  *
  * Every record is framed with its length, a tag of its segment and a CRC-32. Reading the journal
  * at open is salvage-first: damaged bytes anywhere (a write torn by a crash, a flipped bit, a
- * damaged header) are skipped, copied to `quarantine.log` and cut or covered, and every intact
- * record before and after them is kept; segments missing from the middle and files that are not
+ * damaged header) are skipped, copied to `quarantine.log` (bounded, see `maxQuarantineBytes`) and
+ * cut or covered, and every intact record before and after them is kept (records read back later
+ * are checked the same way); segments missing from the middle and files that are not
  * this directory's are reported (see `recovery`). Appends are group-committed: those that arrive
  * while the disk is busy are written together and share one `fdatasync` (see `Durability`).
  * Acknowledgements and releases are journaled too, with the next write, without waiting for a

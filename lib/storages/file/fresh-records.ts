@@ -3,13 +3,14 @@ import type { IdBitmap } from './id-bitmap.js';
 import type { FrameVisitor } from './journal-frames.js';
 import type { LiveRecord } from './live-record.js';
 import type { MemoryBudget } from './memory-budget.js';
+import type { Quarantine } from './quarantine.js';
 import {
   claimedFrameBytes,
+  damageEnd,
   unreadableBytes,
   walkFrames,
   type SegmentReads,
 } from './segment-reads.js';
-import { nextFrame } from './segment-reader.js';
 import type { Segment, SegmentTable } from './segment-table.js';
 
 /** How much of a run is read at once. */
@@ -35,6 +36,8 @@ export interface FreshRecordsOptions {
   readonly segments: SegmentTable;
   readonly reads: SegmentReads;
   readonly budget: MemoryBudget;
+  /** Keeps bytes found damaged on the way. */
+  readonly quarantine: Quarantine;
   /** Delivery counts of records leased when an earlier process stopped (see `JournalReplay`). */
   readonly deliveries: Map<number, number>;
   /** Reports records that could not be read back (damaged after the journal was opened). */
@@ -201,15 +204,23 @@ export class FreshRecords {
   }
 
   /**
-   * Bytes at `offset` are not a frame (damaged since the journal was opened): reports them and
-   * returns where the next trusted frame is, or the segment's end.
+   * Bytes at `offset` are not a trusted frame (damaged since they were written or checked at
+   * open): copies them to quarantine, reports them, and returns where the next trusted frame is,
+   * or the segment's end. The records they held are counted lost once the run ends short of them.
    */
   private async skipDamage(segment: Segment, offset: number): Promise<number> {
     const rest = await this.options.reads.read(segment, offset, segment.end - offset);
-    const next = nextFrame(rest, 1, segment.kind);
-    const skipped = next < 0 ? rest.length : next;
+    const skipped = damageEnd(rest, 0, segment.kind);
+    const [kept] = await this.options.quarantine.keep([
+      {
+        source: segment.name,
+        offset,
+        reason: 'unreadable',
+        bytes: rest.subarray(0, skipped),
+      },
+    ]);
     this.options.onLost(
-      unreadableBytes(segment.name, offset, `${skipped} byte(s) of fresh records`),
+      unreadableBytes(segment.name, offset, `${skipped} byte(s) of fresh records`, kept),
       0,
     );
     return offset + Math.max(1, skipped);

@@ -2,7 +2,8 @@ import type { CarriedState } from './journal-frames.js';
 import type { LiveIndex } from './live-index.js';
 import type { LiveRecord } from './live-record.js';
 import type { RetryGroup } from './retry-groups.js';
-import { unreadableBytes, walkFrames, type SegmentReads } from './segment-reads.js';
+import type { Quarantine, QuarantineEntry } from './quarantine.js';
+import { damageEnd, unreadableBytes, walkFrames, type SegmentReads } from './segment-reads.js';
 import type { SegmentTable } from './segment-table.js';
 
 /**
@@ -88,6 +89,8 @@ export function countOf(place: GroupPlace): number {
 export interface GroupSource {
   readonly segments: SegmentTable;
   readonly reads: SegmentReads;
+  /** Keeps bytes found damaged on the way. */
+  readonly quarantine: Quarantine;
   readonly index: LiveIndex;
   /** Delivery counts of records leased when an earlier process stopped. */
   readonly deliveries: Map<number, number>;
@@ -96,12 +99,14 @@ export interface GroupSource {
 
 /**
  * Reads a retry group's records back into memory: one read per part. Records that cannot be
- * found (bytes damaged since the journal was opened) are given up and reported.
+ * found (bytes damaged since they were written or checked at open) are given up and reported, and
+ * the damaged bytes copied to quarantine.
  */
 export async function loadGroup(group: RetryGroup, source: GroupSource): Promise<void> {
   const place = group.place;
   if (place === undefined || group.records !== undefined) return;
   const records: LiveRecord[] = [];
+  const damaged: QuarantineEntry[] = [];
   for (const part of place) {
     const segment = source.segments.get(part.segment);
     if (segment === undefined) continue;
@@ -125,20 +130,28 @@ export async function loadGroup(group: RetryGroup, source: GroupSource): Promise
         acked: false,
       });
     };
-    walkFrames(
-      data,
-      segment.kind,
-      {
-        append: take,
-        carry: (state: CarriedState, offset, bytes, frameAt) =>
-          take(state.id, offset, bytes, frameAt),
-        ack: () => undefined,
-        release: () => undefined,
-        lease: () => undefined,
-      },
-      () => true,
-    );
+    const visitor = {
+      append: take,
+      carry: (state: CarriedState, offset: number, bytes: number, frameAt: number) =>
+        take(state.id, offset, bytes, frameAt),
+      ack: () => undefined,
+      release: () => undefined,
+      lease: () => undefined,
+    };
+    // Past damaged bytes, the part's other records are still found.
+    for (let at = 0; at < data.length;) {
+      const walk = walkFrames(data, segment.kind, visitor, () => true, at);
+      if (!walk.damaged) break;
+      at = damageEnd(data, walk.next, segment.kind);
+      damaged.push({
+        source: segment.name,
+        offset: part.start + walk.next,
+        reason: 'unreadable',
+        bytes: data.subarray(walk.next, at),
+      });
+    }
   }
+  const kept = await source.quarantine.keep(damaged);
   if (group.records !== undefined) return; // read meanwhile
   records.sort((a, b) => a.id - b.id);
   // A part's bytes may hold a stale copy of a record besides its own (never two of ours).
@@ -154,6 +167,7 @@ export async function loadGroup(group: RetryGroup, source: GroupSource): Promise
         source.segments.get(first?.segment ?? -1)?.name ?? `segment ${first?.segment ?? '?'}`,
         first?.start ?? 0,
         `${lost} record(s) waiting for a retry`,
+        kept.length > 0 ? kept.join(', ') : undefined,
       ),
     );
   }

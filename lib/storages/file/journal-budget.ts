@@ -4,7 +4,8 @@ import { StorageError, StorageFullError } from '../../core/errors.js';
 /**
  * The journal's byte budget (`maxJournalBytes`): which appends fit, and who wants to know when
  * room is freed (after the disk or the budget refused an append, once acknowledged records let
- * segments go).
+ * segments go). MemoryStorage has no counterpart: this bounds bytes on disk, segment files as
+ * allocated, and frees room a segment at a time, not a record at a time.
  */
 export class JournalBudget {
   private readonly listeners = new Set<() => void>();

@@ -73,8 +73,10 @@ interface Member {
  * `JournalReplay`), so that memory holds one segment's bytes and a few bits per record, however
  * many records the journal holds.
  */
-export async function recoverJournal(directory: string): Promise<RecoveredJournal> {
-  const quarantine = new Quarantine(directory);
+export async function recoverJournal(
+  directory: string,
+  quarantine: Quarantine,
+): Promise<RecoveredJournal> {
   const ignored: IgnoredFile[] = [];
   const names = (await fs.readdir(directory)).sort();
   const spares: string[] = [];

@@ -61,7 +61,8 @@ export async function openJournal<T>(
     directory = await fs.realpath(path);
     if (!options.allowUnsafeDirectory) await checkDirectory(directory);
     lock = await DirectoryLock.acquire(directory);
-    const journal = await recoverJournal(directory);
+    const quarantine = new Quarantine(directory, options.maxQuarantineBytes);
+    const journal = await recoverJournal(directory, quarantine);
     // The id, and the id floor, are on disk before any segment that carries them.
     await writeIdentity(directory, journal.identity);
     const { replay, segments } = journal;
@@ -80,12 +81,14 @@ export async function openJournal<T>(
     const index = new LiveIndex(options.memoryBytes, {
       segments,
       reads,
+      quarantine,
       deliveries: replay.deliveries,
       onLost: (error) => host.reportError(error),
     });
     const groups = {
       segments,
       reads,
+      quarantine,
       index,
       deliveries: replay.deliveries,
       onError: host.reportError,
@@ -126,7 +129,7 @@ export async function openJournal<T>(
       writer,
       segments,
       reads,
-      quarantine: new Quarantine(directory),
+      quarantine,
       deliveries: replay.deliveries,
       onError: host.reportError,
     });

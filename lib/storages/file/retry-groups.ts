@@ -34,6 +34,13 @@ export interface RetryGroup {
  * a backlog of millions of retries costs memory per release, not per record. Releasing a group
  * costs O(b log b) for its b records; making groups due and taking a record O(log g) for g groups:
  * nothing ever walks or re-sorts the backlog.
+ *
+ * The same two heaps as `RetryBacklog` (MemoryStorage's), which this cannot use because a group's
+ * records may be on disk only: the due heap orders groups by `nextId` rather than by their next
+ * record, a group can be due with no records in memory (read back by `loadGroup` before it is
+ * taken), found at open with only a count and a place, lose records that could not be read back
+ * (`lost`), and be found by segment (`inSegment`) to copy it out of a segment being emptied.
+ * Records it holds in memory count against `MemoryBudget`.
  */
 export class RetryGroups {
   /** Groups still waiting out their delay, earliest `visibleAt` on top. */

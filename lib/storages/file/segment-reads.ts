@@ -10,6 +10,7 @@ import {
   type FrameVisitor,
 } from './journal-frames.js';
 import { classifyFileError, openSafely } from './safe-files.js';
+import { nextFrame } from './segment-reader.js';
 import type { Segment } from './segment-table.js';
 
 /** Descriptors kept open for reading: the fresh records' run and a few retry groups. */
@@ -84,25 +85,25 @@ export interface FrameWalk {
 }
 
 /**
- * Visits the frames of `data` (bytes of a segment) from its start, in order, while `more()` says
+ * Visits the frames of `data` (bytes of a segment) from `from` on, in order, while `more()` says
  * so; stops before a frame cut short by the end of `data` or at bytes that are not a frame. The
  * visitor's offsets are within `data`.
  *
- * Frames read back while running are known by their tag, length and fields; their checksums are
- * not computed again (about a sixth of the cost of a drain): every frame was checked when the
- * journal was opened, or was written by this process since. A payload damaged on disk after that
- * is still caught where it no longer deserializes (set aside as unreadable).
+ * Frames read back while running are checked as at open, checksum included: bytes damaged on disk
+ * after the journal was opened (or after this process wrote them) stop the walk, rather than reach
+ * a worker as a record that still happens to deserialize. The caller sets them aside.
  */
 export function walkFrames(
   data: Buffer,
   kind: SegmentKind,
   visitor: FrameVisitor,
   more: () => boolean,
+  from = 0,
 ): FrameWalk {
-  let at = 0;
+  let at = from;
   while (at < data.length && more()) {
     if (data.length - at < FRAME_HEAD_BYTES) return { next: at, damaged: false };
-    const end = checkedFrameEnd(data, at, kind, false);
+    const end = checkedFrameEnd(data, at, kind);
     if (end < 0) {
       const claimed = at + FRAME_HEAD_BYTES + data.readUInt32LE(at);
       const cutShort = data.readUInt32LE(at + 4) === kind.tag && claimed > data.length;
@@ -121,9 +122,27 @@ export function claimedFrameBytes(data: Buffer): number {
     : FRAME_HEAD_BYTES + data.readUInt32LE(0);
 }
 
-/** The error for bytes that should hold records and do not. */
-export function unreadableBytes(segment: string, offset: number, what: string): StorageError {
+/**
+ * Where the damaged bytes at `at` of `data` end: at the next trusted frame, else at the end of
+ * `data`.
+ */
+export function damageEnd(data: Buffer, at: number, kind: SegmentKind): number {
+  const next = nextFrame(data, at + 1, kind);
+  return next < 0 ? data.length : next;
+}
+
+/**
+ * The error for bytes that should hold records and do not; `kept` says where they were copied
+ * (see `Quarantine.keep`).
+ */
+export function unreadableBytes(
+  segment: string,
+  offset: number,
+  what: string,
+  kept?: string,
+): StorageError {
+  const where = kept === undefined ? '' : `; they are kept in ${kept}`;
   return new StorageError(
-    `FileStorage could not read ${what} back from ${segment} at offset ${offset}: the bytes there are damaged (changed after the journal was opened)`,
+    `FileStorage could not read ${what} back from ${segment} at offset ${offset}: the bytes there are damaged (changed after they were written or checked)${where}`,
   );
 }

@@ -1,18 +1,13 @@
-import { afterAll, describe, it } from '@jest/globals';
+import { describe, it } from '@jest/globals';
 import path from 'node:path';
-import { killFixtures } from '../../support/child-process.js';
 import { expectPoisonIsolated, poisonPlan } from '../../support/poison-rounds.js';
-import { removeDir, tempDir } from './file-test-support.js';
+import { useChildDirectory } from './support.js';
 
-let directory = '';
-afterAll(async () => {
-  killFixtures();
-  if (directory) await removeDir(directory);
-});
+const childDirectory = useChildDirectory('crash-loop');
 
 describe('FileStorage with a record that kills its process', () => {
   it('dead-letters that record alone, with CrashLoopError, and processes every other', async () => {
-    directory = await tempDir('crash-loop');
+    const directory = await childDirectory();
     await expectPoisonIsolated(
       poisonPlan('FileStorage crash loop', {
         kind: 'file',

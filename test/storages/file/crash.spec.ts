@@ -1,21 +1,17 @@
-import { afterAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import path from 'node:path';
 import { FileStorage } from '../../../lib/storages/file/index.js';
-import { killFixtures, startFixture } from '../../support/child-process.js';
+import { startFixture } from '../../support/child-process.js';
 import { crashAndDrain } from '../../support/crash-rounds.js';
-import { removeDir, tempDir } from './file-test-support.js';
+import { useChildDirectory } from './support.js';
 
 const ROUNDS = 8;
 
-let directory = '';
-afterAll(async () => {
-  killFixtures();
-  if (directory) await removeDir(directory);
-});
+const childDirectory = useChildDirectory('crash');
 
 describe('FileStorage under SIGKILL', () => {
   it('loses no acknowledged record across random kills, and drains them all after', async () => {
-    directory = await tempDir('crash');
+    const directory = await childDirectory();
     const journal = path.join(directory, 'journal');
     const outcome = await crashAndDrain({
       label: 'FileStorage crash test',
@@ -53,7 +49,7 @@ describe('FileStorage under SIGKILL', () => {
   }, 60_000);
 
   it('counts a delivery for every lease a SIGKILL ended, and keeps ids and idScope', async () => {
-    directory = await tempDir('crash');
+    const directory = await childDirectory();
     const journal = path.join(directory, 'leases');
     const leaseAndDie = async (append: number, reserve: number) => {
       const child = startFixture('file/lease-child', {

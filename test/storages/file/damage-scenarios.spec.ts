@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FileStorage } from '../../../lib/storages/file/index.js';
-import { removeDir, segmentFiles, tempDir } from './file-test-support.js';
+import { removeDir, segmentFiles, tempDir } from './support.js';
 
 /*
  * The damage reported against 0.2.0, replayed through the public API and the files alone (no

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -6,7 +6,7 @@ import path from 'node:path';
 import { StorageLockedError } from '../../../lib/core/errors.js';
 import { FileStorage } from '../../../lib/storages/file/index.js';
 import { runFixture, startFixture } from '../../support/child-process.js';
-import { lockFiles, removeDir, tempDir } from './file-test-support.js';
+import { lockFiles, tempDir, useSandbox } from './support.js';
 
 interface ChildResult {
   readonly ok: boolean;
@@ -15,23 +15,16 @@ interface ChildResult {
   readonly message?: string;
 }
 
-let directory = '';
-const opened: FileStorage<unknown>[] = [];
-
-afterEach(async () => {
-  for (const storage of opened.splice(0)) await storage.close();
-  if (directory) await removeDir(directory);
-  directory = '';
-});
+const sandbox = useSandbox('lock');
 
 async function openHere(): Promise<FileStorage<unknown>> {
-  const storage = await FileStorage.open<unknown>({ directory });
-  opened.push(storage);
+  const storage = await FileStorage.open<unknown>({ directory: sandbox.directory });
+  sandbox.track(storage);
   return storage;
 }
 
 async function probeFromChild(): Promise<ChildResult> {
-  const run = await runFixture('file/lock-child', { args: [directory] });
+  const run = await runFixture('file/lock-child', { args: [sandbox.directory] });
   expect(run.stderr).toEqual([]);
   expect(run.lines).toHaveLength(1);
   return JSON.parse(run.lines[0] as string) as ChildResult;
@@ -44,13 +37,13 @@ function deadPid(): number {
 }
 
 function writeLock(generation: number, holder: object): void {
-  fs.writeFileSync(path.join(directory, `LOCK.${generation}`), JSON.stringify(holder), {
+  fs.writeFileSync(path.join(sandbox.directory, `LOCK.${generation}`), JSON.stringify(holder), {
     mode: 0o600,
   });
 }
 
 function readLock(name: string): { pid: number; free?: boolean } {
-  return JSON.parse(fs.readFileSync(path.join(directory, name), 'utf8')) as {
+  return JSON.parse(fs.readFileSync(path.join(sandbox.directory, name), 'utf8')) as {
     pid: number;
     free?: boolean;
   };
@@ -58,102 +51,106 @@ function readLock(name: string): { pid: number; free?: boolean } {
 
 describe('FileStorage directory lock', () => {
   it('refuses a second instance in the same process, naming the directory and pid', async () => {
-    directory = await tempDir('lock');
+    sandbox.directory = await tempDir('lock');
     const first = await openHere();
     await first.append([{ n: 1 }]);
-    const second = new FileStorage<unknown>({ directory });
+    const second = new FileStorage<unknown>({ directory: sandbox.directory });
     const error = await second.open().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StorageLockedError);
     expect(error).toMatchObject({ code: 'BUFIO_STORAGE_LOCKED' });
     const message = (error as Error).message;
-    expect(message).toContain(`"${fs.realpathSync(directory)}"`);
+    expect(message).toContain(`"${fs.realpathSync(sandbox.directory)}"`);
     expect(message).toContain(`pid ${process.pid}`);
     // The holder is unaffected, and the refused instance opens once the holder closes.
     await first.append([{ n: 2 }]);
     expect(first.size()).toBe(2);
     await first.close();
-    opened.splice(0);
+    sandbox.untrack();
     await second.open();
-    opened.push(second);
+    sandbox.track(second);
     expect(second.size()).toBe(2);
   });
 
   it('lets exactly one of two concurrent opens in the same process win', async () => {
-    directory = await tempDir('lock');
-    const a = new FileStorage<unknown>({ directory });
-    const b = new FileStorage<unknown>({ directory });
+    sandbox.directory = await tempDir('lock');
+    const a = new FileStorage<unknown>({ directory: sandbox.directory });
+    const b = new FileStorage<unknown>({ directory: sandbox.directory });
     const results = await Promise.allSettled([a.open(), b.open()]);
-    opened.push(a, b);
+    sandbox.track(a, b);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const loser = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
     expect(loser.reason).toBeInstanceOf(StorageLockedError);
   });
 
   it('refuses another process while held, naming this pid, and admits it after close', async () => {
-    directory = await tempDir('lock');
+    sandbox.directory = await tempDir('lock');
     const holder = await openHere();
     await holder.append([{ n: 1 }]);
     const refused = await probeFromChild();
     expect(refused).toMatchObject({ ok: false, code: 'BUFIO_STORAGE_LOCKED' });
     expect(refused.message).toContain(`locked by process ${process.pid}`);
-    expect(refused.message).toContain(fs.realpathSync(directory));
+    expect(refused.message).toContain(fs.realpathSync(sandbox.directory));
     await holder.close();
-    opened.splice(0);
+    sandbox.untrack();
     expect(await probeFromChild()).toEqual({ ok: true, size: 1 });
   });
 
   it('takes over the lock of a process that is gone', async () => {
-    directory = await tempDir('lock');
+    sandbox.directory = await tempDir('lock');
     const dead = deadPid();
     writeLock(7, { pid: dead, host: os.hostname() });
     const storage = await openHere();
     await storage.append([{ n: 1 }]);
-    expect(await lockFiles(directory)).toEqual(['LOCK.8']);
+    expect(await lockFiles(sandbox.directory)).toEqual(['LOCK.8']);
     expect(readLock('LOCK.8').pid).toBe(process.pid);
     await storage.close();
-    opened.splice(0);
+    sandbox.untrack();
     // Released: a free marker of the next generation, which anyone may take.
-    expect(await lockFiles(directory)).toEqual(['LOCK.9']);
+    expect(await lockFiles(sandbox.directory)).toEqual(['LOCK.9']);
     expect(readLock('LOCK.9')).toMatchObject({ free: true });
     expect(await probeFromChild()).toEqual({ ok: true, size: 1 });
   });
 
   it('tells a live holder from a reused pid by its start time (Linux)', async () => {
     if (!fs.existsSync(`/proc/${process.pid}/stat`)) return;
-    directory = await tempDir('lock');
+    sandbox.directory = await tempDir('lock');
     const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)']);
     try {
       const stat = fs.readFileSync(`/proc/${sleeper.pid}/stat`, 'utf8');
       const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
       writeLock(1, { pid: sleeper.pid, host: os.hostname(), start });
-      const refused = await new FileStorage<unknown>({ directory }).open().catch((e: unknown) => e);
+      const refused = await new FileStorage<unknown>({ directory: sandbox.directory })
+        .open()
+        .catch((e: unknown) => e);
       expect(refused).toBeInstanceOf(StorageLockedError);
       expect((refused as Error).message).toContain(`locked by process ${sleeper.pid}`);
       // The same pid with another start time is a different, later process: the lock is stale.
       writeLock(2, { pid: sleeper.pid, host: os.hostname(), start: '1' });
       await openHere();
-      expect(await lockFiles(directory)).toEqual(['LOCK.3']);
+      expect(await lockFiles(sandbox.directory)).toEqual(['LOCK.3']);
     } finally {
       sleeper.kill('SIGKILL');
     }
   });
 
   it('counts a holder on another host as alive, and says which host', async () => {
-    directory = await tempDir('lock');
+    sandbox.directory = await tempDir('lock');
     writeLock(4, { pid: 1234, host: 'elsewhere.example' });
-    const error = await new FileStorage<unknown>({ directory }).open().catch((e: unknown) => e);
+    const error = await new FileStorage<unknown>({ directory: sandbox.directory })
+      .open()
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StorageLockedError);
     expect((error as Error).message).toContain(
       'locked by process 1234 on host "elsewhere.example"',
     );
-    expect(await lockFiles(directory)).toEqual(['LOCK.4']);
+    expect(await lockFiles(sandbox.directory)).toEqual(['LOCK.4']);
   });
 
   it('of several processes taking over one stale lock at once, exactly one wins', async () => {
-    directory = await tempDir('lock');
+    sandbox.directory = await tempDir('lock');
     writeLock(3, { pid: deadPid(), host: os.hostname() });
     const children = Array.from({ length: 4 }, () =>
-      startFixture('file/lock-child', { args: [directory, 'hold'], stdin: true }),
+      startFixture('file/lock-child', { args: [sandbox.directory, 'hold'], stdin: true }),
     );
     const results = await Promise.all(
       children.map(async (child) => JSON.parse(await child.waitForLine(() => true)) as ChildResult),

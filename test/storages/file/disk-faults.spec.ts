@@ -5,7 +5,7 @@ import path from 'node:path';
 import { StorageAccessError, StorageFullError } from '../../../lib/core/errors.js';
 import { FileStorage, type Durability } from '../../../lib/storages/file/index.js';
 import { killFixtures, startFixture } from '../../support/child-process.js';
-import { removeDir, tempDir } from './file-test-support.js';
+import { removeDir, tempDir } from './support.js';
 import { canMount, mountTmpfs, remount, unmount } from './mount-support.js';
 
 /*

@@ -4,7 +4,7 @@ import { FileStorage, type FileStorageOptions } from '../../../lib/storages/file
 import { abandonStorage } from '../../../lib/storages/file/file-storage.js';
 import { memoryBytesOption } from '../../../lib/storages/file/file-storage-options.js';
 import { describeStorageConformance, type ConformanceRecord } from '../../../lib/testing/index.js';
-import { removeDir, tempDir } from './file-test-support.js';
+import { removeDir, tempDir } from './support.js';
 
 type Options = Omit<FileStorageOptions<ConformanceRecord>, 'directory'> & {
   [memoryBytesOption]?: number;

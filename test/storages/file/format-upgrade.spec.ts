@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileStorage } from '../../../lib/storages/file/index.js';
-import { T0, range, removeDir, segmentFiles, tempDir, type Rec } from './file-test-support.js';
+import { T0, range, removeDir, segmentFiles, tempDir, type Rec } from './support.js';
 
 /*
  * Journals written by BufIO 0.2.0 (format 2): `fixtures/format-2` was written by that version

@@ -22,7 +22,7 @@ import {
   spareFiles,
   tempDir,
   type Rec,
-} from './file-test-support.js';
+} from './support.js';
 
 /*
  * A directory others could write into: FileStorage refuses it unless told otherwise, never

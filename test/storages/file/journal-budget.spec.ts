@@ -1,11 +1,11 @@
-import { afterEach, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BufIO } from '../../../lib/index.js';
 import { InvalidOptionsError, StorageError, StorageFullError } from '../../../lib/core/errors.js';
 import { FileStorage, type FileStorageOptions } from '../../../lib/storages/file/index.js';
 import { waitFor } from '../../support/wait.js';
-import { range, removeDir, segmentFiles, tempDir } from './file-test-support.js';
+import { range, segmentFiles, tempDir, useSandbox } from './support.js';
 
 /*
  * maxJournalBytes: a budget on the journal's size on disk. Appends that do not fit are refused
@@ -21,30 +21,23 @@ const SEGMENT = 64 * 1024;
 const BUDGET = 4 * SEGMENT;
 const big = (n: number): Big => ({ n, pad: 'x'.repeat(1000) });
 
-let directory = '';
-const opened: FileStorage<unknown>[] = [];
-
-afterEach(async () => {
-  for (const storage of opened.splice(0)) await storage.close();
-  if (directory) await removeDir(directory);
-  directory = '';
-});
+const sandbox = useSandbox('budget');
 
 async function openStorage(
   options: Omit<FileStorageOptions<Big>, 'directory'> = {},
 ): Promise<FileStorage<Big>> {
-  directory ||= await tempDir('budget');
-  const storage = await FileStorage.open<Big>({ ...options, directory });
-  opened.push(storage as FileStorage<unknown>);
+  sandbox.directory ||= await tempDir('budget');
+  const storage = await FileStorage.open<Big>({ ...options, directory: sandbox.directory });
+  sandbox.track(storage as FileStorage<unknown>);
   return storage;
 }
 
 /** Bytes of the journal's files: segments and spares. */
 function journalBytes(): number {
   let total = 0;
-  for (const name of fs.readdirSync(directory)) {
+  for (const name of fs.readdirSync(sandbox.directory)) {
     if (/^(journal|spare)-\d+\.log$/.test(name))
-      total += fs.statSync(path.join(directory, name)).size;
+      total += fs.statSync(path.join(sandbox.directory, name)).size;
   }
   return total;
 }
@@ -142,7 +135,7 @@ describe('FileStorage maxJournalBytes', () => {
     const first = await openStorage({ segmentBytes: SEGMENT, maxJournalBytes: BUDGET });
     const [accepted] = await fill(first, 0);
     await first.close();
-    opened.splice(0);
+    sandbox.untrack();
     const next = await openStorage({ segmentBytes: SEGMENT, maxJournalBytes: BUDGET });
     expect(next.recovery?.records).toBe(accepted);
     expect(next.recovery?.journalBytes).toBeGreaterThan(BUDGET / 2);
@@ -158,7 +151,7 @@ describe('FileStorage maxJournalBytes', () => {
       onError: (error) => errors.push(error),
     });
     const free = storage.recovery?.freeBytes as number;
-    const stats = fs.statfsSync(directory);
+    const stats = fs.statfsSync(sandbox.directory);
     expect(Math.abs(free - stats.bavail * stats.bsize)).toBeLessThan(256 * 1024 * 1024);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toBeInstanceOf(StorageError);
@@ -166,7 +159,7 @@ describe('FileStorage maxJournalBytes', () => {
       new RegExp(`journal in ".*" may not reach its budget: .* but the file system has \\d+ free`),
     );
     await storage.close();
-    opened.splice(0);
+    sandbox.untrack();
     const fits: Error[] = [];
     await openStorage({ maxJournalBytes: 64 * 1024 * 1024, onError: (error) => fits.push(error) });
     expect(fits).toEqual([]);
@@ -175,9 +168,9 @@ describe('FileStorage maxJournalBytes', () => {
 
 describe('FileStorage maxJournalBytes with BufIO', () => {
   it("onFull 'block': pushes into a full journal wait, and go in once the worker's acks free segments; each record processed once", async () => {
-    directory = await tempDir('budget');
+    sandbox.directory = await tempDir('budget');
     const storage = new FileStorage<Big>({
-      directory,
+      directory: sandbox.directory,
       segmentBytes: SEGMENT,
       maxJournalBytes: BUDGET,
     });
@@ -209,6 +202,6 @@ describe('FileStorage maxJournalBytes with BufIO', () => {
     expect(seen.length).toBe(total);
     expect(new Set(seen).size).toBe(total);
     // Drained: no segment left (spares may stay, to serve the next open).
-    expect(await segmentFiles(directory)).toEqual([]);
+    expect(await segmentFiles(sandbox.directory)).toEqual([]);
   });
 });

@@ -15,7 +15,7 @@ import {
   writeAppendFrame,
 } from '../../../lib/storages/file/journal-frames.js';
 import { scanSegment, type SegmentScan } from '../../../lib/storages/file/segment-reader.js';
-import { ignoreFrames } from './file-test-support.js';
+import { ignoreFrames } from './support.js';
 
 /*
  * The reading rules of journal format 3 on hand-built segments: where a segment's frames end

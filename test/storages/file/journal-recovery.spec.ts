@@ -1,9 +1,9 @@
-import { afterEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FileStorage, type RecoveryReport } from '../../../lib/storages/file/index.js';
 import { crc32 } from '../../../lib/storages/file/crc32.js';
-import { frameOffsets, removeDir, segmentFiles, tempDir } from './file-test-support.js';
+import { flipByte, frameOffsets, segmentFiles, tempDir, useSandbox } from './support.js';
 
 interface Rec {
   readonly n: number;
@@ -13,31 +13,24 @@ interface Rec {
 const rec = (n: number): Rec => ({ n, text: `record number ${n}` });
 const T0 = 1_700_000_000_000;
 
-let directory = '';
-const open: FileStorage<Rec>[] = [];
-
-afterEach(async () => {
-  for (const storage of open.splice(0)) await storage.close();
-  if (directory) await removeDir(directory);
-  directory = '';
-});
+const sandbox = useSandbox('recovery');
 
 /** Writes records 0..count-1, one append each (one frame each), and closes. */
 async function writeRecords(count: number, segmentBytes?: number): Promise<void> {
-  const storage = new FileStorage<Rec>({ directory, segmentBytes });
+  const storage = new FileStorage<Rec>({ directory: sandbox.directory, segmentBytes });
   for (let n = 0; n < count; n++) await storage.append([rec(n)]);
   await storage.close();
 }
 
-/** Opens the directory again, collecting the recovery report, and drains every record. */
+/** Opens the sandbox.directory again, collecting the recovery report, and drains every record. */
 async function reopen(): Promise<{ numbers: number[]; report: RecoveryReport }> {
   const reports: RecoveryReport[] = [];
   const storage = await FileStorage.open<Rec>({
-    directory,
+    directory: sandbox.directory,
     segmentBytes: 1024,
     onRecovery: (r) => reports.push(r),
   });
-  open.push(storage);
+  sandbox.track(storage);
   const batch = await storage.reserve(10_000, { now: Infinity });
   await storage.release(batch, T0);
   expect(reports).toHaveLength(1);
@@ -46,8 +39,8 @@ async function reopen(): Promise<{ numbers: number[]; report: RecoveryReport }> 
 }
 
 async function lastSegment(): Promise<string> {
-  const files = await segmentFiles(directory);
-  return path.join(directory, files[files.length - 1] as string);
+  const files = await segmentFiles(sandbox.directory);
+  return path.join(sandbox.directory, files[files.length - 1] as string);
 }
 
 /** The damage a report lists, without where its copy went. */
@@ -67,7 +60,7 @@ describe('FileStorage recovery', () => {
   });
 
   it('an intact journal replays every record, in order, and reports no cut', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(20);
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 20));
@@ -83,7 +76,7 @@ describe('FileStorage recovery', () => {
   });
 
   it('a write torn mid-record is cut off; every record before it is kept, in order', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(10);
     const file = await lastSegment();
     const { frames } = await frameOffsets(file);
@@ -106,7 +99,7 @@ describe('FileStorage recovery', () => {
   });
 
   it('a torn frame header (fewer than 8 bytes of the last frame) is cut too', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(5);
     const file = await lastSegment();
     const { frames } = await frameOffsets(file);
@@ -120,16 +113,14 @@ describe('FileStorage recovery', () => {
   });
 
   it('a flipped byte in the last record payload fails its checksum and is cut', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(10);
     const file = await lastSegment();
     const { frames, payloads } = await frameOffsets(file);
     const lastFrame = frames[frames.length - 1] as number;
     const size = (await fs.stat(file)).size;
-    const data = await fs.readFile(file);
     const at = (payloads[payloads.length - 1] as number) + 3;
-    data[at] = (data[at] as number) ^ 0x20;
-    await fs.writeFile(file, data);
+    await flipByte(file, at, 0x20);
 
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 9));
@@ -144,35 +135,32 @@ describe('FileStorage recovery', () => {
   });
 
   it('a damaged checksum field is cut the same way', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(10);
     const file = await lastSegment();
     const { frames } = await frameOffsets(file);
     const lastFrame = frames[frames.length - 1] as number;
-    const data = await fs.readFile(file);
-    data[lastFrame + 5] = (data[lastFrame + 5] as number) ^ 0xff;
-    await fs.writeFile(file, data);
+    const size = (await fs.stat(file)).size;
+    await flipByte(file, lastFrame + 5, 0xff);
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 9));
     expect(cutsOf(report)).toEqual([
       {
         segment: path.basename(file),
         offset: lastFrame,
-        bytes: data.length - lastFrame,
+        bytes: size - lastFrame,
         reason: 'checksum',
       },
     ]);
   });
 
   it('damage inside a segment costs the damaged record only: kept in quarantine, padded over, read cleanly after', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(10);
     const file = await lastSegment();
     const { frames, payloads } = await frameOffsets(file);
+    await flipByte(file, payloads[5] as number, 0x01);
     const data = await fs.readFile(file);
-    const at = payloads[5] as number;
-    data[at] = (data[at] as number) ^ 0x01;
-    await fs.writeFile(file, data);
     const { numbers, report } = await reopen();
     expect(numbers).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9]);
     const bytes = (frames[6] as number) - (frames[5] as number);
@@ -182,19 +170,19 @@ describe('FileStorage recovery', () => {
     expect(report).toMatchObject({ framesSkipped: 1, bytesQuarantined: bytes, records: 9 });
     expect(report.damage[0]?.repair).toBe('padded');
     // The damaged frame's bytes, as they were, are in quarantine.
-    const kept = await fs.readFile(path.join(directory, 'quarantine.log'));
+    const kept = await fs.readFile(path.join(sandbox.directory, 'quarantine.log'));
     const body = kept.subarray(kept.indexOf(0x0a) + 1, kept.length - 1);
     expect(body).toEqual(data.subarray(frames[5], frames[6]));
-    for (const storage of open.splice(0)) await storage.close();
+    await sandbox.closeAll();
     const again = await reopen();
     expect(again.report.damage).toEqual([]);
     expect(again.numbers).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9]);
   });
 
   it('with many segments, a torn last segment loses nothing from the earlier ones', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(120, 1024);
-    const files = await segmentFiles(directory);
+    const files = await segmentFiles(sandbox.directory);
     expect(files.length).toBeGreaterThan(3);
     const file = await lastSegment();
     const { frames } = await frameOffsets(file);
@@ -209,54 +197,57 @@ describe('FileStorage recovery', () => {
   });
 
   it('a newest segment torn before its header was complete is kept in quarantine, removed and reported', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(4);
     const torn = 'journal-000000000099.log';
-    await fs.writeFile(path.join(directory, torn), Buffer.from('BUF'), { mode: 0o600 });
+    await fs.writeFile(path.join(sandbox.directory, torn), Buffer.from('BUF'), { mode: 0o600 });
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 4));
     expect(cutsOf(report)).toEqual([{ segment: torn, offset: 0, bytes: 3, reason: 'incomplete' }]);
     expect(report.damage[0]?.repair).toBe('cut');
-    expect(await segmentFiles(directory)).not.toContain(torn);
-    const kept = await fs.readFile(path.join(directory, 'quarantine.log'), 'latin1');
+    expect(await segmentFiles(sandbox.directory)).not.toContain(torn);
+    const kept = await fs.readFile(path.join(sandbox.directory, 'quarantine.log'), 'latin1');
     expect(kept).toMatch(
       /^BUFIO-QUARANTINE \{"source":"journal-000000000099.log","offset":0,"bytes":3,"reason":"incomplete",.*\}\nBUF\n$/,
     );
   });
 
   it('an empty newest segment (killed right after creating it) is removed without a report', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(4);
-    await fs.writeFile(path.join(directory, 'journal-000000000099.log'), '', { mode: 0o600 });
+    await fs.writeFile(path.join(sandbox.directory, 'journal-000000000099.log'), '', {
+      mode: 0o600,
+    });
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 4));
     expect(report.damage).toEqual([]);
-    expect(await segmentFiles(directory)).not.toContain('journal-000000000099.log');
+    expect(await segmentFiles(sandbox.directory)).not.toContain('journal-000000000099.log');
   });
 
   it('a segment in the middle whose header is damaged keeps its frames, and its header is written anew', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(60, 1024);
-    const names = await segmentFiles(directory);
-    const middle = path.join(directory, names[1] as string);
-    const data = await fs.readFile(middle);
-    data[10] = (data[10] as number) ^ 0x55;
-    await fs.writeFile(middle, data);
+    const names = await segmentFiles(sandbox.directory);
+    const middle = path.join(sandbox.directory, names[1] as string);
+    await flipByte(middle, 10, 0x55);
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 60));
     expect(report.damage.map((d) => [d.segment, d.offset, d.reason, d.repair])).toEqual([
       [names[1], 0, 'header', 'header-rewritten'],
     ]);
-    for (const storage of open.splice(0)) await storage.close();
+    await sandbox.closeAll();
     expect((await reopen()).report.damage).toEqual([]);
   });
 
   it('records appended after a cut survive the next open, with no cut reported again', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(6);
     const file = await lastSegment();
     await fs.truncate(file, (await fs.stat(file)).size - 1);
-    const first = await FileStorage.open<Rec>({ directory, onRecovery: () => undefined });
+    const first = await FileStorage.open<Rec>({
+      directory: sandbox.directory,
+      onRecovery: () => undefined,
+    });
     expect(first.recovery?.damage).toHaveLength(1);
     await first.append([rec(100), rec(101)]);
     await first.close();
@@ -266,15 +257,15 @@ describe('FileStorage recovery', () => {
   });
 
   it('without onRecovery, a cut is reported as a process warning', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(3);
     const file = await lastSegment();
     await fs.truncate(file, (await fs.stat(file)).size - 2);
     const emitWarning = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     let messages: string[];
     try {
-      const storage = await FileStorage.open<Rec>({ directory });
-      open.push(storage);
+      const storage = await FileStorage.open<Rec>({ directory: sandbox.directory });
+      sandbox.track(storage);
       expect(await storage.size()).toBe(2);
       messages = emitWarning.mock.calls.map((call) => String(call[0]));
     } finally {
@@ -289,24 +280,27 @@ describe('FileStorage recovery', () => {
   });
 
   it('with onError and no onRecovery, a cut goes to onError; a throwing onRecovery too', async () => {
-    directory = await tempDir('recovery');
+    sandbox.directory = await tempDir('recovery');
     await writeRecords(3);
     const file = await lastSegment();
     await fs.truncate(file, (await fs.stat(file)).size - 2);
     const errors: Error[] = [];
     const emitWarning = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     try {
-      const storage = await FileStorage.open<Rec>({ directory, onError: (e) => errors.push(e) });
+      const storage = await FileStorage.open<Rec>({
+        directory: sandbox.directory,
+        onError: (e) => errors.push(e),
+      });
       await storage.append([rec(10)]);
       await storage.close();
       const next = await FileStorage.open<Rec>({
-        directory,
+        directory: sandbox.directory,
         onError: (e) => errors.push(e),
         onRecovery: () => {
           throw new Error('listener bug');
         },
       });
-      open.push(next);
+      sandbox.track(next);
       expect(await next.size()).toBe(3);
       expect(emitWarning).not.toHaveBeenCalled();
     } finally {
@@ -324,8 +318,8 @@ describe('FileStorage recovery', () => {
   });
 
   it('acknowledgements and releases are replayed: acked records stay gone, retries keep attempts', async () => {
-    directory = await tempDir('recovery');
-    const storage = new FileStorage<Rec>({ directory });
+    sandbox.directory = await tempDir('recovery');
+    const storage = new FileStorage<Rec>({ directory: sandbox.directory });
     await storage.append(range(0, 10).map(rec));
     const batch = await storage.reserve(6, { now: T0 });
     await storage.ack(batch.slice(0, 3));
@@ -343,8 +337,8 @@ describe('FileStorage recovery', () => {
     await storage.release(again.slice(0, 1), T0 + 20_000);
     await storage.close();
 
-    const next = await FileStorage.open<Rec>({ directory });
-    open.push(next);
+    const next = await FileStorage.open<Rec>({ directory: sandbox.directory });
+    sandbox.track(next);
     expect(next.recovery).toMatchObject({ records: 7, retries: 3 });
     expect((await next.reserve(10, { now: T0 })).map((b) => b.record.n)).toEqual([6, 7, 8, 9]);
     const retries = await next.reserve(10, { now: T0 + 10_000 });

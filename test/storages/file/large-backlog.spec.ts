@@ -6,7 +6,7 @@ import type { BacklogConfig, BacklogStats } from '../../fixtures/file/backlog-ch
 import { killFixtures, startFixture } from '../../support/child-process.js';
 import { seededRandom, testSeed } from '../../support/seeded-random.js';
 import { sleep } from '../../support/wait.js';
-import { removeDir, tempDir } from './file-test-support.js';
+import { removeDir, tempDir } from './support.js';
 
 /*
  * FileStorage at depth, scaled down from the outage benchmark (`npm run bench -- --suite

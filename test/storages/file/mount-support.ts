@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
-import { removeDir, tempDir } from './file-test-support.js';
+import { removeDir, tempDir } from './support.js';
 
 /*
  * Small tmpfs mounts for the tests of a full disk and a read-only file system. Mounting needs

@@ -14,7 +14,7 @@ import {
 } from '../../../lib/storages/file/journal-format.js';
 import { replayFrame } from '../../../lib/storages/file/journal-frames.js';
 import { scanSegment } from '../../../lib/storages/file/segment-reader.js';
-import { ignoreFrames, removeDir, segmentFiles, tempDir } from './file-test-support.js';
+import { ignoreFrames, removeDir, segmentFiles, tempDir } from './support.js';
 
 /*
  * Salvage-first recovery as a property: journals of known content, written by FileStorage itself

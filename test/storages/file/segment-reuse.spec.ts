@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it, jest } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -11,12 +11,12 @@ import { FRAME_HEAD_BYTES } from '../../../lib/storages/file/journal-frames.js';
 import {
   appendedIn,
   frameOffsets,
-  removeDir,
+  useSandbox,
   segmentFiles,
   sequenceOf,
   spareFiles,
   tempDir,
-} from './file-test-support.js';
+} from './support.js';
 import { waitFor } from '../../support/wait.js';
 
 /*
@@ -35,27 +35,19 @@ const T0 = 1_700_000_000_000;
 const range = (from: number, to: number): number[] =>
   Array.from({ length: to - from }, (_, i) => from + i);
 
-let directory = '';
-const opened: FileStorage<Rec>[] = [];
-
-afterEach(async () => {
-  jest.restoreAllMocks();
-  for (const storage of opened.splice(0)) await storage.close();
-  if (directory) await removeDir(directory);
-  directory = '';
-});
+const sandbox = useSandbox('reuse');
 
 async function open(
   options: { segmentBytes?: number; durability?: 'fsync' | 'none' } = {},
 ): Promise<{ storage: FileStorage<Rec>; reports: RecoveryReport[] }> {
-  directory ||= await tempDir('reuse');
+  sandbox.directory ||= await tempDir('reuse');
   const reports: RecoveryReport[] = [];
   const storage = await FileStorage.open<Rec>({
-    directory,
+    directory: sandbox.directory,
     ...options,
     onRecovery: (report) => reports.push(report),
   });
-  opened.push(storage);
+  sandbox.track(storage);
   return { storage, reports };
 }
 
@@ -69,7 +61,7 @@ async function appendAll(storage: FileStorage<Rec>, numbers: number[], per = 10)
 /** Stops a storage as a crash would: nothing more is written, trimmed or deleted. */
 async function crash(storage: FileStorage<Rec>): Promise<void> {
   await storage[abandonStorage]();
-  opened.splice(opened.indexOf(storage), 1);
+  sandbox.untrack(storage);
 }
 
 /** Every record the storage holds, by number, in order, released again. */
@@ -87,24 +79,24 @@ function withoutTrailingZeros(data: Buffer): number {
   while (used > 0 && data[used - 1] === 0) used--;
   return used;
 }
-const inDir = (name: string): string => path.join(directory, name);
+const inDir = (name: string): string => path.join(sandbox.directory, name);
 
 /**
- * A directory whose journal is empty and that holds two spares, each a former segment full of
+ * A sandbox.directory whose journal is empty and that holds two spares, each a former segment full of
  * frames (appends of 0..count-1 and the acknowledgements of some of them).
  */
 async function journalWithSpares(segmentBytes: number, count: number): Promise<string[]> {
   const { storage } = await open({ segmentBytes });
   await appendAll(storage, range(0, count));
-  expect((await segmentFiles(directory)).length).toBeGreaterThanOrEqual(3);
+  expect((await segmentFiles(sandbox.directory)).length).toBeGreaterThanOrEqual(3);
   await storage.ack(await storage.reserve(count, { now: T0 }));
   await waitFor('two dead segments to become spares', async () => {
-    return (await spareFiles(directory)).length === 2;
+    return (await spareFiles(sandbox.directory)).length === 2;
   });
   await storage.close();
-  opened.splice(0);
-  expect(await segmentFiles(directory)).toEqual([]);
-  return spareFiles(directory);
+  sandbox.untrack();
+  expect(await segmentFiles(sandbox.directory)).toEqual([]);
+  return spareFiles(sandbox.directory);
 }
 
 describe('FileStorage: writing into space that exists already', () => {
@@ -112,7 +104,7 @@ describe('FileStorage: writing into space that exists already', () => {
     it('a burst that grows the file writes zeros ahead in the same write; later bursts fit in them', async () => {
       const { storage } = await open();
       await storage.append([rec(0)]);
-      const [name] = await segmentFiles(directory);
+      const [name] = await segmentFiles(sandbox.directory);
       const file = inDir(name as string);
       const { end } = await frameOffsets(file);
       const size = fs.statSync(file).size;
@@ -132,7 +124,7 @@ describe('FileStorage: writing into space that exists already', () => {
       const { storage } = await open();
       await appendAll(storage, range(0, 30));
       await crash(storage);
-      const [name] = await segmentFiles(directory);
+      const [name] = await segmentFiles(sandbox.directory);
       const file = inDir(name as string);
       const size = fs.statSync(file).size;
       const { end } = await frameOffsets(file);
@@ -149,7 +141,7 @@ describe('FileStorage: writing into space that exists already', () => {
       const { storage } = await open();
       await appendAll(storage, range(0, 5));
       await storage.close();
-      const [name] = await segmentFiles(directory);
+      const [name] = await segmentFiles(sandbox.directory);
       const file = inDir(name as string);
       expect(fs.statSync(file).size).toBe((await frameOffsets(file)).end);
       const { storage: next } = await open();
@@ -159,13 +151,13 @@ describe('FileStorage: writing into space that exists already', () => {
     it("durability 'none' writes no zeros ahead and keeps no spares", async () => {
       const { storage } = await open({ durability: 'none', segmentBytes: 1024 });
       await appendAll(storage, range(0, 60), 3);
-      for (const name of await segmentFiles(directory)) {
+      for (const name of await segmentFiles(sandbox.directory)) {
         const file = inDir(name);
         expect(fs.statSync(file).size).toBe((await frameOffsets(file)).end);
       }
       await storage.ack(await storage.reserve(100, { now: T0 }));
       await storage.close();
-      expect((await fsp.readdir(directory)).sort()).toEqual([
+      expect((await fsp.readdir(sandbox.directory)).sort()).toEqual([
         expect.stringMatching(/^LOCK\.\d+$/),
         'journal.id',
       ]);
@@ -185,7 +177,7 @@ describe('FileStorage: writing into space that exists already', () => {
 
       const { storage, reports } = await open({ segmentBytes: 1024 });
       expect(reports[0]).toMatchObject({ records: 0, segments: 0, damage: [] });
-      expect(await spareFiles(directory)).toEqual(spares);
+      expect(await spareFiles(sandbox.directory)).toEqual(spares);
       const events: string[] = [];
       const realSync = fs.fdatasync;
       jest.spyOn(fs, 'fdatasync').mockImplementation((fd, callback) => {
@@ -204,11 +196,11 @@ describe('FileStorage: writing into space that exists already', () => {
         expect.stringMatching(new RegExp(`^rename ${spares[0]} journal-\\d+\\.log$`)),
       ]);
       // The oldest spare became the new segment: same file, a sequence above every spare's.
-      const [segment] = await segmentFiles(directory);
+      const [segment] = await segmentFiles(sandbox.directory);
       expect(inode(inDir(segment as string))).toBe(inodes[0]);
       const spareSequences = spares.map((name) => Number(/\d+/.exec(name)?.[0]));
       expect(sequenceOf(segment as string)).toBeGreaterThan(Math.max(...spareSequences));
-      expect(await spareFiles(directory)).toEqual(spares.slice(1));
+      expect(await spareFiles(sandbox.directory)).toEqual(spares.slice(1));
       expect(fs.statSync(inDir(segment as string)).mode & 0o777).toBe(0o600);
       // Its last bytes were zeroed before use, so that no frame head at its end is old bytes.
       const reused = await fsp.readFile(inDir(segment as string));
@@ -217,8 +209,8 @@ describe('FileStorage: writing into space that exists already', () => {
 
       await storage.ack(await storage.reserve(10, { now: T0 }));
       await storage.close();
-      expect(await segmentFiles(directory)).toEqual([]);
-      expect(await spareFiles(directory)).toHaveLength(2);
+      expect(await segmentFiles(sandbox.directory)).toEqual([]);
+      expect(await spareFiles(sandbox.directory)).toHaveLength(2);
     });
 
     it("a recycled segment's stale frames are never replayed: exactly the new records come back", async () => {
@@ -229,7 +221,7 @@ describe('FileStorage: writing into space that exists already', () => {
       const { storage } = await open({ segmentBytes: 1024 });
       await appendAll(storage, [500, 501, 502], 1);
       await crash(storage);
-      const [segment] = await segmentFiles(directory);
+      const [segment] = await segmentFiles(sandbox.directory);
       const file = inDir(segment as string);
       expect(inode(file)).toBe(oldInode);
       // The file still holds its old frames after the new ones: appends of records 0..59.
@@ -249,7 +241,7 @@ describe('FileStorage: writing into space that exists already', () => {
     it("an open with durability 'none' removes spares", async () => {
       await journalWithSpares(1024, 60);
       const { storage } = await open({ durability: 'none', segmentBytes: 1024 });
-      expect(await spareFiles(directory)).toEqual([]);
+      expect(await spareFiles(sandbox.directory)).toEqual([]);
       await storage.append([rec(1)]);
       expect(await numbersIn(storage)).toEqual([1]);
     });
@@ -267,7 +259,7 @@ describe('FileStorage: writing into space that exists already', () => {
       const { storage } = await open({ segmentBytes: 8192 });
       await appendAll(storage, range(1000, 1100));
       await crash(storage);
-      const [segment] = await segmentFiles(directory);
+      const [segment] = await segmentFiles(sandbox.directory);
       const file = inDir(segment as string);
       expect(inode(file)).toBe(spareInode);
       expect(fs.statSync(file).size).toBe(before.length);
@@ -330,8 +322,8 @@ describe('FileStorage: writing into space that exists already', () => {
         const { storage } = await open({ segmentBytes: 1024 });
         await appendAll(storage, range(0, 60), 3);
         await storage.close();
-        opened.splice(0);
-        const files = await segmentFiles(directory);
+        sandbox.untrack();
+        const files = await segmentFiles(sandbox.directory);
         expect(files.length).toBeGreaterThanOrEqual(3);
         const file = inDir(files[1] as string);
         const inFile = (await appendedIn(file)) as Rec[];
@@ -342,7 +334,7 @@ describe('FileStorage: writing into space that exists already', () => {
         if (kind === 'zeros') data.fill(0, at, end);
         else {
           // Sealed as a frame of the segment before: it passes every check but the tag.
-          const identity = (await readIdentity(directory)) as DirectoryIdentity;
+          const identity = (await readIdentity(sandbox.directory)) as DirectoryIdentity;
           data.writeUInt32LE(frameTag(sequenceOf(file) - 1, identity.id), at + 4);
           const crc = crc32(data, at + FRAME_HEAD_BYTES, end, crc32(data, at, at + 8));
           data.writeUInt32LE(crc, at + 8);
