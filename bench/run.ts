@@ -4,6 +4,7 @@ import { hasGc, now, type RunConfig, type SuiteResult } from './harness.js';
 import { machineInfo } from './machine.js';
 import { formatSuite, writeReport, type BenchReport } from './report.js';
 import { durableSuite } from './suites/durable-storages.js';
+import { engineOverheadSuite } from './suites/engine-overhead.js';
 import { latencySuite } from './suites/latency.js';
 import { memorySuite } from './suites/memory.js';
 import { outageSuite } from './suites/outage.js';
@@ -24,6 +25,7 @@ const SUITES: Record<string, (config: RunConfig) => Promise<SuiteResult>> = {
   redis: redisSuite,
   'scale-out': scaleOutSuite,
   outage: outageSuite,
+  'engine-overhead': engineOverheadSuite,
 };
 
 const USAGE = `usage: npm run bench [-- --quick] [-- --suite <${Object.keys(SUITES).join('|')}> ...]

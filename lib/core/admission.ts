@@ -52,8 +52,10 @@ export function isStorageFull(error: unknown): boolean {
  *
  * A storage that refuses an append for lack of room (`StorageFullError`: a byte budget, a full
  * disk) is full too, and `onFull` applies the same way. With `'block'` the push is parked at the
- * head of the blocked pushes; while the storage is full one push at a time tries again, when
- * room may have freed (a batch was acked) and on a backoff timer (100 ms doubling to 1 s).
+ * head of the blocked pushes; while the storage is full one push at a time tries again: when the
+ * storage says acknowledgements freed room (`Storage.watchRoom`, watched from the first refusal
+ * to the end of the drain), when a batch of this engine ends, and on a backoff timer (100 ms
+ * doubling to 1 s) for room freed by others (a disk) or a storage without `watchRoom`.
  */
 export class Admission<T, U> {
   private readonly blocked: Queue<BlockedPush<T, U>>;
@@ -65,6 +67,10 @@ export class Admission<T, U> {
   private probing = false;
   private fullBackoff = 0;
   private fullTimer: NodeJS.Timeout | undefined;
+  /** Stops watching the storage for room (`Storage.watchRoom`), once watched. */
+  private unwatchRoom: (() => void) | undefined;
+  /** The storage said room was freed while a push was trying again: it tries once more. */
+  private roomNews = false;
 
   constructor(private readonly deps: AdmissionDeps<T, U>) {
     this.blocked = deps.blocked;
@@ -130,6 +136,8 @@ export class Admission<T, U> {
   rejectBlocked(error: Error): void {
     if (this.fullTimer) clearTimeout(this.fullTimer);
     this.fullTimer = undefined;
+    this.unwatchRoom?.();
+    this.unwatchRoom = undefined;
     this.parked = 0;
     while (this.blocked.length > 0) (this.blocked.shift() as BlockedPush<T, U>).reject(error);
   }
@@ -208,6 +216,12 @@ export class Admission<T, U> {
     this.parked++;
     this.storageFull = true;
     this.probing = false;
+    this.watchRoom();
+    if (this.roomNews) {
+      // Room was freed while this push was on its way: it need not wait for more.
+      this.roomNews = false;
+      queueMicrotask(() => this.admitBlocked());
+    }
     if (this.fullTimer) return;
     this.fullBackoff = Math.min(
       FULL_RETRY_MAX_DELAY,
@@ -218,6 +232,18 @@ export class Admission<T, U> {
       this.admitBlocked();
     }, this.fullBackoff);
     this.fullTimer.unref();
+  }
+
+  /** From the first refusal on, hears when the storage frees room (if it can say so). */
+  private watchRoom(): void {
+    const { storage } = this.deps;
+    if (this.unwatchRoom || !storage.watchRoom) return;
+    this.unwatchRoom = storage.watchRoom(() => {
+      if (!this.storageFull) return;
+      if (this.probing) this.roomNews = true;
+      // Not from within the storage's `ack`: appends and dispatches follow.
+      else queueMicrotask(() => this.admitBlocked());
+    });
   }
 
   /** `'drop-oldest'` on a full storage: drop as many of the oldest records, try once more. */
@@ -304,6 +330,7 @@ export class Admission<T, U> {
   private noteStorageRoom(): void {
     this.storageFull = false;
     this.probing = false;
+    this.roomNews = false;
     this.fullBackoff = 0;
     if (this.fullTimer) clearTimeout(this.fullTimer);
     this.fullTimer = undefined;

@@ -104,7 +104,7 @@ export class Dispatcher<T, U> {
       this.active < this.slots() &&
       this.wantsBatch()
     ) {
-      if (this.turns.isSpent()) return;
+      if (this.turns.isSpent(backlog.appended)) return;
       const limit = this.crashGuard ? this.crashGuard.reserveLimit() : options.batchSize;
       const appendedBefore = backlog.appended;
       let reserved;
@@ -310,7 +310,7 @@ export class Dispatcher<T, U> {
   }
 
   private dispatch(batch: StoredRecord<T>[], looped: StoredRecord<T>[], whole: boolean): void {
-    this.turns.noteDispatch();
+    this.turns.noteDispatch(this.deps.backlog.appended);
     const seq = this.flushes.startBatch();
     this.active++;
     this.inFlight += batch.length;

@@ -85,7 +85,14 @@ export interface BufIOOptions<T, U = unknown> {
   retry?: RetryOptions;
   /** Bound on records waiting in storage. Default 100000. */
   maxBufferedRecords?: number;
-  /** What `push` does when the buffer is full. Default `'block'`. */
+  /**
+   * What `push` does when the buffer is full, or the storage refuses an append for lack of room
+   * (`StorageFullError`: a byte budget, a full disk). Default `'block'`: the push waits for room.
+   * `'error'` rejects it (with the storage's `StorageFullError` when the storage refused it).
+   * `'drop-oldest'` on a full storage evicts as many of the oldest waiting records and tries once
+   * more; a storage whose acknowledgements free room only later (FileStorage frees whole segments)
+   * refuses again, and the new records are dropped instead.
+   */
   onFull?: OnFullPolicy;
   /** Receives records that failed their last attempt. Default: none (the `deadLettered` event). */
   deadLetter?: DeadLetterHandler<T>;

@@ -173,6 +173,15 @@ export interface Storage<T> {
    */
   watch?(listener: () => void): () => void;
 
+  /**
+   * For storages that refuse appends for lack of room (`StorageFullError`: a byte budget, a full
+   * disk): calls `listener` when acknowledgements freed room after an append was refused, and
+   * returns a function that stops watching. The call may come from within `ack`, or later. With
+   * it, pushes blocked by a full storage (`onFull: 'block'`) try again as soon as room was freed;
+   * without it, the engine tries again on a backoff timer (and when its own batches end).
+   */
+  watchRoom?(listener: () => void): () => void;
+
   /** Releases connections, files and locks. Records stay stored if the storage is durable. */
   close(): Awaitable<void>;
 }

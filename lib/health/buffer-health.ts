@@ -1,4 +1,5 @@
 import type { BufIO, BufIOState } from '../core/bufio.js';
+import { asError } from '../core/errors.js';
 import type { ResolvedHealthOptions } from './health-options.js';
 
 /** One buffer's health, as the indicator reports it. */
@@ -120,8 +121,7 @@ async function reachStorage(buffer: AnyBufIO, timeout: number): Promise<string |
       .then(() => buffer.storage.size())
       .then(
         () => undefined,
-        (error: unknown) =>
-          `storage unreachable: ${error instanceof Error ? error.message : String(error)}`,
+        (error: unknown) => `storage unreachable: ${asError(error).message}`,
       );
     return await Promise.race([asked, expired]);
   } finally {

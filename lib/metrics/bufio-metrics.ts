@@ -19,6 +19,8 @@ const OUTCOMES = {
   dropped: 'dropped',
   deadLettered: 'dead_lettered',
   coalesced: 'coalesced',
+  refused: 'refused',
+  unreadable: 'unreadable',
 } as const;
 
 type Counted = keyof typeof OUTCOMES;
@@ -83,7 +85,9 @@ const perRegistry = new WeakMap<Registry, BufIOMetrics>();
  * BufIO's Prometheus metrics in one prom-client registry, for every buffer attached to it:
  *
  * - `bufio_records_total{buffer,outcome}` (counter): records pushed, processed, failed (failed
- *   attempts, per record), retried, dropped, dead_lettered, coalesced;
+ *   attempts, per record), retried, dropped, dead_lettered, coalesced, refused (pushes rejected:
+ *   after `stop()`, by `onFull: 'error'`, invalid, or not stored), unreadable (stored records the
+ *   storage could not read back and set aside);
  * - `bufio_buffered_records{buffer}`, `bufio_capacity_records{buffer}`,
  *   `bufio_in_flight_records{buffer}` (gauges): records waiting, `maxBufferedRecords`, records in
  *   running worker calls;
@@ -158,7 +162,7 @@ export class BufIOMetrics {
     // after a `registry.clear()`.
     const records: Counter<'buffer' | 'outcome'> = new Counter<'buffer' | 'outcome'>({
       name: METRIC_NAMES.records,
-      help: 'Records by outcome: pushed, processed, failed (attempts), retried, dropped, dead_lettered, coalesced',
+      help: 'Records by outcome: pushed, processed, failed (attempts), retried, dropped, dead_lettered, coalesced, refused, unreadable',
       labelNames: ['buffer', 'outcome'],
       registers: [],
       collect: (): void => this.collectRecords(records),

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { InvalidOptionsError } from '../core/errors.js';
+import { asError, InvalidOptionsError } from '../core/errors.js';
 import type { FlushTimers } from '../core/options.js';
 import { schedulerName } from './bufio.constants.js';
 
@@ -104,7 +104,7 @@ export class BufIOScheduler {
     try {
       this.cron.CronJob.from({ cronTime: expression, onTick: () => undefined, start: false });
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = asError(error).message;
       throw new InvalidOptionsError(
         'flushCron',
         expression,

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { OptionChecker } from '../core/option-checker.js';
 import { Queue } from '../core/queue.js';
 import type {
   AppendOptions,
@@ -9,16 +10,24 @@ import type {
   StorageFeatures,
   StoredRecord,
 } from '../core/storage.js';
-import { ByteBudget } from './byte-budget.js';
+import { ByteBudget, HeldBytes } from './byte-budget.js';
 import { RetryBacklog } from './retry-backlog.js';
 
 /** Options of `MemoryStorage`. */
 export interface MemoryStorageOptions<T> {
   /**
-   * Size of a record in bytes, for `maxBatchBytes`. Called only when that option is set.
-   * Default: the length of the record's JSON in UTF-8.
+   * Size of a record in bytes, for the buffer's `maxBatchBytes` and for `maxBytes`. Called only
+   * when one of them is set. Default: the length of the record's JSON in UTF-8.
    */
   sizeOf?: (record: T) => number;
+  /**
+   * Bound on the bytes of the records held (waiting, in a worker's hands or waiting for a retry,
+   * until acknowledged), as `sizeOf` measures them. An append that would go past it is refused
+   * whole with `StorageFullError`, and the buffer's `onFull` policy applies; appends are accepted
+   * again once acknowledgements free room (see `watchRoom`). Default: none (bounded by the
+   * buffer's `maxBufferedRecords` only).
+   */
+  maxBytes?: number;
 }
 
 /** A record released for a retry: in memory, ids are numbers. */
@@ -57,19 +66,27 @@ export class MemoryStorage<T> implements Storage<T> {
   /** Records released for a retry, due or still waiting out their delay. */
   private readonly retries = new RetryBacklog<RetryEntry<T>>();
   private readonly sizeOf: (record: T) => number;
+  /** With `maxBytes`: the bytes held, by id. */
+  private readonly held: HeldBytes<T> | undefined;
 
+  /** @throws InvalidOptionsError for a `maxBytes` that is not a positive integer. */
   constructor(options: MemoryStorageOptions<T> = {}) {
-    this.sizeOf = options.sizeOf ?? jsonByteLength;
+    const check = new OptionChecker('MemoryStorage');
+    this.sizeOf = check.optionalFunction('sizeOf', options.sizeOf) ?? jsonByteLength;
+    const maxBytes = check.optionalInteger('maxBytes', options.maxBytes, 1);
+    if (maxBytes !== undefined) this.held = new HeldBytes(maxBytes, this.sizeOf, 'MemoryStorage');
   }
 
   append(records: readonly T[], options?: AppendOptions): RecordId[] {
     const laneIndex = options?.lane ?? 0;
     const lane = this.lane(laneIndex);
+    const sizes = this.held?.measure(records);
     const ids = new Array<RecordId>(records.length);
     const first = idOf(laneIndex, lane.headSeq + lane.queue.length);
     for (let i = 0; i < records.length; i++) {
       lane.queue.push(records[i] as T);
       ids[i] = first + i;
+      if (sizes) this.held?.hold(first + i, sizes[i] as number);
     }
     this.freshCount += records.length;
     return ids;
@@ -79,6 +96,7 @@ export class MemoryStorage<T> implements Storage<T> {
     const laneIndex = options?.lane ?? 0;
     const lane = laneIndex === 0 ? (this.lanes[0] as Lane<T>) : this.lane(laneIndex);
     const id = idOf(laneIndex, lane.headSeq + lane.queue.length);
+    if (this.held) this.held.hold(id, this.held.measureOne(record));
     lane.queue.push(record);
     this.freshCount++;
     return id;
@@ -90,7 +108,11 @@ export class MemoryStorage<T> implements Storage<T> {
     if (!lane) return false;
     const index = (id % LANE_FACTOR) - lane.headSeq;
     const older = lane.queue.at(index);
-    return older !== undefined && lane.queue.set(index, merge(older, record));
+    if (older === undefined) return false;
+    const merged = merge(older, record);
+    // Merged past `maxBytes`: the engine appends the record instead, which the budget refuses.
+    if (this.held && !this.held.resize(id, merged)) return false;
+    return lane.queue.set(index, merged);
   }
 
   reserve(limit: number, options: ReserveOptions): StoredRecord<T>[] {
@@ -116,8 +138,19 @@ export class MemoryStorage<T> implements Storage<T> {
     return batch;
   }
 
-  /** Reserved records already left the queues; there is nothing more to remove. */
-  ack(): void {}
+  /** Reserved records already left the queues: only their room, with `maxBytes`, is given back. */
+  ack(records: readonly StoredRecord<T>[]): void {
+    if (this.held) this.held.free(records.map((r) => r.id));
+  }
+
+  /**
+   * With `maxBytes`: calls `listener` when acknowledgements freed room after an append was
+   * refused with `StorageFullError`, from within `ack`; returns a function that stops watching.
+   * Without `maxBytes` nothing is ever refused, and `listener` is never called.
+   */
+  watchRoom(listener: () => void): () => void {
+    return this.held ? this.held.watch(listener) : () => {};
+  }
 
   release(records: readonly StoredRecord<T>[], visibleAt: number): void {
     this.retries.add(

@@ -1,4 +1,4 @@
-import { RecordTooLargeError, SerializationError } from '../core/errors.js';
+import { asError, RecordTooLargeError, SerializationError } from '../core/errors.js';
 
 /**
  * Turns records into text for a durable storage and back. Every durable storage keeps the text as
@@ -196,6 +196,5 @@ function kindOfResult(value: unknown): string {
 }
 
 function messageOf(error: unknown): string {
-  const message = (error as { message?: unknown } | null)?.message;
-  return typeof message === 'string' ? message : String(error);
+  return asError(error).message;
 }

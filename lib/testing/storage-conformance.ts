@@ -297,6 +297,20 @@ export function storageConformanceCases(options: StorageConformanceOptions): Con
       }),
     },
     {
+      name: 'watchRoom, if present: a listener hears nothing while no append was refused, and can stop',
+      run: withStorage(async (storage) => {
+        if (!storage.watchRoom) return;
+        let told = 0;
+        const stop = storage.watchRoom(() => told++);
+        assert.equal(typeof stop, 'function');
+        await appendRange(storage, 0, 5);
+        await storage.ack(await storage.reserve(5, { now: T0 }));
+        assert.equal(told, 0, 'room is news only after a refusal');
+        stop();
+        stop(); // stopping twice is harmless
+      }),
+    },
+    {
       name: 'recover returns a number, and close resolves',
       run: withStorage(async (storage) => {
         const recovered = await storage.recover();

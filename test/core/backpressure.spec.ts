@@ -131,3 +131,34 @@ describe('backpressure (maxBufferedRecords, onFull)', () => {
     await bufio.stop();
   });
 });
+
+describe('producers that await push in a loop, never letting the event loop turn', () => {
+  it('do not fill the buffer: batches keep going while they push', async () => {
+    let processed = 0;
+    const bufio = new BufIO<number>({
+      worker: (records) => {
+        processed += records.length;
+      },
+      batchSize: 100,
+      maxBufferedRecords: 1000,
+      flushInterval: 60_000,
+    });
+    bufio.start();
+    let maxBuffered = 0;
+    let maxBlocked = 0;
+    // Far longer than the engine's turn budget (a few ms): batches held back for the event loop's
+    // turn, which these producers never give, would fill the buffer and block them.
+    for (let i = 0; i < 20_000; i++) {
+      const pushed = bufio.push(i);
+      const { buffered, blockedPushes } = bufio.stats();
+      maxBuffered = Math.max(maxBuffered, buffered);
+      maxBlocked = Math.max(maxBlocked, blockedPushes);
+      await pushed;
+    }
+    await bufio.flush();
+    expect(processed).toBe(20_000);
+    expect(maxBlocked).toBe(0);
+    expect(maxBuffered).toBeLessThan(1000);
+    await bufio.stop();
+  });
+});

@@ -1,4 +1,4 @@
-import { describe, expect, it, jest } from '@jest/globals';
+import { afterAll, describe, expect, it, jest } from '@jest/globals';
 import {
   BufIO,
   MemoryStorage,
@@ -10,6 +10,9 @@ import {
   StorageFullError,
   type StoredRecord,
 } from '../../lib/index.js';
+import { FileStorage } from '../../lib/storages/file/index.js';
+import { removeDir, tempDir } from '../storages/file/support.js';
+import { waitFor } from '../support/wait.js';
 import { deferred, range, recordingWorker, settle } from '../support/workers.js';
 import { fakeTimersInEachTest } from '../support/fake-timers.js';
 
@@ -189,4 +192,72 @@ describe('a storage refusing appends for lack of room (StorageFullError), under 
     await expect(never).rejects.toMatchObject({ code: 'BUFIO_CLOSED' });
     expect(full.storage.refusals).toBeGreaterThan(0);
   });
+});
+
+interface Padded {
+  readonly n: number;
+  readonly pad: string;
+}
+const padded = (n: number): Padded => ({ n, pad: 'x'.repeat(1000) });
+
+describe("'block' over the storages' own budgets: room freed by acks lets the pushes in", () => {
+  const directories: string[] = [];
+  afterAll(async () => {
+    for (const directory of directories) await removeDir(directory);
+  });
+
+  const storages: [string, () => Promise<Storage<Padded>>][] = [
+    ['MemoryStorage maxBytes', async () => new MemoryStorage<Padded>({ maxBytes: 10_000 })],
+    [
+      'FileStorage maxJournalBytes',
+      async () => {
+        const directory = await tempDir('storage-full');
+        directories.push(directory);
+        return FileStorage.open<Padded>({
+          directory,
+          durability: 'none',
+          segmentBytes: 64 * 1024,
+          maxJournalBytes: 4 * 64 * 1024,
+        });
+      },
+    ],
+  ];
+
+  for (const [kind, create] of storages) {
+    it(`${kind}: blocked pushes resolve once batches are acked, and nothing is lost`, async () => {
+      const storage = await create();
+      const watchRoom = jest.spyOn(storage as Required<Storage<Padded>>, 'watchRoom');
+      const gate = deferred();
+      const worker = recordingWorker<Padded>(() => gate.promise);
+      const bufio = new BufIO<Padded>({
+        storage,
+        worker: worker.work,
+        batchSize: 4,
+        flushInterval: 60_000,
+        onFull: 'block',
+      });
+      bufio.start();
+      // More than the budget holds (about 9 records in memory, 240 in the journal).
+      const total = kind.startsWith('File') ? 400 : 40;
+      const pushes = range(0, total).map((n) => bufio.push(padded(n)));
+      await waitFor(
+        'a push to be blocked by the full storage',
+        () => bufio.stats().blockedPushes > 0,
+      );
+      expect(watchRoom).toHaveBeenCalledTimes(1);
+      gate.resolve();
+      await Promise.all(pushes);
+      await bufio.flush();
+      const processed = worker.processed.map((record) => record.n);
+      expect([...processed].sort((a, b) => a - b)).toEqual(range(0, total));
+      expect(bufio.stats()).toMatchObject({
+        pushed: total,
+        processed: total,
+        refused: 0,
+        dropped: 0,
+      });
+      await bufio.stop();
+      await storage.close();
+    });
+  }
 });

@@ -1,9 +1,16 @@
 import { describe, expect, it } from '@jest/globals';
 import { Counter, register, Registry } from 'prom-client';
-import { BufIO, InvalidOptionsError } from '../../lib/index.js';
+import {
+  BufferFullError,
+  BufIO,
+  InvalidOptionsError,
+  InvalidRecordError,
+  UnreadableRecordError,
+} from '../../lib/index.js';
 import { BufIOMetrics, instrumentMetrics, METRIC_NAMES } from '../../lib/metrics/index.js';
 import { createTestBuffer, drain } from '../../lib/testing/index.js';
 import { outcomes, sample } from '../support/prometheus.js';
+import { DurableState, ScriptedStorage } from '../support/scripted-storage.js';
 
 /** A worker that fails every record whose value is negative, and processes the others. */
 const failNegatives = (records: number[]): (number | Error)[] =>
@@ -31,6 +38,8 @@ describe('BufIOMetrics', () => {
       dropped: 0,
       dead_lettered: 0,
       coalesced: 0,
+      refused: 0,
+      unreadable: 0,
     });
     expect(await sample(registry, METRIC_NAMES.buffered, { buffer: 'orders' })).toBe(10);
     expect(await sample(registry, METRIC_NAMES.capacity, { buffer: 'orders' })).toBe(50);
@@ -45,6 +54,8 @@ describe('BufIOMetrics', () => {
       dropped: 0,
       dead_lettered: 2,
       coalesced: 0,
+      refused: 0,
+      unreadable: 0,
     });
     expect(await sample(registry, METRIC_NAMES.buffered, { buffer: 'orders' })).toBe(0);
     const { batches } = buffer.stats();
@@ -108,6 +119,40 @@ describe('BufIOMetrics', () => {
       coalesced: 1,
       dropped: 1,
     });
+  });
+
+  it('counts refused pushes and records the storage could not read back', async () => {
+    const registry = new Registry();
+    const state = new DurableState<number>();
+    const storage = new ScriptedStorage(state);
+    storage.append([1]);
+    state.plantUnreadable(-1);
+    const buffer = new BufIO<number>({
+      name: 'refusals',
+      storage,
+      worker: () => {},
+      batchSize: 3,
+      maxBufferedRecords: 3,
+      onFull: 'error',
+    });
+    instrumentMetrics(buffer, { registry });
+    const errors: Error[] = [];
+    buffer.on('error', (error) => errors.push(error));
+    buffer.start();
+    await drain(buffer);
+    await buffer.push([2, 3]);
+    await expect(buffer.push([4, 5])).rejects.toBeInstanceOf(BufferFullError); // 2 refused
+    await expect(buffer.push(undefined as unknown as number)).rejects.toBeInstanceOf(
+      InvalidRecordError,
+    );
+    await buffer.stop();
+    expect(await outcomes(registry, 'refusals')).toMatchObject({
+      pushed: 2, // 1 was in the storage already
+      processed: 3,
+      refused: 3,
+      unreadable: 1,
+    });
+    expect(errors).toEqual([expect.any(UnreadableRecordError)]);
   });
 
   it('exposes the Prometheus text format with the documented names and labels', async () => {

@@ -36,6 +36,8 @@ export async function outcomes(
     'dropped',
     'dead_lettered',
     'coalesced',
+    'refused',
+    'unreadable',
   ]) {
     result[outcome] = await sample(registry, 'bufio_records_total', { buffer, outcome });
   }

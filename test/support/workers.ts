@@ -56,7 +56,7 @@ export function memoryStorageAs<T>(flags: { durable?: boolean; shared?: boolean 
     shared: flags.shared ?? false,
     append: (records) => inner.append(records),
     reserve: (limit, options) => inner.reserve(limit, options),
-    ack: () => inner.ack(),
+    ack: (records) => inner.ack(records),
     release: (records, visibleAt) => inner.release(records, visibleAt),
     size: () => inner.size(),
     recover: () => inner.recover(),

@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { StorageError, StorageFullError } from '../../core/errors.js';
+import { asError, StorageError, StorageFullError } from '../../core/errors.js';
 
 /**
  * The journal's byte budget (`maxJournalBytes`): which appends fit, and who wants to know when
@@ -53,10 +53,9 @@ export class JournalBudget {
         listener();
       } catch (error) {
         onError(
-          new StorageError(
-            `FileStorage watchRoom listener threw: ${error instanceof Error ? error.message : String(error)}`,
-            { cause: error },
-          ),
+          new StorageError(`FileStorage watchRoom listener threw: ${asError(error).message}`, {
+            cause: error,
+          }),
         );
       }
     }

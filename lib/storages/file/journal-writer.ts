@@ -1,4 +1,4 @@
-import { BufIOError, StorageError } from '../../core/errors.js';
+import { asError, BufIOError, StorageError } from '../../core/errors.js';
 import type { RecordId } from '../../core/storage.js';
 import { syncDirectory } from './file-io.js';
 import {
@@ -368,7 +368,7 @@ export class JournalWriter {
 
   private fail(error: unknown): Error {
     if (!this.failed) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = asError(error).message;
       this.failed =
         error instanceof BufIOError
           ? error

@@ -1,4 +1,4 @@
-import { UnreadableRecordError } from '../../core/errors.js';
+import { asError, UnreadableRecordError } from '../../core/errors.js';
 import type { ReserveOptions, StoredRecord, UnreadableRecord } from '../../core/storage.js';
 import { ByteBudget } from '../byte-budget.js';
 import type { Serializer } from '../serializer.js';
@@ -240,7 +240,7 @@ export class RecordReader<T> {
     try {
       options.onUnreadable?.(reported);
     } catch (error) {
-      this.options.onError(error instanceof Error ? error : new Error(String(error)));
+      this.options.onError(asError(error));
     }
     this.options.onError(
       new UnreadableRecordError(`FileStorage ${this.options.directory}`, reported),

@@ -1,4 +1,4 @@
-import { StorageError } from '../../core/errors.js';
+import { asError, StorageError } from '../../core/errors.js';
 import type { DamageReason } from './segment-reader.js';
 
 export type { DamageReason } from './segment-reader.js';
@@ -115,10 +115,9 @@ export function announceRecovery(
       onRecovery(report);
     } catch (error) {
       onError(
-        new StorageError(
-          `FileStorage onRecovery listener threw: ${error instanceof Error ? error.message : String(error)}`,
-          { cause: error },
-        ),
+        new StorageError(`FileStorage onRecovery listener threw: ${asError(error).message}`, {
+          cause: error,
+        }),
       );
     }
     return;

@@ -1,5 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import { BufIOError, StorageError, StorageUnavailableError } from '../../core/errors.js';
+import { asError, BufIOError, StorageError, StorageUnavailableError } from '../../core/errors.js';
 import { isNoScript, type LuaScript, type RedisClient } from './lua-script.js';
 
 const STATE_EVENTS = ['ready', 'close', 'end'] as const;
@@ -232,7 +232,7 @@ export function isUnavailable(error: unknown): boolean {
 /** Turns any failure of a Redis call into a BufIO error that names the operation. */
 export function storageFailure(operation: string, error: unknown): BufIOError {
   if (error instanceof BufIOError) return error;
-  const message = `Redis ${operation} failed: ${error instanceof Error ? error.message : String(error)}`;
+  const message = `Redis ${operation} failed: ${asError(error).message}`;
   return isUnavailable(error)
     ? new StorageUnavailableError(message, { cause: error })
     : new StorageError(message, { cause: error });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { SerializationError, StorageError } from '../../core/errors.js';
+import { asError, SerializationError, StorageError } from '../../core/errors.js';
 import type {
   AppendOptions,
   RecordId,
@@ -533,7 +533,7 @@ export class RedisStorage<T> implements Storage<T> {
     for (const { id, cause } of records) {
       this.report(
         new SerializationError(
-          `record ${id} of RedisStorage "${this.name}" could not be deserialized and was moved to "${this.keys.invalid}": ${cause instanceof Error ? cause.message : String(cause)}`,
+          `record ${id} of RedisStorage "${this.name}" could not be deserialized and was moved to "${this.keys.invalid}": ${asError(cause).message}`,
           { cause },
         ),
       );
@@ -568,7 +568,7 @@ export class RedisStorage<T> implements Storage<T> {
 
   private report(error: unknown): void {
     try {
-      this.options.onError(error instanceof Error ? error : new Error(String(error)));
+      this.options.onError(asError(error));
     } catch {
       // A failing error hook must not break the storage.
     }

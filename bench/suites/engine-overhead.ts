@@ -1,0 +1,218 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { BufIO, MemoryStorage, type Storage } from '../../lib/index.js';
+import { FileStorage } from '../../lib/storages/file/index.js';
+import {
+  deferred,
+  fmt,
+  fmtRatio,
+  fmtSummary,
+  now,
+  ratios,
+  roundOrder,
+  summarize,
+  type Measurement,
+  type RunConfig,
+  type SuiteResult,
+  type Target,
+} from '../harness.js';
+import { makeRecord, type BenchRecord } from '../records.js';
+
+const BATCH = 1000;
+const PRODUCERS = 100;
+/** Issue 12, item 4: BufIO end to end reaches this share of its storage driven directly. */
+const GOAL_RATIO = 0.9;
+
+const DIRECT = 'storage driven directly';
+const ENGINE = 'BufIO, 100 producers awaiting push';
+const ALONE = '100 producers awaiting a push that does nothing';
+type Mode = typeof DIRECT | typeof ENGINE | typeof ALONE;
+const MODES: readonly Mode[] = [DIRECT, ENGINE, ALONE];
+
+/** A storage under test: how to make a fresh one, and how many records a round moves. */
+interface StorageKind {
+  readonly name: string;
+  readonly records: { readonly quick: number; readonly full: number };
+  open(): Promise<{ storage: Storage<BenchRecord>; dispose(): Promise<void> }>;
+}
+
+const KINDS: readonly StorageKind[] = [
+  {
+    name: 'MemoryStorage',
+    records: { quick: 500_000, full: 2_000_000 },
+    open: async () => ({ storage: new MemoryStorage<BenchRecord>(), dispose: async () => {} }),
+  },
+  {
+    name: "FileStorage (durability 'none')",
+    records: { quick: 200_000, full: 1_000_000 },
+    open: async () => {
+      const directory = await fs.mkdtemp(path.join(os.tmpdir(), 'bufio-bench-overhead-'));
+      const storage = await FileStorage.open<BenchRecord>({ directory, durability: 'none' });
+      return {
+        storage,
+        dispose: async () => {
+          await storage.close();
+          await fs.rm(directory, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+];
+
+/**
+ * (a) The storage alone: append a batch of `BATCH` records, reserve `BATCH`, ack them, until
+ * `count` records went through. Returns the ms it took.
+ */
+async function driveDirectly(storage: Storage<BenchRecord>, count: number): Promise<number> {
+  const t0 = now();
+  let seen = 0;
+  for (let next = 0; next < count;) {
+    const batch = new Array<BenchRecord>(BATCH);
+    for (let i = 0; i < BATCH; i++) batch[i] = makeRecord(next++);
+    await storage.append(batch);
+    const leased = await storage.reserve(BATCH, { now: Date.now() });
+    seen += leased.length;
+    await storage.ack(leased);
+  }
+  const ms = now() - t0;
+  if (seen !== count) throw new Error(`direct: reserved ${seen} of ${count} records`);
+  return ms;
+}
+
+/**
+ * The producers alone: the same 100 loops awaiting a `push` that only keeps the record, what
+ * (b) would cost with an engine that cost nothing. Returns the ms it took.
+ */
+async function driveProducersAlone(count: number): Promise<number> {
+  const resolved = Promise.resolve();
+  let kept: BenchRecord[] = [];
+  const push = (record: BenchRecord): Promise<void> => {
+    kept.push(record);
+    if (kept.length === BATCH) kept = [];
+    return resolved;
+  };
+  const t0 = now();
+  let next = 0;
+  const producer = async (): Promise<void> => {
+    while (next < count) await push(makeRecord(next++));
+  };
+  await Promise.all(Array.from({ length: PRODUCERS }, producer));
+  return now() - t0;
+}
+
+/**
+ * (b) BufIO over the storage: `PRODUCERS` producers each `await push()` one record at a time, a
+ * worker that counts, batchSize `BATCH`. Returns the ms until the worker has seen every record.
+ */
+async function driveEngine(storage: Storage<BenchRecord>, count: number): Promise<number> {
+  let processed = 0;
+  const done = deferred();
+  const bufio = new BufIO<BenchRecord>({
+    storage,
+    batchSize: BATCH,
+    maxBufferedRecords: Math.max(100_000, BATCH * 10),
+    worker: (records) => {
+      processed += records.length;
+      if (processed >= count) done.resolve();
+    },
+  });
+  bufio.start();
+  const t0 = now();
+  let next = 0;
+  const producer = async (): Promise<void> => {
+    while (next < count) await bufio.push(makeRecord(next++));
+  };
+  await Promise.all(Array.from({ length: PRODUCERS }, producer));
+  // The last partial batch goes now rather than after flushInterval.
+  void bufio.flush();
+  await done.promise;
+  const ms = now() - t0;
+  await bufio.stop();
+  if (processed !== count) throw new Error(`engine: the worker saw ${processed} of ${count}`);
+  return ms;
+}
+
+export async function engineOverheadSuite(config: RunConfig): Promise<SuiteResult> {
+  const started = now();
+  const rounds = config.quick ? 3 : 5;
+  const rows: string[][] = [];
+  const measurements: Measurement[] = [];
+  const targets: Target[] = [];
+  const notes: string[] = [];
+  for (const kind of KINDS) {
+    const count = config.quick ? kind.records.quick : kind.records.full;
+    const rates: Record<Mode, number[]> = { [DIRECT]: [], [ENGINE]: [], [ALONE]: [] };
+    try {
+      for (let round = 0; round < rounds; round++) {
+        for (const mode of roundOrder(MODES, round)) {
+          if (mode === ALONE) {
+            rates[mode].push((count / (await driveProducersAlone(count))) * 1000);
+            continue;
+          }
+          const { storage, dispose } = await kind.open();
+          try {
+            const ms =
+              mode === DIRECT
+                ? await driveDirectly(storage, count)
+                : await driveEngine(storage, count);
+            rates[mode].push((count / ms) * 1000);
+          } finally {
+            await dispose();
+          }
+        }
+        config.log(
+          `  ${kind.name}, round ${round + 1}/${rounds}: direct ${fmt(rates[DIRECT].at(-1) ?? NaN)}, BufIO ${fmt(rates[ENGINE].at(-1) ?? NaN)} records/s`,
+        );
+      }
+    } catch (error) {
+      notes.push(`${kind.name}: ${String(error)}`);
+      continue;
+    }
+    const ratio = summarize(ratios(rates[ENGINE], rates[DIRECT]));
+    const ofAlone = summarize(ratios(rates[ENGINE], rates[ALONE]));
+    for (const mode of MODES) {
+      const summary = summarize(rates[mode]);
+      rows.push([
+        kind.name,
+        mode,
+        count.toLocaleString('en-US'),
+        fmtSummary(summary),
+        mode === ENGINE ? fmtSummary(ratio) : '–',
+        mode === ENGINE ? fmtSummary(ofAlone) : '–',
+      ]);
+      measurements.push({
+        contender: `${kind.name}, ${mode}`,
+        metric: 'records per second',
+        unit: 'records/s',
+        summary,
+        ...(mode === ENGINE ? { ratio: { to: `${kind.name}, ${DIRECT}`, summary: ratio } } : {}),
+      });
+    }
+    targets.push({
+      name: `${kind.name}: BufIO with ${PRODUCERS} producers awaiting push, against the storage driven directly in batches of ${BATCH}`,
+      goal: `≥ ${fmtRatio(GOAL_RATIO)}`,
+      measured: `${fmtRatio(ratio.median)} (${fmt(ratio.min)}–${fmt(ratio.max)} over ${ratio.n} rounds; ${fmtRatio(ofAlone.median)} of the producers alone)`,
+      met: ratio.median >= GOAL_RATIO,
+    });
+  }
+  return {
+    id: 'engine-overhead',
+    title: 'Engine overhead',
+    method: [
+      `(a) The storage driven directly: append ${BATCH} records (made as they are appended), reserve ${BATCH}, ack them, in a loop. (b) BufIO over a fresh instance of the same storage: ${PRODUCERS} producers each \`await push()\` one record at a time, a worker that counts, batchSize ${BATCH}, concurrency 1; the time runs until the worker has seen every record. Records per second, ${rounds} rounds, (a) and (b) alternating in each round; the ratio b/a is taken within each round. For scale, the same producers awaiting a \`push\` that only keeps the record (what (b) would reach with an engine that cost nothing; the same in every storage's rows).`,
+      'The machine is shared: rates move with its load, the ratio less so.',
+    ],
+    tables: [
+      {
+        title: 'Engine overhead: records per second, median (min–max)',
+        columns: ['storage', 'how', 'records', 'records/s', 'b / a', 'b / producers alone'],
+        rows,
+      },
+    ],
+    measurements,
+    targets,
+    notes,
+    seconds: (now() - started) / 1000,
+  };
+}
