@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { Cluster, Redis } from 'ioredis';
-import { SerializationError, StorageError } from '../../core/errors.js';
 import type {
   AppendOptions,
   RecordId,
@@ -8,13 +6,15 @@ import type {
   Storage,
   StorageFeatures,
   StoredRecord,
-  UnreadableRecord,
 } from '../../core/storage.js';
-import { encodeRecords, type EncodeOptions } from '../serializer.js';
+import { encodeRecords, encodingOf, type EncodeOptions } from '../serializer.js';
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
+import { closedError, reportError } from '../storage-guards.js';
+import { BatchReads, decodeBatch, type FreshEntry, type TakenRecord } from './batch-reads.js';
 import { KEY_NAMES, type RedisStorageKeys } from './buffer-keys.js';
-import { isProvenGone, markOpen } from './consumer-name.js';
-import { LegacyLayout, payloadOf, pendingCount } from './legacy-layout.js';
+import { markOpen } from './consumer-name.js';
+import { recoverLapsed } from './lease-recovery.js';
+import { LegacyLayout, pendingCount } from './legacy-layout.js';
 import { HeldLeases } from './held-leases.js';
 import type { LuaScript, RedisClient } from './lua-script.js';
 import { RedisConnection, storageFailure } from './redis-connection.js';
@@ -24,30 +24,17 @@ import {
   resolveRedisStorageOptions,
 } from './redis-storage-options.js';
 import { RetryHints } from './retry-hints.js';
-import { ENSURE, RECOVER, RELEASE, SET_ASIDE, TAKE } from './scripts.js';
+import { ENSURE, RELEASE } from './scripts.js';
+import { setAside } from './set-aside.js';
 import { StreamAppends } from './stream-appends.js';
-import { fieldsOf, StreamWatch } from './stream-watch.js';
+import { StreamWatch } from './stream-watch.js';
 
 export type { RedisStorageKeys } from './buffer-keys.js';
 
-/** Most retries whose delay has passed that one reserve moves to `due`, beyond its limit. */
-const PROMOTE_CAP = 1000;
-/** Most records one RECOVER call makes visible again; `recover()` calls it until done. */
-const RECOVER_CAP = 1000;
 /** Shortest interval of the engine's recovery timer: an idle instance costs at most ~1 call/s. */
 const MIN_RECOVERY_INTERVAL = 1000;
 /** How long one blocking read of `watch()` waits: an idle watch costs 2 round trips per period. */
 const WATCH_BLOCK_MS = 10_000;
-
-/** A record as Redis handed it over, before it is deserialized. */
-interface TakenRecord {
-  readonly id: string;
-  readonly attempts: number;
-  readonly lapsed: number;
-  /** From `data` (leased in `lease`), rather than a stream entry pending in the group. */
-  readonly fromDue: boolean;
-  readonly payload: string;
-}
 
 /**
  * Keeps records in a Redis stream with a consumer group: durable as your Redis is (configure AOF
@@ -83,10 +70,12 @@ export class RedisStorage<T> implements Storage<T> {
   readonly keys: RedisStorageKeys;
 
   private readonly options: ResolvedRedisStorageOptions<T>;
-  /** How `append` serializes records, and names this storage in its errors. */
+  /** The encoding: the serializer, `maxRecordBytes`, and this storage's name in its errors. */
   private readonly encoding: EncodeOptions<T>;
   private readonly connection: RedisConnection;
+  /** Appends of a tick, sent in one pipeline. */
   private readonly appends: StreamAppends;
+  private readonly reads: BatchReads;
   private readonly keyList: readonly string[];
   /** Records this instance leased and has not acked or released. */
   private readonly leases: HeldLeases;
@@ -106,11 +95,7 @@ export class RedisStorage<T> implements Storage<T> {
    */
   constructor(options: RedisStorageOptions<T>) {
     this.options = resolveRedisStorageOptions(options);
-    this.encoding = {
-      serializer: this.options.serializer,
-      maxRecordBytes: this.options.maxRecordBytes,
-      storageName: 'RedisStorage',
-    };
+    this.encoding = encodingOf(this.options, 'RedisStorage');
     const { name, consumer, layout, leaseTimeout } = this.options;
     this.name = name;
     this.consumer = consumer;
@@ -142,6 +127,20 @@ export class RedisStorage<T> implements Storage<T> {
       ensureStream: () => this.ensureStream(),
       onUnavailable: this.options.onUnavailable,
       unavailableTimeout: this.options.unavailableTimeout,
+    });
+    this.reads = new BatchReads({
+      connection: this.connection,
+      keys: this.keys,
+      group: this.options.group,
+      consumer,
+      leaseTimeout,
+      hints: this.hints,
+      script: (operation, script, args) => this.script(operation, script, args),
+      ensureStream: () => this.ensureStream(),
+      scopeSeen: (scope) => {
+        this.scope = scope;
+      },
+      newScope,
     });
     this.leases = new HeldLeases({
       connection: this.connection,
@@ -178,9 +177,9 @@ export class RedisStorage<T> implements Storage<T> {
    * @throws UnsupportedError (as a rejection) for a `lane` other than 0.
    */
   append(records: readonly T[], options?: AppendOptions): Promise<RecordId[]> {
-    if (this.closing) return Promise.reject(this.closedError('append'));
     let texts: string[];
     try {
+      this.assertOpen('append');
       assertSingleLane('RedisStorage', options);
       texts = encodeRecords(records, this.encoding);
     } catch (error) {
@@ -198,7 +197,7 @@ export class RedisStorage<T> implements Storage<T> {
    * it), not returned.
    */
   async reserve(limit: number, options: ReserveOptions): Promise<StoredRecord<T>[]> {
-    if (this.closing) throw this.closedError('reserve');
+    this.assertOpen('reserve');
     if (!(limit >= 1)) return [];
     await this.leases.retryUnacked();
     await this.open();
@@ -206,11 +205,11 @@ export class RedisStorage<T> implements Storage<T> {
     let taken: TakenRecord[] = [];
     let room = max;
     if (options.maxBytes !== undefined || this.hints.mayHaveDue(options.now)) {
-      const took = await this.take(max, options);
+      const took = await this.reads.take(max, options);
       taken = took.records;
       room = options.maxBytes !== undefined || took.full ? 0 : max - taken.length;
     }
-    const fresh = room > 0 ? await this.readFresh(room) : [];
+    const fresh = room > 0 ? await this.reads.readFresh(room) : [];
     const batch = await this.decode(taken, fresh, options.onUnreadable);
     this.watcher?.reserved();
     return batch;
@@ -224,7 +223,7 @@ export class RedisStorage<T> implements Storage<T> {
    */
   async ack(records: readonly StoredRecord<T>[]): Promise<void> {
     if (records.length === 0) return;
-    if (this.closing) throw this.closedError('ack');
+    this.assertOpen('ack');
     // Processed already: while the storage is open, keep the leases of an ack that met an outage
     // and ack them once Redis is back, rather than let them expire and the records be processed
     // again.
@@ -240,7 +239,7 @@ export class RedisStorage<T> implements Storage<T> {
    */
   async release(records: readonly StoredRecord<T>[], visibleAt: number): Promise<void> {
     if (records.length === 0) return;
-    if (this.closing) throw this.closedError('release');
+    this.assertOpen('release');
     const ids = records.map((r) => String(r.id));
     const at = Number.isFinite(visibleAt) ? visibleAt : visibleAt > 0 ? '+inf' : 0;
     try {
@@ -254,7 +253,7 @@ export class RedisStorage<T> implements Storage<T> {
 
   /** Records stored and not leased, by any instance: unread stream entries and retries. */
   async size(): Promise<number> {
-    if (this.closing) throw this.closedError('size');
+    this.assertOpen('size');
     const { stream, retry, due } = this.keys;
     const results = await this.connection.run('size', () =>
       this.client
@@ -281,7 +280,7 @@ export class RedisStorage<T> implements Storage<T> {
    * names, and forgets group consumers that hold nothing and have been idle as long.
    */
   async recover(): Promise<number> {
-    if (this.closing) throw this.closedError('recover');
+    this.assertOpen('recover');
     await this.leases.retryUnacked();
     await this.open();
     let recovered = await this.recoverLapsed([]);
@@ -294,7 +293,7 @@ export class RedisStorage<T> implements Storage<T> {
 
   /** Records leased now by other holders: other instances, or holders that died recently. */
   async leasedElsewhere(): Promise<number> {
-    if (this.closing) throw this.closedError('leasedElsewhere');
+    this.assertOpen('leasedElsewhere');
     const results = await this.connection.run('leasedElsewhere', () =>
       this.client
         .pipeline()
@@ -316,7 +315,7 @@ export class RedisStorage<T> implements Storage<T> {
   watch(listener: () => void): () => void {
     if (this.closing) return () => undefined;
     this.watcher ??= new StreamWatch({
-      connect: () => this.duplicateClient(),
+      connect: () => this.connection.duplicateForBlocking(),
       stream: this.keys.stream,
       group: this.options.group,
       blockMs: WATCH_BLOCK_MS,
@@ -332,14 +331,16 @@ export class RedisStorage<T> implements Storage<T> {
    * instance (or the next start) after `leaseTimeout`, at once on this host.
    */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      await this.appends.idle();
-      this.leases.stop();
-      await this.watcher?.stop();
-      markOpen(this.consumer, false);
-      await this.connection.close();
-    })();
+    this.closing ??= this.shutdown();
     return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    await this.appends.idle();
+    this.leases.stop();
+    await this.watcher?.stop();
+    markOpen(this.consumer, false);
+    await this.connection.close();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -368,176 +369,29 @@ export class RedisStorage<T> implements Storage<T> {
   }
 
   /**
-   * RECOVER until nothing is left to take: lapsed leases, and everything held by the consumers
-   * named in `dead` and by those of its reply proven gone. Returns how many records.
-   */
-  private async recoverLapsed(dead: readonly string[]): Promise<number> {
-    let recovered = 0;
-    let gone = dead;
-    for (let round = 0; round < 1000; round++) {
-      const mark = this.hints.mark();
-      const reply = (await this.script('recover', RECOVER, [
-        this.options.group,
-        this.consumer,
-        this.options.leaseTimeout,
-        RECOVER_CAP,
-        ...gone,
-      ])) as [number, number, string, ...string[]];
-      const [count, due, nextRetry, ...holders] = reply;
-      recovered += Number(count);
-      this.hints.observe(mark, Number(due), String(nextRetry));
-      gone = holders.map(String).filter((name) => name !== this.consumer && isProvenGone(name));
-      if (gone.length === 0 && Number(count) < RECOVER_CAP) break;
-    }
-    return recovered;
-  }
-
-  /** Retried and recovered records (and, with `maxBytes`, fresh ones): the TAKE script. */
-  private async take(
-    limit: number,
-    options: ReserveOptions,
-  ): Promise<{ records: TakenRecord[]; full: boolean }> {
-    const { now, maxBytes } = options;
-    const mark = this.hints.mark();
-    const reply = (await this.script('reserve', TAKE, [
-      this.options.group,
-      this.consumer,
-      limit,
-      now === Infinity ? '+inf' : now === -Infinity ? '-inf' : String(now),
-      maxBytes === undefined ? '' : String(maxBytes),
-      this.options.leaseTimeout,
-      PROMOTE_CAP + limit,
-      maxBytes === undefined ? '0' : '1',
-      newScope(),
-    ])) as unknown[];
-    this.scope = String(reply[0]);
-    this.hints.observe(mark, Number(reply[1]), String(reply[2]));
-    const records: TakenRecord[] = [];
-    for (let i = 4; i + 4 < reply.length; i += 5) {
-      records.push({
-        id: String(reply[i]),
-        attempts: Number(reply[i + 1]),
-        lapsed: Number(reply[i + 2]),
-        fromDue: reply[i + 3] === 'h',
-        payload: String(reply[i + 4]),
-      });
-    }
-    return { records, full: Number(reply[3]) === 1 };
-  }
-
-  /**
-   * Fresh records: `XREADGROUP` in a transaction with a read of the scope, so that the ids and the
-   * scope they are named in come from the same stream.
-   */
-  private async readFresh(count: number): Promise<[string, unknown[]][]> {
-    for (let attempt = 0; ; attempt++) {
-      const results = await this.connection.run('reserve', () =>
-        this.client
-          .multi()
-          .hget(this.keys.meta, 'scope')
-          .xreadgroup(
-            'GROUP',
-            this.options.group,
-            this.consumer,
-            'COUNT',
-            count,
-            'STREAMS',
-            this.keys.stream,
-            '>',
-          )
-          .exec(),
-      );
-      const [[scopeError, scope], [readError, reply]] = (results ?? [
-        [new Error('the transaction returned no results')],
-        [undefined],
-      ]) as [Error | null, unknown][];
-      const missing =
-        scope === null || (readError instanceof Error && readError.message.startsWith('NOGROUP'));
-      if (missing && attempt === 0) {
-        // The stream or the group is gone (deleted, or lost with a Redis without persistence).
-        await this.ensureStream();
-        continue;
-      }
-      const error = scopeError ?? readError;
-      if (error) throw storageFailure('reserve', error);
-      this.scope = String(scope);
-      return entriesOf(reply);
-    }
-  }
-
-  /**
    * Holds the leases of a reserved batch and deserializes it (records from TAKE, then fresh stream
    * entries, in that order); sets aside, in one call, what cannot be read back.
    */
   private async decode(
     taken: readonly TakenRecord[],
-    fresh: readonly [string, unknown[]][],
+    fresh: readonly FreshEntry[],
     onUnreadable: ReserveOptions['onUnreadable'],
   ): Promise<StoredRecord<T>[]> {
-    const batch: StoredRecord<T>[] = [];
-    const unreadable: UnreadableRecord[] = [];
-    const { serializer } = this.options;
-    const held: string[] = new Array<string>(taken.length + fresh.length);
-    let n = 0;
-    for (const { id, attempts, lapsed, fromDue, payload } of taken) {
-      held[n++] = id;
-      try {
-        const record = serializer.deserialize(payload);
-        batch.push({ id, record, attempts, deliveries: fromDue ? attempts + lapsed + 1 : 1 });
-      } catch (cause) {
-        unreadable.push({ id, payload, location: this.invalidLocation(id), cause });
-      }
-    }
-    for (const [id, fields] of fresh) {
-      held[n++] = id;
-      // Ours have one field, the payload: a fast look before the search of payloadOf.
-      const payload = fields[0] === 'd' ? String(fields[1]) : payloadOf(fields);
-      try {
-        batch.push({ id, record: serializer.deserialize(payload), attempts: 0, deliveries: 1 });
-      } catch (cause) {
-        unreadable.push({ id, payload, location: this.invalidLocation(id), cause });
-      }
-    }
-    this.leases.hold(
-      held,
-      taken.filter((record) => record.fromDue).map((record) => record.id),
+    const decoded = decodeBatch(taken, fresh, this.encoding.serializer, (id) =>
+      this.invalidLocation(id),
     );
-    if (unreadable.length > 0) await this.setAside(unreadable, onUnreadable);
-    return batch;
-  }
-
-  /** A stored record that cannot be deserialized must not block the buffer: set it aside. */
-  private async setAside(
-    records: readonly UnreadableRecord[],
-    onUnreadable: ReserveOptions['onUnreadable'],
-  ): Promise<void> {
-    this.leases.forget(records.map((record) => String(record.id)));
-    try {
-      await this.script('reserve', SET_ASIDE, [
-        this.options.group,
-        ...records.flatMap((record) => [String(record.id), String(record.payload)]),
-      ]);
-    } catch (error) {
-      // Still leased, no longer renewed: they come back after leaseTimeout and are tried again.
-      this.report(error);
-      return;
+    this.leases.hold(decoded.held, decoded.fromDue);
+    if (decoded.unreadable.length > 0) {
+      await setAside(decoded.unreadable, onUnreadable, {
+        leases: this.leases,
+        group: this.options.group,
+        name: this.name,
+        invalidKey: this.keys.invalid,
+        script: (operation, script, args) => this.script(operation, script, args),
+        report: (error) => this.report(error),
+      });
     }
-    if (onUnreadable) {
-      try {
-        onUnreadable(records);
-      } catch (error) {
-        this.report(error);
-      }
-      return;
-    }
-    for (const { id, cause } of records) {
-      this.report(
-        new SerializationError(
-          `record ${id} of RedisStorage "${this.name}" could not be deserialized and was moved to "${this.keys.invalid}": ${cause instanceof Error ? cause.message : String(cause)}`,
-          { cause },
-        ),
-      );
-    }
+    return decoded.batch;
   }
 
   private invalidLocation(id: string): string {
@@ -554,46 +408,27 @@ export class RedisStorage<T> implements Storage<T> {
     return this.connection.script(operation, script, this.keyList, args);
   }
 
-  /** A connection for blocking reads, closed with the storage; never the user's own client. */
-  private duplicateClient(): RedisClient {
-    const client = this.client;
-    if (client.isCluster) {
-      const cluster = client as Cluster;
-      return cluster.duplicate([], {
-        redisOptions: { ...cluster.options.redisOptions, commandTimeout: undefined },
-      });
-    }
-    return (client as Redis).duplicate({ commandTimeout: undefined });
+  /** Takes back lapsed leases, and those of the consumers `dead` (see `recoverLapsed`). */
+  private recoverLapsed(dead: readonly string[]): Promise<number> {
+    return recoverLapsed(dead, {
+      group: this.options.group,
+      consumer: this.consumer,
+      leaseTimeout: this.options.leaseTimeout,
+      hints: this.hints,
+      script: (operation, script, args) => this.script(operation, script, args),
+    });
+  }
+
+  private assertOpen(operation: string): void {
+    if (this.closing) throw closedError(`RedisStorage "${this.name}"`, operation);
   }
 
   private report(error: unknown): void {
-    try {
-      this.options.onError(error instanceof Error ? error : new Error(String(error)));
-    } catch {
-      // A failing error hook must not break the storage.
-    }
-  }
-
-  private closedError(operation: string): StorageError {
-    return new StorageError(`RedisStorage "${this.name}" is closed: cannot ${operation}`);
+    reportError(this.options.onError, error);
   }
 }
 
 /** A scope for a stream a script may create: random, never drawn twice. */
 function newScope(): string {
   return randomBytes(10).toString('hex');
-}
-
-/**
- * The entries of an `XREADGROUP`/`XREAD` reply for one stream: `[[key, entries]]`, or a map of key
- * to entries under RESP3 reply mapping; null when there are none.
- */
-function entriesOf(reply: unknown): [string, unknown[]][] {
-  if (reply === null || reply === undefined) return [];
-  const streams = Array.isArray(reply) ? reply : [...fieldsOf(reply).entries()];
-  const first = streams[0] as [unknown, unknown] | undefined;
-  const entries = (first?.[1] ?? []) as [unknown, unknown][];
-  return entries
-    .filter((entry) => Array.isArray(entry))
-    .map(([id, fields]) => [String(id), Array.isArray(fields) ? fields : []]);
 }
