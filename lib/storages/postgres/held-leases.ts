@@ -1,29 +1,41 @@
 import { randomInt } from 'node:crypto';
 import { LeaseRenewal } from '../lease-renewal.js';
 import { LeaseBook, type Settlement } from './lease-book.js';
+import type { PostgresPool } from './postgres-pool.js';
+import { toMs } from './reserved-rows.js';
+import type { Statements } from './statements.js';
 
 const MAX_INT = 2_147_483_647;
 
 /** What `HeldLeases` needs from its storage. */
 export interface HeldLeasesOptions {
   readonly leaseTimeout: number;
-  /** Extends the leases `seqs` of this holder (their `_leases` rows) until `until`. */
-  renew(seqs: number[], until: number): Promise<void>;
+  readonly pool: PostgresPool;
+  readonly sql: Statements;
+  /** This instance's `_leases.holder_key`. */
+  readonly holderKey: string;
+  /** The counter row the next statement adjusts. */
+  nextStripe(): number;
   report(error: Error): void;
 }
 
 /**
  * The batches this instance holds leased, one `_leases` row each: which records each still holds
- * open (`LeaseBook`), renewed while held (`LeaseRenewal`).
+ * open (`LeaseBook`), renewed while held (`LeaseRenewal`), and the statements that settle them
+ * (ack, release) or give them back (close).
  */
 export class HeldLeases {
   private readonly book = new LeaseBook(randomInt(MAX_INT));
   private readonly renewal: LeaseRenewal;
 
-  constructor(options: HeldLeasesOptions) {
+  constructor(private readonly options: HeldLeasesOptions) {
+    const { pool, sql, holderKey, leaseTimeout } = options;
     this.renewal = new LeaseRenewal({
-      leaseTimeout: options.leaseTimeout,
-      renew: (seqs) => options.renew(seqs.map(Number), Date.now() + options.leaseTimeout),
+      leaseTimeout,
+      renew: async (seqs) => {
+        const until = Date.now() + leaseTimeout;
+        await pool.query('lease renewal', sql.renew, [holderKey, seqs.map(Number), until]);
+      },
       report: (error) => options.report(error as Error),
     });
   }
@@ -69,9 +81,43 @@ export class HeldLeases {
     for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
   }
 
-  /** Stops renewing and forgets every lease (the storage is closing); returns how many were held. */
-  stop(): number {
+  /** Removes records for good: a whole batch done deletes its row, part of one narrows it. */
+  async ack(ids: readonly string[]): Promise<void> {
+    const { pool, sql, holderKey } = this.options;
+    await this.settle(ids, async ({ lease, ids: settled, last }) => {
+      // The usual case, a whole batch done: one row deleted, no ids sent.
+      if (last) {
+        const ended = await pool.query('ack', sql.ackAll, [holderKey, lease.seq, settled.length]);
+        if (ended.rowCount === 1) return;
+      }
+      await pool.query('ack', sql.ack, [holderKey, lease.seq, settled, this.options.nextStripe()]);
+    });
+  }
+
+  /** Moves leased records, with one more attempt, to `_retry`, hidden until `visibleAt`. */
+  async release(ids: readonly string[], visibleAt: number): Promise<void> {
+    const { pool, sql, holderKey } = this.options;
+    await this.settle(ids, async ({ lease, ids: settled }) => {
+      if (lease.seq < 0) return; // not leased here: nothing to put back
+      const stripe = this.options.nextStripe();
+      await pool.query('release', sql.release, [
+        holderKey,
+        lease.seq,
+        settled,
+        stripe,
+        toMs(visibleAt),
+      ]);
+    });
+  }
+
+  /**
+   * Stops renewing, and returns the records of every lease still held to the waiting records (so
+   * that others need not wait for them to lapse), their deliveries uncounted. The storage closes.
+   */
+  async giveBack(): Promise<void> {
     this.renewal.stop();
-    return this.book.clear();
+    if (this.book.clear() === 0) return;
+    const { pool, sql, holderKey } = this.options;
+    await pool.query('close', sql.giveBack, [holderKey, this.options.nextStripe(), Date.now()]);
   }
 }

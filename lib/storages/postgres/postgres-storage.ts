@@ -1,7 +1,6 @@
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import os from 'node:os';
 import pg from 'pg';
-import { StorageError } from '../../core/errors.js';
 import type {
   AppendOptions,
   RecordId,
@@ -29,7 +28,7 @@ import {
   type ReservedRow,
 } from './reserved-rows.js';
 import { STRIPES } from './schema.js';
-import { statementsFor, type Statements } from './statements.js';
+import { preparedNames, readIdScope, statementsFor, type Statements } from './statements.js';
 import { TableAppends } from './table-appends.js';
 import { setAside } from './set-aside.js';
 
@@ -49,10 +48,14 @@ const MAX_INT = 2_147_483_647;
  * other (NTP gives milliseconds). A host running ahead by more than that could take leases early,
  * which means duplicate processing, never loss.
  *
- * Leases are taken over when they lapse (`leaseTimeout` without renewal; `recover()` runs every
- * `recoveryInterval`, half of it) or at once when their holder is gone: each instance that
- * reserves keeps one connection of its own (see `PostgresSession`) holding a presence lock, which
- * PostgreSQL frees when the process dies.
+ * A batch is leased as one row, renewed while its holder works. Leases are taken over when they
+ * lapse (`leaseTimeout` without renewal; `recover()` runs every `recoveryInterval`, half of it) or
+ * at once when their holder is gone: each instance that reserves keeps one connection of its own
+ * (see `PostgresSession`) holding a presence lock, which PostgreSQL frees when the process dies.
+ * The same connection `LISTEN`s on the buffer's channel, which appends `NOTIFY`, so an idle engine
+ * waits in `watch()` rather than polling. `StoredRecord.deliveries` counts every lease of a
+ * record, also one that ended without an ack or a release. A stored record the serializer cannot
+ * read back is moved to `unreadableTable` and reported, not delivered.
  *
  * The tables are not created behind your back: call `migrate()`, pass `createTable: true`, or run
  * `migrationSql()` in your own migrations.
@@ -114,11 +117,7 @@ export class PostgresStorage<T> implements Storage<T> {
     this.pool = new PostgresPool({
       settings: this.options,
       table: this.table,
-      prepared: new Map(
-        Object.entries(this.sql)
-          .filter(([key, text]) => typeof text === 'string' && key !== 'ddl' && key !== 'migrate')
-          .map(([key, text]) => [text as string, `bufio_${digest.slice(0, 12)}_${key}`]),
-      ),
+      prepared: preparedNames(this.sql, `bufio_${digest.slice(0, 12)}`),
       report: (error) => this.report(error),
     });
     const { connection } = this.pool;
@@ -145,9 +144,10 @@ export class PostgresStorage<T> implements Storage<T> {
     });
     this.leases = new HeldLeases({
       leaseTimeout: this.options.leaseTimeout,
-      renew: async (seqs, until) => {
-        await this.pool.query('lease renewal', this.sql.renew, [this.holderKey, seqs, until]);
-      },
+      pool: this.pool,
+      sql: this.sql,
+      holderKey: this.holderKey,
+      nextStripe: () => this.nextStripe(),
       report: (error) => this.report(error),
     });
   }
@@ -271,23 +271,7 @@ export class PostgresStorage<T> implements Storage<T> {
   async ack(records: readonly StoredRecord<T>[]): Promise<void> {
     if (records.length === 0) return;
     this.assertOpen('ack');
-    await this.leases.settle(idsOf(records), async ({ lease, ids, last }) => {
-      // The usual case, a whole batch done: one row deleted, no ids sent.
-      if (last) {
-        const ended = await this.pool.query('ack', this.sql.ackAll, [
-          this.holderKey,
-          lease.seq,
-          ids.length,
-        ]);
-        if (ended.rowCount === 1) return;
-      }
-      await this.pool.query('ack', this.sql.ack, [
-        this.holderKey,
-        lease.seq,
-        ids,
-        this.nextStripe(),
-      ]);
-    });
+    await this.leases.ack(idsOf(records));
   }
 
   /**
@@ -297,16 +281,7 @@ export class PostgresStorage<T> implements Storage<T> {
   async release(records: readonly StoredRecord<T>[], visibleAt: number): Promise<void> {
     if (records.length === 0) return;
     this.assertOpen('release');
-    await this.leases.settle(idsOf(records), async ({ lease, ids }) => {
-      if (lease.seq < 0) return; // not leased here: nothing to put back
-      await this.pool.query('release', this.sql.release, [
-        this.holderKey,
-        lease.seq,
-        ids,
-        this.nextStripe(),
-        toMs(visibleAt),
-      ]);
-    });
+    await this.leases.release(idsOf(records), visibleAt);
   }
 
   /** Records waiting (fresh, or for a retry), from the counters: no table is scanned. */
@@ -370,15 +345,8 @@ export class PostgresStorage<T> implements Storage<T> {
 
   private async shutdown(): Promise<void> {
     await this.appends.idle();
-    const held = this.leases.stop();
     try {
-      if (held > 0) {
-        await this.pool.query('close', this.sql.giveBack, [
-          this.holderKey,
-          this.nextStripe(),
-          Date.now(),
-        ]);
-      }
+      await this.leases.giveBack();
     } catch (error) {
       // The leases lapse on their own; say why they were not returned now.
       this.report(error);
@@ -401,23 +369,15 @@ export class PostgresStorage<T> implements Storage<T> {
   /** Before the first lease: the tables, the idScope, and the presence lock held. */
   private async prepareToLease(): Promise<void> {
     await this.ensureTable();
-    this.scoped ??= this.pool
-      .query<{ scope: string | null; oid: string | null }>('reserve', this.sql.scope, [this.table])
-      .then(
-        (result) => {
-          const { scope, oid } = result.rows[0] ?? { scope: null, oid: null };
-          if (scope === null || oid === null) {
-            throw new StorageError(
-              `PostgreSQL reserve failed: ${this.sql.tables.meta} is empty or ${this.table} is missing; run migrate()`,
-            );
-          }
-          this.scope = `pg:${scope}:${oid}`;
-        },
-        (error: unknown) => {
-          this.scoped = undefined;
-          throw error;
-        },
-      );
+    this.scoped ??= readIdScope(this.pool, this.sql, this.table).then(
+      (scope) => {
+        this.scope = scope;
+      },
+      (error: unknown) => {
+        this.scoped = undefined;
+        throw error;
+      },
+    );
     await this.scoped;
     await this.session.ready();
   }

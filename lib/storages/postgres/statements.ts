@@ -1,3 +1,5 @@
+import { StorageError } from '../../core/errors.js';
+import type { PostgresPool } from './postgres-pool.js';
 import { schemaDdl } from './schema.js';
 import type { TableName } from './table-name.js';
 
@@ -346,4 +348,41 @@ SELECT (SELECT scope::text FROM ${meta} ORDER BY stripe LIMIT 1) AS scope,
 
     tables: { records: t, retries: retry, leases, unreadable, meta },
   };
+}
+
+/**
+ * The names statements are prepared under (`<prefix>_<key>`), by text: every statement but the
+ * DDL, which runs once.
+ */
+export function preparedNames(sql: Statements, prefix: string): Map<string, string> {
+  return new Map(
+    Object.entries(sql)
+      .filter(([key, text]) => typeof text === 'string' && key !== 'ddl' && key !== 'migrate')
+      .map(([key, text]) => [text as string, `${prefix}_${key}`]),
+  );
+}
+
+/**
+ * The store's id scope, `pg:<scope>:<oid>`: the UUID made when the tables were created, and the
+ * table's OID (see `PostgresStorage.idScope`).
+ *
+ * @throws StorageError (as a rejection) when the tables are missing: run `migrate()`.
+ */
+export async function readIdScope(
+  pool: PostgresPool,
+  sql: Statements,
+  table: string,
+): Promise<string> {
+  const result = await pool.query<{ scope: string | null; oid: string | null }>(
+    'reserve',
+    sql.scope,
+    [table],
+  );
+  const { scope, oid } = result.rows[0] ?? { scope: null, oid: null };
+  if (scope === null || oid === null) {
+    throw new StorageError(
+      `PostgreSQL reserve failed: ${sql.tables.meta} is empty or ${table} is missing; run migrate()`,
+    );
+  }
+  return `pg:${scope}:${oid}`;
 }

@@ -1,3 +1,4 @@
+import { countLeased, countWaiting } from './buffer-counts.js';
 import type { LegacyKeys } from './buffer-keys.js';
 import { LuaScript, type RedisClient } from './lua-script.js';
 import { PREAMBLE } from './script-preamble.js';
@@ -54,30 +55,14 @@ export class LegacyLayout {
     if (!this.present) return 0;
     const { keys, group } = this.options;
     if (cluster) return this.options.run('size', (client) => client.xlen(keys.stream));
-    const results = await this.options.run('size', (client) =>
-      client
-        .pipeline()
-        .xlen(keys.stream)
-        .xpending(keys.stream, group)
-        .zcard(keys.retry)
-        .zcard(keys.due)
-        .exec(),
-    );
-    const [length, pending, retries, due] = (results ?? []).map(([error, value]) =>
-      error ? 0 : value,
-    );
-    return Number(length) - pendingCount(pending) + Number(retries) + Number(due);
+    return countWaiting(this.options.run, keys, group);
   }
 
   /** Records 0.2.0 processes hold leased. */
   async leased(cluster: boolean): Promise<number> {
     if (!this.present || cluster) return 0;
     const { keys, group } = this.options;
-    const results = await this.options.run('leasedElsewhere', (client) =>
-      client.pipeline().xpending(keys.stream, group).zcard(keys.lease).exec(),
-    );
-    const [pending, leases] = (results ?? []).map(([error, value]) => (error ? 0 : value));
-    return pendingCount(pending) + Number(leases);
+    return countLeased(this.options.run, keys, group);
   }
 
   private async migrateAll(): Promise<number> {
@@ -121,11 +106,6 @@ export function payloadOf(fields: readonly unknown[]): string {
     if (String(fields[i]) === 'd') return String(fields[i + 1]);
   }
   return '';
-}
-
-/** The count in an `XPENDING` summary, or 0 for anything else (no group: an error). */
-export function pendingCount(summary: unknown): number {
-  return Array.isArray(summary) ? Number(summary[0]) || 0 : 0;
 }
 
 /**

@@ -10,11 +10,12 @@ import type {
 import { encodeRecords, encodingOf, type EncodeOptions } from '../serializer.js';
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
 import { closedError, reportError } from '../storage-guards.js';
+import { countLeased, countWaiting } from './buffer-counts.js';
 import { BatchReads, decodeBatch, type FreshEntry, type TakenRecord } from './batch-reads.js';
 import { KEY_NAMES, type RedisStorageKeys } from './buffer-keys.js';
 import { markOpen } from './consumer-name.js';
 import { recoverLapsed } from './lease-recovery.js';
-import { LegacyLayout, pendingCount } from './legacy-layout.js';
+import { LegacyLayout } from './legacy-layout.js';
 import { HeldLeases } from './held-leases.js';
 import type { LuaScript, RedisClient } from './lua-script.js';
 import { RedisConnection, storageFailure } from './redis-connection.js';
@@ -39,17 +40,23 @@ const WATCH_BLOCK_MS = 10_000;
 /**
  * Keeps records in a Redis stream with a consumer group: durable as your Redis is (configure AOF
  * for that), and shared: any number of processes may push to and work on one buffer, each a
- * consumer of the group. Works on a standalone Redis and on a Redis Cluster (every key of a buffer
- * carries one hash tag, so a buffer lives in one slot).
+ * consumer of the group. Works on a standalone Redis and on a Redis Cluster: every key of a buffer
+ * carries one hash tag (`bufio:{events}:stream`), so a buffer lives in one slot.
  *
- * The common path has no per-record Lua: appends of a tick go in one script of `XADD`s; a batch is
- * leased with `XREADGROUP`; an ack is `XACK` plus a trim of what the group is done with. Released
- * records wait in a sorted set by visibility time, with their attempt count, so that retry delays
- * and `maxAttempts` survive restarts; recovered and retried records come out before fresh ones.
+ * The common path runs plain commands and no Lua per record: the appends of a tick go in one
+ * pipeline (an APPEND script, a loop of `XADD`, per up to 1000 records); a batch is leased with
+ * `XREADGROUP` (in a `MULTI` with a read of the id scope); an ack is `XACK` plus a trim of what the
+ * group is done with. Released records wait in a sorted set by visibility time, with their attempt
+ * count, so that retry delays and `maxAttempts` survive restarts; recovered and retried records
+ * come out before fresh ones. `StoredRecord.deliveries` is kept in Redis: a lease that ended
+ * without an ack or a release counts. A stored record the serializer cannot read back is set
+ * aside in the hash `keys.invalid` and reported, not delivered.
+ *
  * A live process renews its leases; the engine calls `recover()` every `recoveryInterval`, which
  * takes back the records of a holder that died after `leaseTimeout`, at once when it can prove the
  * holder gone (same host, its process no longer runs) or when it restarts under the same
- * `consumer` name. See `scripts.ts` for the layout of the keys.
+ * `consumer` name. An idle engine waits in `watch()` (a blocking `XREAD` on a connection of its
+ * own) rather than polling. See `scripts.ts` for the layout of the keys.
  *
  * @example
  * const storage = new RedisStorage<Event>({ url: 'redis://localhost:6379', name: 'events' });
@@ -81,6 +88,9 @@ export class RedisStorage<T> implements Storage<T> {
   private readonly leases: HeldLeases;
   private readonly hints: RetryHints;
   private readonly legacy: LegacyLayout | undefined;
+  /** Runs one Redis call on the client, bounded, its errors typed. */
+  private readonly run = <R>(operation: string, call: (client: RedisClient) => Promise<R>) =>
+    this.connection.run(operation, () => call(this.client));
   private watcher: StreamWatch | undefined;
   private scope: string | undefined;
   private opening: Promise<void> | undefined;
@@ -116,7 +126,7 @@ export class RedisStorage<T> implements Storage<T> {
         bufferKeys: this.keyList,
         group: this.options.group,
         leaseTimeout,
-        run: (operation, call) => this.connection.run(operation, () => call(this.client)),
+        run: this.run,
         append: (texts) => this.appends.now('recover', texts),
         newScope,
         script: (script, keys, args) => this.connection.script('recover', script, keys, args),
@@ -254,21 +264,7 @@ export class RedisStorage<T> implements Storage<T> {
   /** Records stored and not leased, by any instance: unread stream entries and retries. */
   async size(): Promise<number> {
     this.assertOpen('size');
-    const { stream, retry, due } = this.keys;
-    const results = await this.connection.run('size', () =>
-      this.client
-        .pipeline()
-        .xlen(stream)
-        .xpending(stream, this.options.group)
-        .zcard(retry)
-        .zcard(due)
-        .exec(),
-    );
-    const [length, pending, retries, ready] = (results ?? []).map(([error, value]) =>
-      // No group yet (an error): nothing is pending.
-      error ? 0 : value,
-    );
-    const own = Number(length) - pendingCount(pending) + Number(retries) + Number(ready);
+    const own = await countWaiting(this.run, this.keys, this.options.group);
     return own + ((await this.legacy?.waiting(this.client.isCluster)) ?? 0);
   }
 
@@ -294,16 +290,9 @@ export class RedisStorage<T> implements Storage<T> {
   /** Records leased now by other holders: other instances, or holders that died recently. */
   async leasedElsewhere(): Promise<number> {
     this.assertOpen('leasedElsewhere');
-    const results = await this.connection.run('leasedElsewhere', () =>
-      this.client
-        .pipeline()
-        .xpending(this.keys.stream, this.options.group)
-        .zcard(this.keys.lease)
-        .exec(),
-    );
-    const [pending, leases] = (results ?? []).map(([error, value]) => (error ? 0 : value));
+    const leased = await countLeased(this.run, this.keys, this.options.group);
     const legacy = (await this.legacy?.leased(this.client.isCluster)) ?? 0;
-    return Math.max(0, pendingCount(pending) + Number(leases) - this.leases.size) + legacy;
+    return Math.max(0, leased - this.leases.size) + legacy;
   }
 
   /**
