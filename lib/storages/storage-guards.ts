@@ -6,7 +6,7 @@ import type { StorageErrorHandler } from './storage-options.js';
  * names itself (`RedisStorage "events"`), and the operation refused.
  */
 export function closedError(storage: string, operation: string): StorageError {
-  return new StorageError(`${storage} is closed: cannot ${operation}`);
+  return new StorageError(`${storage} is closed: ${operation} refused`);
 }
 
 /**
