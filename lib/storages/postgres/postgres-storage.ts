@@ -9,6 +9,7 @@ import type {
   StorageFeatures,
   StoredRecord,
 } from '../../core/storage.js';
+import { AppendBatcher } from '../append-batcher.js';
 import { encodeRecords, encodingOf, type EncodeOptions } from '../serializer.js';
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
 import { closedError, reportError } from '../storage-guards.js';
@@ -83,8 +84,8 @@ export class PostgresStorage<T> implements Storage<T> {
   private readonly encoding: EncodeOptions<T>;
   private readonly pool: PostgresPool;
   private readonly sql: Statements;
-  /** Appends of a tick, inserted in one statement. */
-  private readonly appends: TableAppends;
+  /** Gathers the appends of a tick: inserted in one statement (`TableAppends`). */
+  private readonly appends: AppendBatcher;
   /** Identifies this instance's leases (`_leases.holder_key`); held as its presence lock. */
   private readonly holderKey: string;
   /** The channel appends notify, and this instance's payload on it. */
@@ -131,7 +132,7 @@ export class PostgresStorage<T> implements Storage<T> {
       table: this.table,
       report: (error) => this.report(error),
     });
-    this.appends = new TableAppends({
+    const table = new TableAppends({
       pool: this.pool,
       table: this.table,
       insert: this.sql.insert,
@@ -139,9 +140,8 @@ export class PostgresStorage<T> implements Storage<T> {
       token: this.token,
       ensureTable: () => this.ensureTable(),
       nextStripe: () => this.nextStripe(),
-      onUnavailable: this.options.onUnavailable,
-      unavailableTimeout: this.options.unavailableTimeout,
     });
+    this.appends = new AppendBatcher(table.batching(this.options));
     this.leases = new HeldLeases({
       leaseTimeout: this.options.leaseTimeout,
       pool: this.pool,

@@ -1,5 +1,5 @@
 import { StorageError } from '../../core/errors.js';
-import { AppendBatcher } from '../append-batcher.js';
+import type { AppendBatcherOptions } from '../append-batcher.js';
 import type { ResolvedSharedOptions } from '../storage-options.js';
 import type { PostgresPool } from './postgres-pool.js';
 import { isUnavailable, storageFailure } from './storage-failure.js';
@@ -19,10 +19,7 @@ interface InsertedRow {
 }
 
 /** What `TableAppends` needs from its storage. */
-export interface TableAppendsOptions extends Pick<
-  ResolvedSharedOptions,
-  'onUnavailable' | 'unavailableTimeout'
-> {
+export interface TableAppendsOptions {
   readonly pool: PostgresPool;
   /** The table, for messages. */
   readonly table: string;
@@ -38,21 +35,22 @@ export interface TableAppendsOptions extends Pick<
 }
 
 /**
- * Appends to the buffer's table: the calls of one tick gathered (`AppendBatcher`) and inserted in
- * one statement, which also counts them and notifies watchers; each call stored whole or not at
- * all.
+ * Appends to the buffer's table: the calls of one tick, gathered by the storage's `AppendBatcher`
+ * (see `batching`), are inserted in one statement, which also counts them and notifies watchers;
+ * each call stored whole or not at all.
  */
 export class TableAppends {
-  private readonly batcher: AppendBatcher;
+  constructor(private readonly options: TableAppendsOptions) {}
 
-  constructor(private readonly options: TableAppendsOptions) {
-    this.batcher = new AppendBatcher({
+  /** How the storage's `AppendBatcher` writes here, under the storage's `onUnavailable` policy. */
+  batching(policy: ResolvedSharedOptions): AppendBatcherOptions {
+    return {
       write: async (calls) => {
         const ids = await this.insert(calls.length === 1 ? (calls[0] as string[]) : calls.flat());
         let offset = 0;
         return calls.map((texts) => ids.slice(offset, (offset += texts.length)));
       },
-      failure: (error) => storageFailure('append', options.table, error),
+      failure: (error) => storageFailure('append', this.options.table, error),
       isUnavailable,
       pause: (retry, until) =>
         new Promise((resolve) => {
@@ -64,19 +62,9 @@ export class TableAppends {
       oneAtATime: true,
       maxRecords: MAX_BURST_RECORDS,
       maxChars: MAX_BURST_CHARS,
-      onUnavailable: options.onUnavailable,
-      unavailableTimeout: options.unavailableTimeout,
-    });
-  }
-
-  /** Queues one call's serialized records; resolves with their ids once the table holds them. */
-  add(texts: readonly string[]): Promise<string[]> {
-    return this.batcher.add(texts);
-  }
-
-  /** Writes what is queued, and resolves once every call so far has been settled. */
-  idle(): Promise<void> {
-    return this.batcher.idle();
+      onUnavailable: policy.onUnavailable,
+      unavailableTimeout: policy.unavailableTimeout,
+    };
   }
 
   private async insert(payloads: readonly string[]): Promise<string[]> {

@@ -1,25 +1,15 @@
 import { isProvenGone } from './consumer-name.js';
-import type { LuaScript } from './lua-script.js';
-import type { RetryHints } from './retry-hints.js';
+import type { BatchReadsOptions } from './batch-reads.js';
 import { RECOVER } from './scripts.js';
 
 /** Most records one RECOVER call makes visible again; `recover()` calls it until done. */
 const RECOVER_CAP = 1000;
 
-/** What `recoverLapsed` needs from its storage. */
-export interface LeaseRecoveryContext {
-  readonly group: string;
-  /** This instance's consumer name: never taken for gone. */
-  readonly consumer: string;
-  readonly leaseTimeout: number;
-  readonly hints: RetryHints;
-  /** Runs one of the scripts over the buffer's keys. */
-  script(
-    operation: string,
-    script: LuaScript,
-    args: readonly (string | number)[],
-  ): Promise<unknown>;
-}
+/** What `recoverLapsed` needs from its storage: as for the reads of a reserve. */
+export type LeaseRecoveryContext = Pick<
+  BatchReadsOptions,
+  'group' | 'consumer' | 'leaseTimeout' | 'hints' | 'script'
+>;
 
 /**
  * RECOVER until nothing is left to take: lapsed leases, and everything held by the consumers

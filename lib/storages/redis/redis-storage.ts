@@ -7,6 +7,7 @@ import type {
   StorageFeatures,
   StoredRecord,
 } from '../../core/storage.js';
+import { AppendBatcher } from '../append-batcher.js';
 import { encodeRecords, encodingOf, type EncodeOptions } from '../serializer.js';
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
 import { closedError, reportError } from '../storage-guards.js';
@@ -80,8 +81,10 @@ export class RedisStorage<T> implements Storage<T> {
   /** The encoding: the serializer, `maxRecordBytes`, and this storage's name in its errors. */
   private readonly encoding: EncodeOptions<T>;
   private readonly connection: RedisConnection;
-  /** Appends of a tick, sent in one pipeline. */
-  private readonly appends: StreamAppends;
+  /** Gathers the appends of a tick: sent in one pipeline (`StreamAppends`). */
+  private readonly appends: AppendBatcher;
+  /** Appends to the stream: the batched ones, and single ones now (moving 0.2.0's records). */
+  private readonly stream: StreamAppends;
   private readonly reads: BatchReads;
   private readonly keyList: readonly string[];
   /** Records this instance leased and has not acked or released. */
@@ -127,17 +130,16 @@ export class RedisStorage<T> implements Storage<T> {
         group: this.options.group,
         leaseTimeout,
         run: this.run,
-        append: (texts) => this.appends.now('recover', texts),
+        append: (texts) => this.stream.now('recover', texts),
         newScope,
         script: (script, keys, args) => this.connection.script('recover', script, keys, args),
       });
-    this.appends = new StreamAppends({
+    this.stream = new StreamAppends({
       connection: this.connection,
       stream: this.keys.stream,
       ensureStream: () => this.ensureStream(),
-      onUnavailable: this.options.onUnavailable,
-      unavailableTimeout: this.options.unavailableTimeout,
     });
+    this.appends = new AppendBatcher(this.stream.batching(this.options));
     this.reads = new BatchReads({
       connection: this.connection,
       keys: this.keys,
