@@ -24,20 +24,24 @@ export interface TakenRecord {
 /** A fresh stream entry: its id and fields. */
 export type FreshEntry = readonly [string, unknown[]];
 
-/** What `BatchReads` needs from its storage. */
-export interface BatchReadsOptions {
+/** What the parts of a `RedisStorage` share: where the buffer is, and who this instance is. */
+export interface BufferContext {
   readonly connection: RedisConnection;
   readonly keys: RedisStorageKeys;
   readonly group: string;
   readonly consumer: string;
   readonly leaseTimeout: number;
   readonly hints: RetryHints;
-  /** Runs one of the scripts over the buffer's keys. */
+  /** Runs one of the scripts over the buffer's keys, as one bounded Redis call. */
   script(
     operation: string,
     script: LuaScript,
     args: readonly (string | number)[],
   ): Promise<unknown>;
+}
+
+/** What `BatchReads` needs from its storage. */
+export interface BatchReadsOptions extends BufferContext {
   /** Creates the stream and the group where missing. */
   ensureStream(): Promise<void>;
   /** The scope the stream read carries, seen with each read. */

@@ -1,13 +1,13 @@
 import { isProvenGone } from './consumer-name.js';
-import type { BatchReadsOptions } from './batch-reads.js';
+import type { BufferContext } from './batch-reads.js';
 import { RECOVER } from './scripts.js';
 
 /** Most records one RECOVER call makes visible again; `recover()` calls it until done. */
 const RECOVER_CAP = 1000;
 
-/** What `recoverLapsed` needs from its storage: as for the reads of a reserve. */
+/** What `recoverLapsed` needs from its storage. */
 export type LeaseRecoveryContext = Pick<
-  BatchReadsOptions,
+  BufferContext,
   'group' | 'consumer' | 'leaseTimeout' | 'hints' | 'script'
 >;
 

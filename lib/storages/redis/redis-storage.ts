@@ -12,13 +12,19 @@ import { encodeRecords, encodingOf, type EncodeOptions } from '../serializer.js'
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
 import { closedError, reportError } from '../storage-guards.js';
 import { countLeased, countWaiting } from './buffer-counts.js';
-import { BatchReads, decodeBatch, type FreshEntry, type TakenRecord } from './batch-reads.js';
+import {
+  BatchReads,
+  type BufferContext,
+  decodeBatch,
+  type FreshEntry,
+  type TakenRecord,
+} from './batch-reads.js';
 import { KEY_NAMES, type RedisStorageKeys } from './buffer-keys.js';
 import { markOpen } from './consumer-name.js';
 import { recoverLapsed } from './lease-recovery.js';
 import { LegacyLayout } from './legacy-layout.js';
 import { HeldLeases } from './held-leases.js';
-import type { LuaScript, RedisClient } from './lua-script.js';
+import type { RedisClient } from './lua-script.js';
 import { RedisConnection, storageFailure } from './redis-connection.js';
 import {
   type RedisStorageOptions,
@@ -26,7 +32,7 @@ import {
   resolveRedisStorageOptions,
 } from './redis-storage-options.js';
 import { RetryHints } from './retry-hints.js';
-import { ENSURE, RELEASE } from './scripts.js';
+import { ENSURE } from './scripts.js';
 import { setAside } from './set-aside.js';
 import { StreamAppends } from './stream-appends.js';
 import { StreamWatch } from './stream-watch.js';
@@ -86,6 +92,8 @@ export class RedisStorage<T> implements Storage<T> {
   /** Appends to the stream: the batched ones, and single ones now (moving 0.2.0's records). */
   private readonly stream: StreamAppends;
   private readonly reads: BatchReads;
+  /** Where the buffer is and who this instance is, for the parts below. */
+  private readonly context: BufferContext;
   private readonly keyList: readonly string[];
   /** Records this instance leased and has not acked or released. */
   private readonly leases: HeldLeases;
@@ -140,14 +148,18 @@ export class RedisStorage<T> implements Storage<T> {
       ensureStream: () => this.ensureStream(),
     });
     this.appends = new AppendBatcher(this.stream.batching(this.options));
-    this.reads = new BatchReads({
+    this.context = {
       connection: this.connection,
       keys: this.keys,
       group: this.options.group,
       consumer,
       leaseTimeout,
       hints: this.hints,
-      script: (operation, script, args) => this.script(operation, script, args),
+      script: (operation, script, args) =>
+        this.connection.script(operation, script, this.keyList, args),
+    };
+    this.reads = new BatchReads({
+      ...this.context,
       ensureStream: () => this.ensureStream(),
       scopeSeen: (scope) => {
         this.scope = scope;
@@ -155,12 +167,8 @@ export class RedisStorage<T> implements Storage<T> {
       newScope,
     });
     this.leases = new HeldLeases({
-      connection: this.connection,
-      keys: this.keys,
+      ...this.context,
       keyList: this.keyList,
-      group: this.options.group,
-      consumer,
-      leaseTimeout,
       report: (error) => this.report(error),
     });
   }
@@ -252,15 +260,11 @@ export class RedisStorage<T> implements Storage<T> {
   async release(records: readonly StoredRecord<T>[], visibleAt: number): Promise<void> {
     if (records.length === 0) return;
     this.assertOpen('release');
-    const ids = records.map((r) => String(r.id));
-    const at = Number.isFinite(visibleAt) ? visibleAt : visibleAt > 0 ? '+inf' : 0;
-    try {
-      await this.script('release', RELEASE, [this.options.group, this.consumer, at, ...ids]);
-      this.hints.released(visibleAt);
-    } finally {
-      // Released, or left leased without renewal: then it comes back when its lease expires.
-      this.leases.forget(ids);
-    }
+    await this.leases.release(
+      records.map((r) => String(r.id)),
+      visibleAt,
+    );
+    this.hints.released(visibleAt);
   }
 
   /** Records stored and not leased, by any instance: unread stream entries and retries. */
@@ -281,7 +285,7 @@ export class RedisStorage<T> implements Storage<T> {
     this.assertOpen('recover');
     await this.leases.retryUnacked();
     await this.open();
-    let recovered = await this.recoverLapsed([]);
+    let recovered = await recoverLapsed([], this.context);
     recovered += (await this.legacy?.migrate(this.client.isCluster)) ?? 0;
     if (recovered > 0) this.hints.madeDue();
     recovered += this.reclaimed;
@@ -345,7 +349,7 @@ export class RedisStorage<T> implements Storage<T> {
     this.opening ??= (async () => {
       await this.ensureStream();
       if (!this.options.consumerGiven) return;
-      this.reclaimed = await this.recoverLapsed([this.consumer]);
+      this.reclaimed = await recoverLapsed([this.consumer], this.context);
       if (this.reclaimed > 0) this.hints.madeDue();
     })().catch((error: unknown) => {
       this.opening = undefined;
@@ -356,7 +360,9 @@ export class RedisStorage<T> implements Storage<T> {
 
   /** Creates the stream (with a new scope) and the group where missing; learns the scope. */
   private async ensureStream(): Promise<void> {
-    this.scope = String(await this.script('reserve', ENSURE, [this.options.group, newScope()]));
+    this.scope = String(
+      await this.context.script('reserve', ENSURE, [this.options.group, newScope()]),
+    );
   }
 
   /**
@@ -374,11 +380,10 @@ export class RedisStorage<T> implements Storage<T> {
     this.leases.hold(decoded.held, decoded.fromDue);
     if (decoded.unreadable.length > 0) {
       await setAside(decoded.unreadable, onUnreadable, {
+        ...this.context,
         leases: this.leases,
-        group: this.options.group,
         name: this.name,
         invalidKey: this.keys.invalid,
-        script: (operation, script, args) => this.script(operation, script, args),
         report: (error) => this.report(error),
       });
     }
@@ -388,26 +393,6 @@ export class RedisStorage<T> implements Storage<T> {
   private invalidLocation(id: string): string {
     const keyPrefix = this.client.options.keyPrefix ?? '';
     return `Redis hash "${keyPrefix}${this.keys.invalid}", field "${id}"`;
-  }
-
-  /** Runs one of the scripts over the buffer's keys, as one bounded Redis call. */
-  private script(
-    operation: string,
-    script: LuaScript,
-    args: readonly (string | number)[],
-  ): Promise<unknown> {
-    return this.connection.script(operation, script, this.keyList, args);
-  }
-
-  /** Takes back lapsed leases, and those of the consumers `dead` (see `recoverLapsed`). */
-  private recoverLapsed(dead: readonly string[]): Promise<number> {
-    return recoverLapsed(dead, {
-      group: this.options.group,
-      consumer: this.consumer,
-      leaseTimeout: this.options.leaseTimeout,
-      hints: this.hints,
-      script: (operation, script, args) => this.script(operation, script, args),
-    });
   }
 
   private assertOpen(operation: string): void {

@@ -1,19 +1,16 @@
 import { SerializationError } from '../../core/errors.js';
 import type { ReserveOptions, UnreadableRecord } from '../../core/storage.js';
 import { announceUnreadable } from '../unreadable-records.js';
+import type { BufferContext } from './batch-reads.js';
 import type { HeldLeases } from './held-leases.js';
-import type { LuaScript } from './lua-script.js';
 import { SET_ASIDE } from './scripts.js';
 
 /** What `setAside` needs from its storage. */
-export interface SetAsideContext {
+export interface SetAsideContext extends Pick<BufferContext, 'group' | 'script'> {
   readonly leases: HeldLeases;
-  readonly group: string;
   /** The storage's buffer name and its `invalid` key, for messages. */
   readonly name: string;
   readonly invalidKey: string;
-  /** Runs one of the scripts over the buffer's keys. */
-  script(operation: string, script: LuaScript, args: readonly string[]): Promise<unknown>;
   report(error: unknown): void;
 }
 
