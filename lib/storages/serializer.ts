@@ -132,6 +132,18 @@ export interface EncodeOptions<T> {
   readonly checkText?: (text: string) => string | undefined;
 }
 
+/** A storage's encoding: its serializer and `maxRecordBytes`, and its name for error messages. */
+export function encodingOf<T>(
+  options: { readonly serializer: Serializer<T>; readonly maxRecordBytes: number },
+  storageName: string,
+  checkText?: (text: string) => string | undefined,
+): EncodeOptions<T> {
+  const { serializer, maxRecordBytes } = options;
+  return checkText
+    ? { serializer, maxRecordBytes, storageName, checkText }
+    : { serializer, maxRecordBytes, storageName };
+}
+
 /**
  * Serializes every record of one `append` up front, so that a bad record fails its call before
  * anything of it is written; the texts are also a snapshot, unaffected by later mutation of the

@@ -25,9 +25,11 @@ export interface DurableStorageOptions<T> {
    */
   maxRecordBytes?: number;
   /**
-   * Receives errors that no call can return: a failed lease renewal, a stored record that could
-   * not be deserialized and was set aside (Redis, PostgreSQL), a lost idle connection
-   * (PostgreSQL), damaged journal data cut at open (FileStorage, without `onRecovery`). Default:
+   * Receives errors that no call can return: a failed lease renewal (Redis, PostgreSQL), a stored
+   * record that could not be deserialized and was set aside (FileStorage always; Redis and
+   * PostgreSQL when `reserve` was given no `onUnreadable`, as the engine always gives one), a lost
+   * idle connection (PostgreSQL), damaged journal data cut at open (FileStorage, without
+   * `onRecovery`), an `onUnreadable` that threw. A handler that throws is ignored. Default:
    * `process.emitWarning`.
    */
   onError?: StorageErrorHandler;
@@ -69,9 +71,20 @@ export interface ResolvedSharedOptions {
   readonly unavailableTimeout: number;
 }
 
-/** The names of `DurableStorageOptions`, and of `SharedStorageOptions`. */
+/**
+ * What a storage shared through a server (Redis, PostgreSQL) has in common with the others: the
+ * durable options and the shared ones.
+ */
+export interface ServerStorageOptions<T> extends DurableStorageOptions<T>, SharedStorageOptions {}
+
+/** `ServerStorageOptions`, resolved. */
+export interface ResolvedServerStorageOptions<T>
+  extends ResolvedDurableOptions<T>, ResolvedSharedOptions {}
+
+/** The names of `DurableStorageOptions`, of `SharedStorageOptions`, and of both. */
 export const DURABLE_OPTION_NAMES = ['serializer', 'maxRecordBytes', 'onError'] as const;
 export const SHARED_OPTION_NAMES = ['leaseTimeout', 'onUnavailable', 'unavailableTimeout'] as const;
+export const SERVER_OPTION_NAMES = [...DURABLE_OPTION_NAMES, ...SHARED_OPTION_NAMES] as const;
 
 /** The defaults every durable storage shares. */
 export const STORAGE_DEFAULTS = {
@@ -197,6 +210,15 @@ export class StorageOptionChecker extends OptionChecker {
       leaseTimeout: this.leaseTimeout(options.leaseTimeout),
       ...this.unavailable(options.onUnavailable, options.unavailableTimeout),
     };
+  }
+
+  /** `durable` and `shared`: the common options of a storage shared through a server. */
+  server<T>(
+    options: ServerStorageOptions<T>,
+    max: number,
+    why: string,
+  ): ResolvedServerStorageOptions<T> {
+    return { ...this.durable<T>(options, max, why), ...this.shared(options) };
   }
 
   /** An error handler, or `warnOnError` when undefined. */

@@ -11,11 +11,13 @@ import type {
 import { idText, writeIdentity } from './directory-id.js';
 import {
   encodeRecords,
+  encodingOf,
   jsonSerializer,
   type EncodeOptions,
   type Serializer,
 } from '../serializer.js';
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
+import { reportError } from '../storage-guards.js';
 import {
   resolveFileStorageOptions,
   type FileStorageOptions,
@@ -95,7 +97,7 @@ export class FileStorage<T> implements Storage<T> {
   readonly directory: string;
 
   private readonly options: ResolvedFileStorageOptions<T>;
-  /** How `append` serializes records, and names this storage in its errors. */
+  /** The encoding: the serializer, `maxRecordBytes`, and this storage's name in its errors. */
   private readonly encoding: EncodeOptions<T>;
   private state: State = 'created';
   private opening: Promise<void> | undefined;
@@ -113,11 +115,7 @@ export class FileStorage<T> implements Storage<T> {
    */
   constructor(options: FileStorageOptions<T>) {
     this.options = resolveFileStorageOptions(options as FileStorageSettings<T>);
-    this.encoding = {
-      serializer: this.options.serializer,
-      maxRecordBytes: this.options.maxRecordBytes,
-      storageName: 'FileStorage',
-    };
+    this.encoding = encodingOf(this.options, 'FileStorage');
     this.directory = path.resolve(this.options.directory);
   }
 
@@ -245,7 +243,7 @@ export class FileStorage<T> implements Storage<T> {
    * in the journal for the next open; a drained storage leaves no `journal-*.log` file.
    */
   close(): Promise<void> {
-    this.closing ??= this.shutDown();
+    this.closing ??= this.shutdown();
     return this.closing;
   }
 
@@ -262,23 +260,19 @@ export class FileStorage<T> implements Storage<T> {
   private async openJournal(): Promise<void> {
     const journal = await openJournal(this.directory, this.options, {
       idFloor: () => this.nextId,
-      reportError: (error) => this.reportError(error),
+      reportError: (error) => this.report(error),
     });
     this.journal = journal;
     this.nextId = journal.nextId;
     this.idFloor = journal.identity.idFloor;
     for (const listener of this.roomWatchers) journal.budget.watch(listener);
     this.state = 'open';
-    announceRecovery(journal.report, this.options.onRecovery, (error) => this.reportError(error));
-    for (const warning of journal.warnings) this.reportError(warning);
+    announceRecovery(journal.report, this.options.onRecovery, (error) => this.report(error));
+    for (const warning of journal.warnings) this.report(warning);
   }
 
-  private reportError(error: Error): void {
-    try {
-      this.options.onError(error);
-    } catch {
-      // A throwing error handler must not fail the call it reports from.
-    }
+  private report(error: unknown): void {
+    reportError(this.options.onError, error);
   }
 
   private appendOpen(records: readonly T[], texts: string[]): Promise<readonly RecordId[]> {
@@ -349,7 +343,7 @@ export class FileStorage<T> implements Storage<T> {
     );
   }
 
-  private async shutDown(): Promise<void> {
+  private async shutdown(): Promise<void> {
     if (this.state === 'created' && this.opening === undefined) {
       this.state = 'closed';
       return;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { storageFailure } from './storage-failure.js';
 
@@ -209,4 +210,13 @@ export class PostgresSession {
       // A throwing error handler must not break the session.
     }
   }
+}
+
+/**
+ * A random holder key: positive (above the int4 range that `hashtext` locks use) when the
+ * instance holds it as a presence lock, negative when it cannot (its leases then only lapse).
+ */
+export function randomHolderKey(present: boolean): string {
+  const key = (randomBytes(8).readBigUInt64BE() >> 2n) | (1n << 61n);
+  return String(present ? key : -key);
 }

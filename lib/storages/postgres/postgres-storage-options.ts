@@ -1,12 +1,9 @@
 import type pg from 'pg';
 import {
-  DURABLE_OPTION_NAMES,
-  SHARED_OPTION_NAMES,
+  SERVER_OPTION_NAMES,
   StorageOptionChecker,
-  type DurableStorageOptions,
-  type ResolvedDurableOptions,
-  type ResolvedSharedOptions,
-  type SharedStorageOptions,
+  type ResolvedServerStorageOptions,
+  type ServerStorageOptions,
 } from '../storage-options.js';
 import { parseTableName, type TableName } from './table-name.js';
 
@@ -18,7 +15,7 @@ import { parseTableName, type TableName } from './table-name.js';
  * (PostgreSQL restarted, `pg_terminate_backend`), and a record that cannot be deserialized is
  * moved to the table `<table>_unreadable`.
  */
-export interface PostgresStorageOptions<T> extends DurableStorageOptions<T>, SharedStorageOptions {
+export interface PostgresStorageOptions<T> extends ServerStorageOptions<T> {
   /**
    * A pool you own: the storage uses it and leaves it open on `close()`. The storage listens to
    * its `error` event while open, so an idle connection that dies cannot crash the process. Its
@@ -51,8 +48,7 @@ export interface PostgresStorageOptions<T> extends DurableStorageOptions<T>, Sha
 }
 
 /** The options with defaults applied and every value checked. */
-export interface ResolvedPostgresOptions<T>
-  extends ResolvedDurableOptions<T>, ResolvedSharedOptions {
+export interface ResolvedPostgresOptions<T> extends ResolvedServerStorageOptions<T> {
   readonly pool: pg.Pool | undefined;
   readonly connectionString: string | undefined;
   readonly poolConfig: Omit<pg.PoolConfig, 'connectionString'>;
@@ -70,8 +66,7 @@ const KNOWN_OPTIONS = new Set<string>([
   'poolConfig',
   'table',
   'createTable',
-  ...DURABLE_OPTION_NAMES,
-  ...SHARED_OPTION_NAMES,
+  ...SERVER_OPTION_NAMES,
 ]);
 
 const CONTEXT = 'PostgresStorage';
@@ -128,8 +123,7 @@ export function resolvePostgresOptions<T>(
     poolConfig: poolConfig ?? {},
     table,
     createTable: check.boolean('createTable', options.createTable, false),
-    ...check.durable<T>(options, MAX_TEXT_BYTES, "PostgreSQL's limit on a text value"),
-    ...check.shared(options),
+    ...check.server<T>(options, MAX_TEXT_BYTES, "PostgreSQL's limit on a text value"),
   };
 }
 

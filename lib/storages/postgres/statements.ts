@@ -1,3 +1,6 @@
+import { StorageError } from '../../core/errors.js';
+import type { PostgresPool } from './postgres-pool.js';
+import { schemaDdl } from './schema.js';
 import type { TableName } from './table-name.js';
 
 /**
@@ -106,9 +109,6 @@ export interface Statements {
     readonly meta: string;
   };
 }
-
-/** Counter rows in `T_meta`: statements pick one, so that concurrent ones rarely share a row. */
-export const STRIPES = 16;
 
 /** `holder_key` and `seq` of one lease, as bind parameters. */
 const LEASE = 'holder_key = $1::bigint AND seq = $2::int';
@@ -351,106 +351,38 @@ SELECT (SELECT scope::text FROM ${meta} ORDER BY stripe LIMIT 1) AS scope,
 }
 
 /**
- * The tables and index, created if missing, in one `DO` block; a table of the 0.2 layout (one
- * table with `attempts`, `visible_at`, `lease_holder`, `lease_until`) is converted in place:
- * released and leased records move to `T_retry` (a lease taken by a 0.2 process counts as a
- * delivery, since it is broken), records 0.2 set aside move to `T_unreadable`, the old indexes and
- * columns go, and the counters start from the records found. Idempotent, and cheap once done.
+ * The names statements are prepared under (`<prefix>_<key>`), by text: every statement but the
+ * DDL, which runs once.
  */
-function schemaDdl(table: TableName): string {
-  const t = table.quoted;
-  const retry = table.sibling('_retry');
-  const leases = table.sibling('_leases');
-  const unreadable = table.sibling('_unreadable');
-  const meta = table.sibling('_meta');
-  // For to_regclass: the quoted name, as a SQL string literal (it holds no single quote).
-  const literal = (name: string): string => `'${name}'`;
-  // Queue tables churn: vacuum them after a fixed number of dead rows, not a share of the table.
-  const vacuum = 'autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000';
-  return `DO $bufio$
-DECLARE
-  upgrading boolean := EXISTS (
-    SELECT 1 FROM pg_attribute
-    WHERE attrelid = to_regclass(${literal(t)}) AND attname = 'lease_until' AND NOT attisdropped);
-  counting boolean := to_regclass(${literal(meta)}) IS NULL;
-BEGIN
-  IF to_regclass(${literal(t)}) IS NULL THEN
-    CREATE TABLE ${t} (id bigserial PRIMARY KEY, payload text NOT NULL) WITH (${vacuum});
-  END IF;
-  IF to_regclass(${literal(retry)}) IS NULL THEN
-    CREATE TABLE ${retry} (
-      id bigint NOT NULL,
-      payload text NOT NULL,
-      attempts integer NOT NULL,
-      deliveries integer NOT NULL,
-      visible_at bigint NOT NULL,
-      CONSTRAINT ${table.derived('_retry_pkey')} PRIMARY KEY (id)
-    ) WITH (${vacuum});
-    CREATE INDEX ${table.derived('_retry_due')} ON ${retry} (visible_at, id);
-  END IF;
-  IF to_regclass(${literal(leases)}) IS NULL THEN
-    CREATE TABLE ${leases} (
-      holder_key bigint NOT NULL,
-      seq integer NOT NULL,
-      holder text NOT NULL,
-      until bigint NOT NULL,
-      records integer NOT NULL,
-      ids bigint[] NOT NULL,
-      payloads text[] NOT NULL,
-      attempts integer[],
-      deliveries integer[],
-      settled bigint[],
-      CONSTRAINT ${table.derived('_leases_pkey')} PRIMARY KEY (holder_key, seq)
+export function preparedNames(sql: Statements, prefix: string): Map<string, string> {
+  return new Map(
+    Object.entries(sql)
+      .filter(([key, text]) => typeof text === 'string' && key !== 'ddl' && key !== 'migrate')
+      .map(([key, text]) => [text as string, `${prefix}_${key}`]),
+  );
+}
+
+/**
+ * The store's id scope, `pg:<scope>:<oid>`: the UUID made when the tables were created, and the
+ * table's OID (see `PostgresStorage.idScope`).
+ *
+ * @throws StorageError (as a rejection) when the tables are missing: run `migrate()`.
+ */
+export async function readIdScope(
+  pool: PostgresPool,
+  sql: Statements,
+  table: string,
+): Promise<string> {
+  const result = await pool.query<{ scope: string | null; oid: string | null }>(
+    'reserve',
+    sql.scope,
+    [table],
+  );
+  const { scope, oid } = result.rows[0] ?? { scope: null, oid: null };
+  if (scope === null || oid === null) {
+    throw new StorageError(
+      `PostgreSQL reserve failed: ${sql.tables.meta} is empty or ${table} is missing; run migrate()`,
     );
-    BEGIN
-      -- lz4 compresses a batch several times faster than the default pglz; servers built
-      -- without it (or before PostgreSQL 14) keep the default.
-      EXECUTE 'ALTER TABLE ${leases} ALTER COLUMN ids SET COMPRESSION lz4, '
-        'ALTER COLUMN payloads SET COMPRESSION lz4, ALTER COLUMN attempts SET COMPRESSION lz4, '
-        'ALTER COLUMN deliveries SET COMPRESSION lz4';
-    EXCEPTION WHEN feature_not_supported OR syntax_error OR invalid_parameter_value THEN
-      NULL;
-    END;
-  END IF;
-  IF to_regclass(${literal(unreadable)}) IS NULL THEN
-    CREATE TABLE ${unreadable} (
-      id bigint NOT NULL,
-      payload text NOT NULL,
-      reason text NOT NULL,
-      set_aside_at timestamptz NOT NULL DEFAULT now(),
-      CONSTRAINT ${table.derived('_unread_pkey')} PRIMARY KEY (id)
-    );
-  END IF;
-  IF counting THEN
-    CREATE TABLE ${meta} (
-      stripe smallint NOT NULL,
-      waiting bigint NOT NULL,
-      scope uuid NOT NULL,
-      CONSTRAINT ${table.derived('_meta_pkey')} PRIMARY KEY (stripe)
-    );
-  END IF;
-  IF upgrading THEN
-    INSERT INTO ${unreadable} (id, payload, reason)
-    SELECT id, payload, 'set aside by bufio 0.2 (lease_holder bufio:undecodable)' FROM ${t}
-    WHERE lease_holder = 'bufio:undecodable';
-    INSERT INTO ${retry} (id, payload, attempts, deliveries, visible_at)
-    SELECT id, payload, attempts, attempts + (lease_until IS NOT NULL)::int,
-      CASE WHEN lease_until IS NULL THEN visible_at ELSE 0 END
-    FROM ${t}
-    WHERE (attempts > 0 OR lease_until IS NOT NULL)
-      AND lease_holder IS DISTINCT FROM 'bufio:undecodable';
-    DELETE FROM ${t} WHERE attempts > 0 OR lease_until IS NOT NULL;
-    DROP INDEX IF EXISTS ${table.sibling('_reserve_idx')};
-    DROP INDEX IF EXISTS ${table.sibling('_lease_idx')};
-    ALTER TABLE ${t} DROP COLUMN attempts, DROP COLUMN visible_at,
-      DROP COLUMN lease_holder, DROP COLUMN lease_until;
-    ALTER TABLE ${t} SET (${vacuum});
-  END IF;
-  IF counting THEN
-    INSERT INTO ${meta} (stripe, waiting, scope)
-    SELECT g, CASE WHEN g = 0 THEN (SELECT count(*) FROM ${t}) + (SELECT count(*) FROM ${retry}) ELSE 0 END, s
-    FROM generate_series(0, ${STRIPES - 1}) AS g, gen_random_uuid() AS s;
-  END IF;
-END
-$bufio$;`;
+  }
+  return `pg:${scope}:${oid}`;
 }

@@ -1,17 +1,15 @@
 import { LeaseRenewal } from '../lease-renewal.js';
-import type { RedisStorageKeys } from './buffer-keys.js';
-import { isUnavailable, type RedisConnection, storageFailure } from './redis-connection.js';
-import { ACK, RENEW, TRIM } from './scripts.js';
+import type { BufferContext } from './batch-reads.js';
+import { isUnavailable, storageFailure } from './redis-connection.js';
+import { ACK, RELEASE, RENEW, TRIM } from './scripts.js';
 
 /** What `HeldLeases` needs from its storage. */
-export interface HeldLeasesOptions {
-  readonly connection: RedisConnection;
-  readonly keys: RedisStorageKeys;
+export interface HeldLeasesOptions extends Pick<
+  BufferContext,
+  'connection' | 'keys' | 'group' | 'consumer' | 'leaseTimeout'
+> {
   /** The buffer's keys, in script order. */
   readonly keyList: readonly string[];
-  readonly group: string;
-  readonly consumer: string;
-  readonly leaseTimeout: number;
   /** Receives a failed renewal, and acks given up. */
   report(error: unknown): void;
 }
@@ -19,8 +17,8 @@ export interface HeldLeasesOptions {
 /**
  * The records this instance leased and has not acked or released: renewed while held (stream
  * entries with a plain `XCLAIM … JUSTID`, records from `due` with RENEW), acknowledged (stream
- * entries with `XACK` and a trim, records from `due` with ACK), and kept for another ack when an
- * ack met an unreachable Redis.
+ * entries with `XACK` and a trim, records from `due` with ACK), released (RELEASE), and kept for
+ * another ack when an ack met an unreachable Redis.
  */
 export class HeldLeases {
   private readonly renewal: LeaseRenewal;
@@ -78,6 +76,21 @@ export class HeldLeases {
       throw error;
     }
     this.forget(ids);
+  }
+
+  /**
+   * Moves leased records, with one more attempt, to the retry set scored by `visibleAt`. Whether
+   * this succeeds or fails, they are no longer held: if it failed, they stay leased without
+   * renewal, and come back when their lease expires.
+   */
+  async release(ids: readonly string[], visibleAt: number): Promise<void> {
+    const { connection, keyList, group, consumer } = this.options;
+    const at = Number.isFinite(visibleAt) ? visibleAt : visibleAt > 0 ? '+inf' : 0;
+    try {
+      await connection.script('release', RELEASE, keyList, [group, consumer, at, ...ids]);
+    } finally {
+      this.forget(ids);
+    }
   }
 
   /** Acks again what an outage left unacked; rejects while Redis is still unreachable. */

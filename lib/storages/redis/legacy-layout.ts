@@ -1,6 +1,7 @@
+import { countLeased, countWaiting } from './buffer-counts.js';
 import type { LegacyKeys } from './buffer-keys.js';
-import { type LuaScript, type RedisClient } from './lua-script.js';
-import { MIGRATE } from './scripts.js';
+import { LuaScript, type RedisClient } from './lua-script.js';
+import { PREAMBLE } from './script-preamble.js';
 
 /** What a `LegacyLayout` needs from its storage. */
 export interface LegacyLayoutOptions {
@@ -54,30 +55,14 @@ export class LegacyLayout {
     if (!this.present) return 0;
     const { keys, group } = this.options;
     if (cluster) return this.options.run('size', (client) => client.xlen(keys.stream));
-    const results = await this.options.run('size', (client) =>
-      client
-        .pipeline()
-        .xlen(keys.stream)
-        .xpending(keys.stream, group)
-        .zcard(keys.retry)
-        .zcard(keys.due)
-        .exec(),
-    );
-    const [length, pending, retries, due] = (results ?? []).map(([error, value]) =>
-      error ? 0 : value,
-    );
-    return Number(length) - pendingCount(pending) + Number(retries) + Number(due);
+    return countWaiting(this.options.run, keys, group);
   }
 
   /** Records 0.2.0 processes hold leased. */
   async leased(cluster: boolean): Promise<number> {
     if (!this.present || cluster) return 0;
     const { keys, group } = this.options;
-    const results = await this.options.run('leasedElsewhere', (client) =>
-      client.pipeline().xpending(keys.stream, group).zcard(keys.lease).exec(),
-    );
-    const [pending, leases] = (results ?? []).map(([error, value]) => (error ? 0 : value));
-    return pendingCount(pending) + Number(leases);
+    return countLeased(this.options.run, keys, group);
   }
 
   private async migrateAll(): Promise<number> {
@@ -123,7 +108,77 @@ export function payloadOf(fields: readonly unknown[]): string {
   return '';
 }
 
-/** The count in an `XPENDING` summary, or 0 for anything else (no group: an error). */
-export function pendingCount(summary: unknown): number {
-  return Array.isArray(summary) ? Number(summary[0]) || 0 : 0;
-}
+/**
+ * KEYS: the buffer's keys, then 0.2.0's keys of it (stream, retry, due, lease, data), on a Redis
+ * that is not a cluster. ARGV: group, leaseMs, cap, newScope.
+ *
+ * Moves up to about cap records that 0.2.0 left under its key names into this layout, each with a
+ * new id of this stream (ids of two streams may collide): its attempts kept, a retry keeping its
+ * visibleAt, a lease that lapsed counted in `lapsed`. Records a 0.2.0 process still holds (its PEL
+ * entries or leases not expired) stay until it acks them or its lease lapses. Returns how many
+ * moved, how many of them are ready (not retries waiting), and 1 if 0.2.0's keys still hold
+ * something.
+ */
+const MIGRATE = new LuaScript(`${PREAMBLE}
+local oldStream, oldRetry, oldDue, oldLease, oldData = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local group, leaseMs, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('EXISTS', oldStream, oldRetry, oldDue, oldLease, oldData) == 0 then return { 0, 0, 0 } end
+ensure(group, ARGV[4])
+local n, ready = 0, 0
+local function move(v, lapses, visibleAt)
+  local attempts, payload = splitRecord(v)
+  local id = redis.call('XADD', stream, '*', 'd', '')
+  redis.call('XDEL', stream, id)
+  redis.call('HSET', data, id, attempts .. ':' .. payload)
+  if lapses > 0 then redis.call('HSET', lapsed, id, lapses) end
+  if visibleAt then
+    redis.call('ZADD', retry, visibleAt, id)
+  else
+    redis.call('ZADD', due, 0, dueKey(id))
+    ready = ready + 1
+  end
+  n = n + 1
+end
+local function moveHeld(id, lapses, visibleAt)
+  local v = redis.call('HGET', oldData, id)
+  if v then move(v, lapses, visibleAt) end
+  redis.call('HDEL', oldData, id)
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', oldLease, '-inf', serverNow(), 'LIMIT', 0, cap)) do
+  moveHeld(id, 1)
+  redis.call('ZREM', oldLease, id)
+end
+if n < cap then
+  for _, key in ipairs(redis.call('ZRANGE', oldDue, 0, cap - n - 1)) do
+    moveHeld(idOf(key), 0)
+    redis.call('ZREM', oldDue, key)
+  end
+end
+if n < cap then
+  local retries = redis.call('ZRANGE', oldRetry, 0, cap - n - 1, 'WITHSCORES')
+  for i = 1, #retries, 2 do
+    moveHeld(retries[i], 0, retries[i + 1])
+    redis.call('ZREM', oldRetry, retries[i])
+  end
+end
+if n < cap and redis.call('EXISTS', oldStream) == 1 then
+  local last = lastDelivered(group, oldStream)
+  if last then
+    for _, p in ipairs(redis.call('XPENDING', oldStream, group, 'IDLE', leaseMs, '-', '+', cap - n)) do
+      local entry = redis.call('XRANGE', oldStream, p[1], p[1])
+      if #entry > 0 then move('0:' .. payloadOf(entry[1][2]), p[4]) end
+      redis.call('XACK', oldStream, group, p[1])
+      redis.call('XDEL', oldStream, p[1])
+    end
+  end
+  if n < cap then
+    for _, entry in ipairs(redis.call('XRANGE', oldStream, last and ('(' .. last) or '-', '+', 'COUNT', cap - n)) do
+      move('0:' .. payloadOf(entry[2]), 0)
+      redis.call('XDEL', oldStream, entry[1])
+    end
+  end
+  local pending = last and redis.call('XPENDING', oldStream, group)[1] or 0
+  if redis.call('XLEN', oldStream) == 0 and pending == 0 then redis.call('DEL', oldStream) end
+end
+return { n, ready, redis.call('EXISTS', oldStream, oldRetry, oldDue, oldLease, oldData) > 0 and 1 or 0 }
+`);

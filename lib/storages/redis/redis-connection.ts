@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { type Cluster, Redis, type RedisOptions } from 'ioredis';
 import { asError, BufIOError, StorageError, StorageUnavailableError } from '../../core/errors.js';
 import { isNoScript, type LuaScript, type RedisClient } from './lua-script.js';
 
@@ -179,6 +179,21 @@ export class RedisConnection {
   /** Where the client connects, for messages: `host:port`, a socket path, or a cluster's nodes. */
   get address(): string {
     return describeAddress(this.client);
+  }
+
+  /**
+   * A new connection like the client's, without `commandTimeout`, for blocking reads (`watch()`);
+   * the caller closes it. Never the user's own client.
+   */
+  duplicateForBlocking(): RedisClient {
+    const client = this.client;
+    if (client.isCluster) {
+      const cluster = client as Cluster;
+      return cluster.duplicate([], {
+        redisOptions: { ...cluster.options.redisOptions, commandTimeout: undefined },
+      });
+    }
+    return (client as Redis).duplicate({ commandTimeout: undefined });
   }
 
   private unavailable(operation: string, reason: string): StorageUnavailableError {

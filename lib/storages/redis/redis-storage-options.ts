@@ -1,13 +1,10 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import {
-  DURABLE_OPTION_NAMES,
   MAX_TIMER_DELAY,
-  SHARED_OPTION_NAMES,
+  SERVER_OPTION_NAMES,
   StorageOptionChecker,
-  type DurableStorageOptions,
-  type ResolvedDurableOptions,
-  type ResolvedSharedOptions,
-  type SharedStorageOptions,
+  type ResolvedServerStorageOptions,
+  type ServerStorageOptions,
 } from '../storage-options.js';
 import { keysInTwoSlots, layoutKeys, type KeyLayout } from './buffer-keys.js';
 import { defaultConsumerName } from './consumer-name.js';
@@ -20,7 +17,7 @@ import type { RedisClient } from './lua-script.js';
  * back after `leaseTimeout` (at once when it ran on this host), and a record that cannot be
  * deserialized is set aside in the hash `keys.invalid`.
  */
-export interface RedisStorageOptions<T> extends DurableStorageOptions<T>, SharedStorageOptions {
+export interface RedisStorageOptions<T> extends ServerStorageOptions<T> {
   /**
    * An ioredis client you own, standalone (`Redis`) or for a Redis Cluster (`Cluster`): the
    * storage uses it and leaves it open on `close()`. It adds no commands to it, and listens to its
@@ -70,8 +67,7 @@ export interface RedisStorageOptions<T> extends DurableStorageOptions<T>, Shared
 }
 
 /** The options with defaults applied and every value checked. */
-export interface ResolvedRedisStorageOptions<T>
-  extends ResolvedDurableOptions<T>, ResolvedSharedOptions {
+export interface ResolvedRedisStorageOptions<T> extends ResolvedServerStorageOptions<T> {
   /** The client given, or the URL to create one from. */
   readonly redis: RedisClient | string;
   readonly redisOptions: RedisOptions;
@@ -96,8 +92,7 @@ const KNOWN = new Set<string>([
   'group',
   'consumer',
   'commandTimeout',
-  ...DURABLE_OPTION_NAMES,
-  ...SHARED_OPTION_NAMES,
+  ...SERVER_OPTION_NAMES,
 ]);
 const CLIENT_METHODS = ['pipeline', 'evalsha', 'eval', 'xadd', 'on', 'removeListener'] as const;
 // Keys, group and consumer names go into Redis commands as single arguments and into logs:
@@ -185,8 +180,7 @@ export function resolveRedisStorageOptions<T>(
     group: token('group', options.group, 'bufio'),
     consumer: token('consumer', options.consumer, defaultConsumerName()),
     consumerGiven: options.consumer !== undefined,
-    ...check.durable<T>(options, MAX_RECORD_BYTES, "Redis's proto-max-bulk-len"),
-    ...check.shared(options),
+    ...check.server<T>(options, MAX_RECORD_BYTES, "Redis's proto-max-bulk-len"),
     commandTimeout: check.integerIn(
       'commandTimeout',
       options.commandTimeout,

@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { Cluster, Redis } from 'ioredis';
-import { asError, SerializationError, StorageError } from '../../core/errors.js';
 import type {
   AppendOptions,
   RecordId,
@@ -8,15 +6,25 @@ import type {
   Storage,
   StorageFeatures,
   StoredRecord,
-  UnreadableRecord,
 } from '../../core/storage.js';
-import { encodeRecords, type EncodeOptions } from '../serializer.js';
+import { AppendBatcher } from '../append-batcher.js';
+import { encodeRecords, encodingOf, type EncodeOptions } from '../serializer.js';
 import { assertSingleLane, NO_FEATURES } from '../single-lane.js';
+import { closedError, reportError } from '../storage-guards.js';
+import { countLeased, countWaiting } from './buffer-counts.js';
+import {
+  BatchReads,
+  type BufferContext,
+  decodeBatch,
+  type FreshEntry,
+  type TakenRecord,
+} from './batch-reads.js';
 import { KEY_NAMES, type RedisStorageKeys } from './buffer-keys.js';
-import { isProvenGone, markOpen } from './consumer-name.js';
-import { LegacyLayout, payloadOf, pendingCount } from './legacy-layout.js';
+import { markOpen } from './consumer-name.js';
+import { recoverLapsed } from './lease-recovery.js';
+import { LegacyLayout } from './legacy-layout.js';
 import { HeldLeases } from './held-leases.js';
-import type { LuaScript, RedisClient } from './lua-script.js';
+import type { RedisClient } from './lua-script.js';
 import { RedisConnection, storageFailure } from './redis-connection.js';
 import {
   type RedisStorageOptions,
@@ -24,45 +32,38 @@ import {
   resolveRedisStorageOptions,
 } from './redis-storage-options.js';
 import { RetryHints } from './retry-hints.js';
-import { ENSURE, RECOVER, RELEASE, SET_ASIDE, TAKE } from './scripts.js';
+import { ENSURE } from './scripts.js';
+import { setAside } from './set-aside.js';
 import { StreamAppends } from './stream-appends.js';
-import { fieldsOf, StreamWatch } from './stream-watch.js';
+import { StreamWatch } from './stream-watch.js';
 
 export type { RedisStorageKeys } from './buffer-keys.js';
 
-/** Most retries whose delay has passed that one reserve moves to `due`, beyond its limit. */
-const PROMOTE_CAP = 1000;
-/** Most records one RECOVER call makes visible again; `recover()` calls it until done. */
-const RECOVER_CAP = 1000;
 /** Shortest interval of the engine's recovery timer: an idle instance costs at most ~1 call/s. */
 const MIN_RECOVERY_INTERVAL = 1000;
 /** How long one blocking read of `watch()` waits: an idle watch costs 2 round trips per period. */
 const WATCH_BLOCK_MS = 10_000;
 
-/** A record as Redis handed it over, before it is deserialized. */
-interface TakenRecord {
-  readonly id: string;
-  readonly attempts: number;
-  readonly lapsed: number;
-  /** From `data` (leased in `lease`), rather than a stream entry pending in the group. */
-  readonly fromDue: boolean;
-  readonly payload: string;
-}
-
 /**
  * Keeps records in a Redis stream with a consumer group: durable as your Redis is (configure AOF
  * for that), and shared: any number of processes may push to and work on one buffer, each a
- * consumer of the group. Works on a standalone Redis and on a Redis Cluster (every key of a buffer
- * carries one hash tag, so a buffer lives in one slot).
+ * consumer of the group. Works on a standalone Redis and on a Redis Cluster: every key of a buffer
+ * carries one hash tag (`bufio:{events}:stream`), so a buffer lives in one slot.
  *
- * The common path has no per-record Lua: appends of a tick go in one script of `XADD`s; a batch is
- * leased with `XREADGROUP`; an ack is `XACK` plus a trim of what the group is done with. Released
- * records wait in a sorted set by visibility time, with their attempt count, so that retry delays
- * and `maxAttempts` survive restarts; recovered and retried records come out before fresh ones.
+ * The common path runs plain commands and no Lua per record: the appends of a tick go in one
+ * pipeline (an APPEND script, a loop of `XADD`, per up to 1000 records); a batch is leased with
+ * `XREADGROUP` (in a `MULTI` with a read of the id scope); an ack is `XACK` plus a trim of what the
+ * group is done with. Released records wait in a sorted set by visibility time, with their attempt
+ * count, so that retry delays and `maxAttempts` survive restarts; recovered and retried records
+ * come out before fresh ones. `StoredRecord.deliveries` is kept in Redis: a lease that ended
+ * without an ack or a release counts. A stored record the serializer cannot read back is set
+ * aside in the hash `keys.invalid` and reported, not delivered.
+ *
  * A live process renews its leases; the engine calls `recover()` every `recoveryInterval`, which
  * takes back the records of a holder that died after `leaseTimeout`, at once when it can prove the
  * holder gone (same host, its process no longer runs) or when it restarts under the same
- * `consumer` name. See `scripts.ts` for the layout of the keys.
+ * `consumer` name. An idle engine waits in `watch()` (a blocking `XREAD` on a connection of its
+ * own) rather than polling. See `scripts.ts` for the layout of the keys.
  *
  * @example
  * const storage = new RedisStorage<Event>({ url: 'redis://localhost:6379', name: 'events' });
@@ -83,15 +84,24 @@ export class RedisStorage<T> implements Storage<T> {
   readonly keys: RedisStorageKeys;
 
   private readonly options: ResolvedRedisStorageOptions<T>;
-  /** How `append` serializes records, and names this storage in its errors. */
+  /** The encoding: the serializer, `maxRecordBytes`, and this storage's name in its errors. */
   private readonly encoding: EncodeOptions<T>;
   private readonly connection: RedisConnection;
-  private readonly appends: StreamAppends;
+  /** Gathers the appends of a tick: sent in one pipeline (`StreamAppends`). */
+  private readonly appends: AppendBatcher;
+  /** Appends to the stream: the batched ones, and single ones now (moving 0.2.0's records). */
+  private readonly stream: StreamAppends;
+  private readonly reads: BatchReads;
+  /** Where the buffer is and who this instance is, for the parts below. */
+  private readonly context: BufferContext;
   private readonly keyList: readonly string[];
   /** Records this instance leased and has not acked or released. */
   private readonly leases: HeldLeases;
   private readonly hints: RetryHints;
   private readonly legacy: LegacyLayout | undefined;
+  /** Runs one Redis call on the client, bounded, its errors typed. */
+  private readonly run = <R>(operation: string, call: (client: RedisClient) => Promise<R>) =>
+    this.connection.run(operation, () => call(this.client));
   private watcher: StreamWatch | undefined;
   private scope: string | undefined;
   private opening: Promise<void> | undefined;
@@ -106,11 +116,7 @@ export class RedisStorage<T> implements Storage<T> {
    */
   constructor(options: RedisStorageOptions<T>) {
     this.options = resolveRedisStorageOptions(options);
-    this.encoding = {
-      serializer: this.options.serializer,
-      maxRecordBytes: this.options.maxRecordBytes,
-      storageName: 'RedisStorage',
-    };
+    this.encoding = encodingOf(this.options, 'RedisStorage');
     const { name, consumer, layout, leaseTimeout } = this.options;
     this.name = name;
     this.consumer = consumer;
@@ -131,25 +137,38 @@ export class RedisStorage<T> implements Storage<T> {
         bufferKeys: this.keyList,
         group: this.options.group,
         leaseTimeout,
-        run: (operation, call) => this.connection.run(operation, () => call(this.client)),
-        append: (texts) => this.appends.now('recover', texts),
+        run: this.run,
+        append: (texts) => this.stream.now('recover', texts),
         newScope,
         script: (script, keys, args) => this.connection.script('recover', script, keys, args),
       });
-    this.appends = new StreamAppends({
+    this.stream = new StreamAppends({
       connection: this.connection,
       stream: this.keys.stream,
       ensureStream: () => this.ensureStream(),
-      onUnavailable: this.options.onUnavailable,
-      unavailableTimeout: this.options.unavailableTimeout,
     });
-    this.leases = new HeldLeases({
+    this.appends = new AppendBatcher(this.stream.batching(this.options));
+    this.context = {
       connection: this.connection,
       keys: this.keys,
-      keyList: this.keyList,
       group: this.options.group,
       consumer,
       leaseTimeout,
+      hints: this.hints,
+      script: (operation, script, args) =>
+        this.connection.script(operation, script, this.keyList, args),
+    };
+    this.reads = new BatchReads({
+      ...this.context,
+      ensureStream: () => this.ensureStream(),
+      scopeSeen: (scope) => {
+        this.scope = scope;
+      },
+      newScope,
+    });
+    this.leases = new HeldLeases({
+      ...this.context,
+      keyList: this.keyList,
       report: (error) => this.report(error),
     });
   }
@@ -178,9 +197,9 @@ export class RedisStorage<T> implements Storage<T> {
    * @throws UnsupportedError (as a rejection) for a `lane` other than 0.
    */
   append(records: readonly T[], options?: AppendOptions): Promise<RecordId[]> {
-    if (this.closing) return Promise.reject(this.closedError('append'));
     let texts: string[];
     try {
+      this.assertOpen('append');
       assertSingleLane('RedisStorage', options);
       texts = encodeRecords(records, this.encoding);
     } catch (error) {
@@ -198,7 +217,7 @@ export class RedisStorage<T> implements Storage<T> {
    * it), not returned.
    */
   async reserve(limit: number, options: ReserveOptions): Promise<StoredRecord<T>[]> {
-    if (this.closing) throw this.closedError('reserve');
+    this.assertOpen('reserve');
     if (!(limit >= 1)) return [];
     await this.leases.retryUnacked();
     await this.open();
@@ -206,11 +225,11 @@ export class RedisStorage<T> implements Storage<T> {
     let taken: TakenRecord[] = [];
     let room = max;
     if (options.maxBytes !== undefined || this.hints.mayHaveDue(options.now)) {
-      const took = await this.take(max, options);
+      const took = await this.reads.take(max, options);
       taken = took.records;
       room = options.maxBytes !== undefined || took.full ? 0 : max - taken.length;
     }
-    const fresh = room > 0 ? await this.readFresh(room) : [];
+    const fresh = room > 0 ? await this.reads.readFresh(room) : [];
     const batch = await this.decode(taken, fresh, options.onUnreadable);
     this.watcher?.reserved();
     return batch;
@@ -224,7 +243,7 @@ export class RedisStorage<T> implements Storage<T> {
    */
   async ack(records: readonly StoredRecord<T>[]): Promise<void> {
     if (records.length === 0) return;
-    if (this.closing) throw this.closedError('ack');
+    this.assertOpen('ack');
     // Processed already: while the storage is open, keep the leases of an ack that met an outage
     // and ack them once Redis is back, rather than let them expire and the records be processed
     // again.
@@ -240,36 +259,18 @@ export class RedisStorage<T> implements Storage<T> {
    */
   async release(records: readonly StoredRecord<T>[], visibleAt: number): Promise<void> {
     if (records.length === 0) return;
-    if (this.closing) throw this.closedError('release');
-    const ids = records.map((r) => String(r.id));
-    const at = Number.isFinite(visibleAt) ? visibleAt : visibleAt > 0 ? '+inf' : 0;
-    try {
-      await this.script('release', RELEASE, [this.options.group, this.consumer, at, ...ids]);
-      this.hints.released(visibleAt);
-    } finally {
-      // Released, or left leased without renewal: then it comes back when its lease expires.
-      this.leases.forget(ids);
-    }
+    this.assertOpen('release');
+    await this.leases.release(
+      records.map((r) => String(r.id)),
+      visibleAt,
+    );
+    this.hints.released(visibleAt);
   }
 
   /** Records stored and not leased, by any instance: unread stream entries and retries. */
   async size(): Promise<number> {
-    if (this.closing) throw this.closedError('size');
-    const { stream, retry, due } = this.keys;
-    const results = await this.connection.run('size', () =>
-      this.client
-        .pipeline()
-        .xlen(stream)
-        .xpending(stream, this.options.group)
-        .zcard(retry)
-        .zcard(due)
-        .exec(),
-    );
-    const [length, pending, retries, ready] = (results ?? []).map(([error, value]) =>
-      // No group yet (an error): nothing is pending.
-      error ? 0 : value,
-    );
-    const own = Number(length) - pendingCount(pending) + Number(retries) + Number(ready);
+    this.assertOpen('size');
+    const own = await countWaiting(this.run, this.keys, this.options.group);
     return own + ((await this.legacy?.waiting(this.client.isCluster)) ?? 0);
   }
 
@@ -281,10 +282,10 @@ export class RedisStorage<T> implements Storage<T> {
    * names, and forgets group consumers that hold nothing and have been idle as long.
    */
   async recover(): Promise<number> {
-    if (this.closing) throw this.closedError('recover');
+    this.assertOpen('recover');
     await this.leases.retryUnacked();
     await this.open();
-    let recovered = await this.recoverLapsed([]);
+    let recovered = await recoverLapsed([], this.context);
     recovered += (await this.legacy?.migrate(this.client.isCluster)) ?? 0;
     if (recovered > 0) this.hints.madeDue();
     recovered += this.reclaimed;
@@ -294,17 +295,10 @@ export class RedisStorage<T> implements Storage<T> {
 
   /** Records leased now by other holders: other instances, or holders that died recently. */
   async leasedElsewhere(): Promise<number> {
-    if (this.closing) throw this.closedError('leasedElsewhere');
-    const results = await this.connection.run('leasedElsewhere', () =>
-      this.client
-        .pipeline()
-        .xpending(this.keys.stream, this.options.group)
-        .zcard(this.keys.lease)
-        .exec(),
-    );
-    const [pending, leases] = (results ?? []).map(([error, value]) => (error ? 0 : value));
+    this.assertOpen('leasedElsewhere');
+    const leased = await countLeased(this.run, this.keys, this.options.group);
     const legacy = (await this.legacy?.leased(this.client.isCluster)) ?? 0;
-    return Math.max(0, pendingCount(pending) + Number(leases) - this.leases.size) + legacy;
+    return Math.max(0, leased - this.leases.size) + legacy;
   }
 
   /**
@@ -316,7 +310,7 @@ export class RedisStorage<T> implements Storage<T> {
   watch(listener: () => void): () => void {
     if (this.closing) return () => undefined;
     this.watcher ??= new StreamWatch({
-      connect: () => this.duplicateClient(),
+      connect: () => this.connection.duplicateForBlocking(),
       stream: this.keys.stream,
       group: this.options.group,
       blockMs: WATCH_BLOCK_MS,
@@ -332,14 +326,16 @@ export class RedisStorage<T> implements Storage<T> {
    * instance (or the next start) after `leaseTimeout`, at once on this host.
    */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      await this.appends.idle();
-      this.leases.stop();
-      await this.watcher?.stop();
-      markOpen(this.consumer, false);
-      await this.connection.close();
-    })();
+    this.closing ??= this.shutdown();
     return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    await this.appends.idle();
+    this.leases.stop();
+    await this.watcher?.stop();
+    markOpen(this.consumer, false);
+    await this.connection.close();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -353,7 +349,7 @@ export class RedisStorage<T> implements Storage<T> {
     this.opening ??= (async () => {
       await this.ensureStream();
       if (!this.options.consumerGiven) return;
-      this.reclaimed = await this.recoverLapsed([this.consumer]);
+      this.reclaimed = await recoverLapsed([this.consumer], this.context);
       if (this.reclaimed > 0) this.hints.madeDue();
     })().catch((error: unknown) => {
       this.opening = undefined;
@@ -364,105 +360,9 @@ export class RedisStorage<T> implements Storage<T> {
 
   /** Creates the stream (with a new scope) and the group where missing; learns the scope. */
   private async ensureStream(): Promise<void> {
-    this.scope = String(await this.script('reserve', ENSURE, [this.options.group, newScope()]));
-  }
-
-  /**
-   * RECOVER until nothing is left to take: lapsed leases, and everything held by the consumers
-   * named in `dead` and by those of its reply proven gone. Returns how many records.
-   */
-  private async recoverLapsed(dead: readonly string[]): Promise<number> {
-    let recovered = 0;
-    let gone = dead;
-    for (let round = 0; round < 1000; round++) {
-      const mark = this.hints.mark();
-      const reply = (await this.script('recover', RECOVER, [
-        this.options.group,
-        this.consumer,
-        this.options.leaseTimeout,
-        RECOVER_CAP,
-        ...gone,
-      ])) as [number, number, string, ...string[]];
-      const [count, due, nextRetry, ...holders] = reply;
-      recovered += Number(count);
-      this.hints.observe(mark, Number(due), String(nextRetry));
-      gone = holders.map(String).filter((name) => name !== this.consumer && isProvenGone(name));
-      if (gone.length === 0 && Number(count) < RECOVER_CAP) break;
-    }
-    return recovered;
-  }
-
-  /** Retried and recovered records (and, with `maxBytes`, fresh ones): the TAKE script. */
-  private async take(
-    limit: number,
-    options: ReserveOptions,
-  ): Promise<{ records: TakenRecord[]; full: boolean }> {
-    const { now, maxBytes } = options;
-    const mark = this.hints.mark();
-    const reply = (await this.script('reserve', TAKE, [
-      this.options.group,
-      this.consumer,
-      limit,
-      now === Infinity ? '+inf' : now === -Infinity ? '-inf' : String(now),
-      maxBytes === undefined ? '' : String(maxBytes),
-      this.options.leaseTimeout,
-      PROMOTE_CAP + limit,
-      maxBytes === undefined ? '0' : '1',
-      newScope(),
-    ])) as unknown[];
-    this.scope = String(reply[0]);
-    this.hints.observe(mark, Number(reply[1]), String(reply[2]));
-    const records: TakenRecord[] = [];
-    for (let i = 4; i + 4 < reply.length; i += 5) {
-      records.push({
-        id: String(reply[i]),
-        attempts: Number(reply[i + 1]),
-        lapsed: Number(reply[i + 2]),
-        fromDue: reply[i + 3] === 'h',
-        payload: String(reply[i + 4]),
-      });
-    }
-    return { records, full: Number(reply[3]) === 1 };
-  }
-
-  /**
-   * Fresh records: `XREADGROUP` in a transaction with a read of the scope, so that the ids and the
-   * scope they are named in come from the same stream.
-   */
-  private async readFresh(count: number): Promise<[string, unknown[]][]> {
-    for (let attempt = 0; ; attempt++) {
-      const results = await this.connection.run('reserve', () =>
-        this.client
-          .multi()
-          .hget(this.keys.meta, 'scope')
-          .xreadgroup(
-            'GROUP',
-            this.options.group,
-            this.consumer,
-            'COUNT',
-            count,
-            'STREAMS',
-            this.keys.stream,
-            '>',
-          )
-          .exec(),
-      );
-      const [[scopeError, scope], [readError, reply]] = (results ?? [
-        [new Error('the transaction returned no results')],
-        [undefined],
-      ]) as [Error | null, unknown][];
-      const missing =
-        scope === null || (readError instanceof Error && readError.message.startsWith('NOGROUP'));
-      if (missing && attempt === 0) {
-        // The stream or the group is gone (deleted, or lost with a Redis without persistence).
-        await this.ensureStream();
-        continue;
-      }
-      const error = scopeError ?? readError;
-      if (error) throw storageFailure('reserve', error);
-      this.scope = String(scope);
-      return entriesOf(reply);
-    }
+    this.scope = String(
+      await this.context.script('reserve', ENSURE, [this.options.group, newScope()]),
+    );
   }
 
   /**
@@ -471,73 +371,23 @@ export class RedisStorage<T> implements Storage<T> {
    */
   private async decode(
     taken: readonly TakenRecord[],
-    fresh: readonly [string, unknown[]][],
+    fresh: readonly FreshEntry[],
     onUnreadable: ReserveOptions['onUnreadable'],
   ): Promise<StoredRecord<T>[]> {
-    const batch: StoredRecord<T>[] = [];
-    const unreadable: UnreadableRecord[] = [];
-    const { serializer } = this.options;
-    const held: string[] = new Array<string>(taken.length + fresh.length);
-    let n = 0;
-    for (const { id, attempts, lapsed, fromDue, payload } of taken) {
-      held[n++] = id;
-      try {
-        const record = serializer.deserialize(payload);
-        batch.push({ id, record, attempts, deliveries: fromDue ? attempts + lapsed + 1 : 1 });
-      } catch (cause) {
-        unreadable.push({ id, payload, location: this.invalidLocation(id), cause });
-      }
-    }
-    for (const [id, fields] of fresh) {
-      held[n++] = id;
-      // Ours have one field, the payload: a fast look before the search of payloadOf.
-      const payload = fields[0] === 'd' ? String(fields[1]) : payloadOf(fields);
-      try {
-        batch.push({ id, record: serializer.deserialize(payload), attempts: 0, deliveries: 1 });
-      } catch (cause) {
-        unreadable.push({ id, payload, location: this.invalidLocation(id), cause });
-      }
-    }
-    this.leases.hold(
-      held,
-      taken.filter((record) => record.fromDue).map((record) => record.id),
+    const decoded = decodeBatch(taken, fresh, this.encoding.serializer, (id) =>
+      this.invalidLocation(id),
     );
-    if (unreadable.length > 0) await this.setAside(unreadable, onUnreadable);
-    return batch;
-  }
-
-  /** A stored record that cannot be deserialized must not block the buffer: set it aside. */
-  private async setAside(
-    records: readonly UnreadableRecord[],
-    onUnreadable: ReserveOptions['onUnreadable'],
-  ): Promise<void> {
-    this.leases.forget(records.map((record) => String(record.id)));
-    try {
-      await this.script('reserve', SET_ASIDE, [
-        this.options.group,
-        ...records.flatMap((record) => [String(record.id), String(record.payload)]),
-      ]);
-    } catch (error) {
-      // Still leased, no longer renewed: they come back after leaseTimeout and are tried again.
-      this.report(error);
-      return;
+    this.leases.hold(decoded.held, decoded.fromDue);
+    if (decoded.unreadable.length > 0) {
+      await setAside(decoded.unreadable, onUnreadable, {
+        ...this.context,
+        leases: this.leases,
+        name: this.name,
+        invalidKey: this.keys.invalid,
+        report: (error) => this.report(error),
+      });
     }
-    if (onUnreadable) {
-      try {
-        onUnreadable(records);
-      } catch (error) {
-        this.report(error);
-      }
-      return;
-    }
-    for (const { id, cause } of records) {
-      this.report(
-        new SerializationError(
-          `record ${id} of RedisStorage "${this.name}" could not be deserialized and was moved to "${this.keys.invalid}": ${asError(cause).message}`,
-          { cause },
-        ),
-      );
-    }
+    return decoded.batch;
   }
 
   private invalidLocation(id: string): string {
@@ -545,55 +395,16 @@ export class RedisStorage<T> implements Storage<T> {
     return `Redis hash "${keyPrefix}${this.keys.invalid}", field "${id}"`;
   }
 
-  /** Runs one of the scripts over the buffer's keys, as one bounded Redis call. */
-  private script(
-    operation: string,
-    script: LuaScript,
-    args: readonly (string | number)[],
-  ): Promise<unknown> {
-    return this.connection.script(operation, script, this.keyList, args);
-  }
-
-  /** A connection for blocking reads, closed with the storage; never the user's own client. */
-  private duplicateClient(): RedisClient {
-    const client = this.client;
-    if (client.isCluster) {
-      const cluster = client as Cluster;
-      return cluster.duplicate([], {
-        redisOptions: { ...cluster.options.redisOptions, commandTimeout: undefined },
-      });
-    }
-    return (client as Redis).duplicate({ commandTimeout: undefined });
+  private assertOpen(operation: string): void {
+    if (this.closing) throw closedError(`RedisStorage "${this.name}"`, operation);
   }
 
   private report(error: unknown): void {
-    try {
-      this.options.onError(asError(error));
-    } catch {
-      // A failing error hook must not break the storage.
-    }
-  }
-
-  private closedError(operation: string): StorageError {
-    return new StorageError(`RedisStorage "${this.name}" is closed: cannot ${operation}`);
+    reportError(this.options.onError, error);
   }
 }
 
 /** A scope for a stream a script may create: random, never drawn twice. */
 function newScope(): string {
   return randomBytes(10).toString('hex');
-}
-
-/**
- * The entries of an `XREADGROUP`/`XREAD` reply for one stream: `[[key, entries]]`, or a map of key
- * to entries under RESP3 reply mapping; null when there are none.
- */
-function entriesOf(reply: unknown): [string, unknown[]][] {
-  if (reply === null || reply === undefined) return [];
-  const streams = Array.isArray(reply) ? reply : [...fieldsOf(reply).entries()];
-  const first = streams[0] as [unknown, unknown] | undefined;
-  const entries = (first?.[1] ?? []) as [unknown, unknown][];
-  return entries
-    .filter((entry) => Array.isArray(entry))
-    .map(([id, fields]) => [String(id), Array.isArray(fields) ? fields : []]);
 }

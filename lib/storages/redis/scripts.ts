@@ -1,4 +1,5 @@
 import { LuaScript } from './lua-script.js';
+import { script } from './script-preamble.js';
 
 /*
  * The layout of a buffer in Redis, and the Lua scripts that move records in it.
@@ -51,70 +52,6 @@ import { LuaScript } from './lua-script.js';
  * Every key a script touches is passed in KEYS (never built in Lua), so that a client's `keyPrefix`
  * applies to all of them, and Redis Cluster can check that they share a slot.
  */
-
-const PREAMBLE = `
-local stream, retry, due, lease, data = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local invalid, lapsed, holders, meta = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local function pad(digits) return string.rep('0', 20 - #digits) .. digits end
-local function dueKey(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return pad(ms) .. '-' .. pad(seq)
-end
-local function idOf(key)
-  local ms, seq = string.match(key, '^0*(%d+)-0*(%d+)$')
-  return ms .. '-' .. seq
-end
-local function serverNow()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function splitRecord(v)
-  local i = string.find(v, ':', 1, true)
-  return tonumber(string.sub(v, 1, i - 1)), string.sub(v, i + 1)
-end
-local function payloadOf(fields)
-  for i = 1, #fields, 2 do
-    if fields[i] == 'd' then return fields[i + 1] end
-  end
-  return ''
-end
-local function nextRetry()
-  local head = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
-  return head[2] or ''
-end
--- The group's last-delivered-id in a stream (default: the buffer's), or nil when the stream or
--- the group is missing.
-local function lastDelivered(group, key)
-  local groups = redis.pcall('XINFO', 'GROUPS', key or stream)
-  if groups.err then return nil end
-  for _, info in ipairs(groups) do
-    local name, last
-    for i = 1, #info, 2 do
-      if info[i] == 'name' then name = info[i + 1]
-      elseif info[i] == 'last-delivered-id' then last = info[i + 1] end
-    end
-    if name == group then return last end
-  end
-  return nil
-end
--- Creates what is missing: the stream (with a new scope: its ids start over) and the group. A
--- group lost from a stream that survived is created again from the start: what is still in the
--- stream was never acknowledged, so all of it is delivered again, with the same scope.
-local function ensure(group, newScope)
-  if redis.call('EXISTS', stream) == 0 then
-    redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
-    redis.call('HSET', meta, 'scope', newScope)
-    return newScope
-  end
-  redis.pcall('XGROUP', 'CREATE', stream, group, '0')
-  redis.call('HSETNX', meta, 'scope', newScope)
-  return redis.call('HGET', meta, 'scope')
-end
-`;
-
-function script(body: string): LuaScript {
-  return new LuaScript(`${PREAMBLE}${body}`);
-}
 
 /** ARGV: group, newScope. Creates the stream and the group if missing; returns the scope. */
 export const ENSURE = script(`
@@ -426,79 +363,4 @@ for i = 2, #ARGV, 2 do
   redis.call('HSET', invalid, id, ARGV[i + 1])
 end
 return (#ARGV - 1) / 2
-`);
-
-/**
- * KEYS: the buffer's keys, then 0.2.0's keys of it (stream, retry, due, lease, data), on a Redis
- * that is not a cluster. ARGV: group, leaseMs, cap, newScope.
- *
- * Moves up to about cap records that 0.2.0 left under its key names into this layout, each with a
- * new id of this stream (ids of two streams may collide): its attempts kept, a retry keeping its
- * visibleAt, a lease that lapsed counted in `lapsed`. Records a 0.2.0 process still holds (its PEL
- * entries or leases not expired) stay until it acks them or its lease lapses. Returns how many
- * moved, how many of them are ready (not retries waiting), and 1 if 0.2.0's keys still hold
- * something.
- */
-export const MIGRATE = new LuaScript(`${PREAMBLE}
-local oldStream, oldRetry, oldDue, oldLease, oldData = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
-local group, leaseMs, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-if redis.call('EXISTS', oldStream, oldRetry, oldDue, oldLease, oldData) == 0 then return { 0, 0, 0 } end
-ensure(group, ARGV[4])
-local n, ready = 0, 0
-local function move(v, lapses, visibleAt)
-  local attempts, payload = splitRecord(v)
-  local id = redis.call('XADD', stream, '*', 'd', '')
-  redis.call('XDEL', stream, id)
-  redis.call('HSET', data, id, attempts .. ':' .. payload)
-  if lapses > 0 then redis.call('HSET', lapsed, id, lapses) end
-  if visibleAt then
-    redis.call('ZADD', retry, visibleAt, id)
-  else
-    redis.call('ZADD', due, 0, dueKey(id))
-    ready = ready + 1
-  end
-  n = n + 1
-end
-local function moveHeld(id, lapses, visibleAt)
-  local v = redis.call('HGET', oldData, id)
-  if v then move(v, lapses, visibleAt) end
-  redis.call('HDEL', oldData, id)
-end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', oldLease, '-inf', serverNow(), 'LIMIT', 0, cap)) do
-  moveHeld(id, 1)
-  redis.call('ZREM', oldLease, id)
-end
-if n < cap then
-  for _, key in ipairs(redis.call('ZRANGE', oldDue, 0, cap - n - 1)) do
-    moveHeld(idOf(key), 0)
-    redis.call('ZREM', oldDue, key)
-  end
-end
-if n < cap then
-  local retries = redis.call('ZRANGE', oldRetry, 0, cap - n - 1, 'WITHSCORES')
-  for i = 1, #retries, 2 do
-    moveHeld(retries[i], 0, retries[i + 1])
-    redis.call('ZREM', oldRetry, retries[i])
-  end
-end
-if n < cap and redis.call('EXISTS', oldStream) == 1 then
-  local last = lastDelivered(group, oldStream)
-  if last then
-    for _, p in ipairs(redis.call('XPENDING', oldStream, group, 'IDLE', leaseMs, '-', '+', cap - n)) do
-      local entry = redis.call('XRANGE', oldStream, p[1], p[1])
-      if #entry > 0 then move('0:' .. payloadOf(entry[1][2]), p[4]) end
-      redis.call('XACK', oldStream, group, p[1])
-      redis.call('XDEL', oldStream, p[1])
-    end
-  end
-  if n < cap then
-    for _, entry in ipairs(redis.call('XRANGE', oldStream, last and ('(' .. last) or '-', '+', 'COUNT', cap - n)) do
-      move('0:' .. payloadOf(entry[2]), 0)
-      redis.call('XDEL', oldStream, entry[1])
-    end
-  end
-  local pending = last and redis.call('XPENDING', oldStream, group)[1] or 0
-  if redis.call('XLEN', oldStream) == 0 and pending == 0 then redis.call('DEL', oldStream) end
-end
-return { n, ready, redis.call('EXISTS', oldStream, oldRetry, oldDue, oldLease, oldData) > 0 and 1 or 0 }
 `);

@@ -1,5 +1,5 @@
 import { StorageError } from '../../core/errors.js';
-import { AppendBatcher, type CallOutcome } from '../append-batcher.js';
+import type { AppendBatcherOptions, CallOutcome } from '../append-batcher.js';
 import type { ResolvedSharedOptions } from '../storage-options.js';
 import { isNoScript } from './lua-script.js';
 import { isUnavailable, type RedisConnection, storageFailure } from './redis-connection.js';
@@ -11,10 +11,7 @@ const APPEND_CHUNK = 1000;
 const BUSY_PAUSE = 100;
 
 /** What `StreamAppends` needs from its storage. */
-export interface StreamAppendsOptions extends Pick<
-  ResolvedSharedOptions,
-  'onUnavailable' | 'unavailableTimeout'
-> {
+export interface StreamAppendsOptions {
   readonly connection: RedisConnection;
   /** The stream key. */
   readonly stream: string;
@@ -23,33 +20,25 @@ export interface StreamAppendsOptions extends Pick<
 }
 
 /**
- * Appends to the buffer's stream: the calls of one tick gathered (`AppendBatcher`) and sent in one
- * pipeline of APPEND scripts, each call stored whole or not at all.
+ * Appends to the buffer's stream: the calls of one tick, gathered by the storage's
+ * `AppendBatcher` (see `batching`), go in one pipeline of APPEND scripts, each call stored whole
+ * or not at all.
  */
 export class StreamAppends {
-  private readonly batcher: AppendBatcher;
+  constructor(private readonly options: StreamAppendsOptions) {}
 
-  constructor(private readonly options: StreamAppendsOptions) {
-    this.batcher = new AppendBatcher({
+  /** How the storage's `AppendBatcher` writes here, under the storage's `onUnavailable` policy. */
+  batching(policy: ResolvedSharedOptions): AppendBatcherOptions {
+    return {
       write: (calls) => this.write(calls),
       failure: (error) => storageFailure('append', error),
       isUnavailable,
       pause: (_retry, until) => this.waitToAppend(until),
       // One connection, pipelined: bursts of successive ticks keep their order in flight.
       oneAtATime: false,
-      onUnavailable: options.onUnavailable,
-      unavailableTimeout: options.unavailableTimeout,
-    });
-  }
-
-  /** Queues one call's serialized records; resolves with their ids once Redis holds them. */
-  add(texts: readonly string[]): Promise<string[]> {
-    return this.batcher.add(texts);
-  }
-
-  /** Sends what is queued, and resolves once every call so far has been settled. */
-  idle(): Promise<void> {
-    return this.batcher.idle();
+      onUnavailable: policy.onUnavailable,
+      unavailableTimeout: policy.unavailableTimeout,
+    };
   }
 
   /** One APPEND on its own, now, creating the stream first if it is missing. */

@@ -1,29 +1,13 @@
-import { afterAll, beforeAll, expect, it } from '@jest/globals';
-import type pg from 'pg';
-import { PostgresStorage } from '../../../lib/storages/postgres/index.js';
-import { killFixtures } from '../../support/child-process.js';
+import { expect, it } from '@jest/globals';
 import { expectPoisonIsolated, poisonPlan } from '../../support/poison-rounds.js';
 import { describeWith } from '../../support/services.js';
-import { adminPool, countRecords, dropTables, POSTGRES_URL, uniqueTable } from './support.js';
+import { childProcessSpec, countRecords, POSTGRES_URL } from './support.js';
 
 const describePostgres = await describeWith('postgres');
 
 describePostgres('PostgresStorage with a record that kills its process', () => {
-  let admin: pg.Pool;
-  const table = uniqueTable('crashloop');
-
-  beforeAll(async () => {
-    admin = adminPool();
-    const storage = new PostgresStorage({ connectionString: POSTGRES_URL, table });
-    await storage.migrate();
-    await storage.close();
-  });
-
-  afterAll(async () => {
-    killFixtures();
-    await dropTables(admin, [table]);
-    await admin.end();
-  });
+  const spec = childProcessSpec('crashloop');
+  const { table } = spec;
 
   it('dead-letters that record alone, with CrashLoopError, and processes every other', async () => {
     await expectPoisonIsolated(
@@ -34,6 +18,6 @@ describePostgres('PostgresStorage with a record that kills its process', () => {
         leaseTimeout: 500,
       }),
     );
-    expect(await countRecords(admin, table)).toBe(0);
+    expect(await countRecords(spec.admin, table)).toBe(0);
   }, 180_000);
 });

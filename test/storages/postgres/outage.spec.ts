@@ -1,5 +1,4 @@
-import { afterAll, afterEach, beforeAll, expect, it } from '@jest/globals';
-import type pg from 'pg';
+import { expect, it } from '@jest/globals';
 import { BufIO, BufIOError, StorageUnavailableError } from '../../../lib/index.js';
 import {
   PostgresStorage,
@@ -7,11 +6,10 @@ import {
 } from '../../../lib/storages/postgres/index.js';
 import { describeWith } from '../../support/services.js';
 import {
-  adminPool,
   countRecords,
   countRows,
-  dropTables,
   POSTGRES_URL,
+  postgresSpec,
   RUN_ID,
   terminateBackends,
   uniqueTable,
@@ -28,23 +26,7 @@ interface Rec {
 let appCount = 0;
 
 describePostgres('PostgresStorage when PostgreSQL goes away', () => {
-  let admin: pg.Pool;
-  const tables = new Set<string>();
-  let cleanup: (() => Promise<void>)[] = [];
-
-  beforeAll(() => {
-    admin = adminPool();
-  });
-
-  afterEach(async () => {
-    for (const step of cleanup.reverse()) await step();
-    cleanup = [];
-  });
-
-  afterAll(async () => {
-    await dropTables(admin, tables);
-    await admin.end();
-  });
+  const spec = postgresSpec('out');
 
   /** A migrated table and a storage whose connections carry an application_name of their own. */
   async function setup(
@@ -52,7 +34,7 @@ describePostgres('PostgresStorage when PostgreSQL goes away', () => {
     connectionString = POSTGRES_URL,
   ): Promise<{ storage: PostgresStorage<Rec>; table: string; app: string; reported: Error[] }> {
     const table = uniqueTable('out');
-    tables.add(table);
+    spec.adopt(table);
     const app = `bufio-outage-${RUN_ID}-${++appCount}`;
     const reported: Error[] = [];
     const storage = new PostgresStorage<Rec>({
@@ -63,20 +45,20 @@ describePostgres('PostgresStorage when PostgreSQL goes away', () => {
       ...options,
     });
     await storage.migrate();
-    cleanup.push(() => storage.close());
+    spec.cleanup(() => storage.close());
     return { storage, table, app, reported };
   }
 
   async function startProxy(): Promise<TcpProxy> {
     const proxy = new TcpProxy(targetOf(POSTGRES_URL));
     await proxy.start();
-    cleanup.push(() => proxy.close());
+    spec.cleanup(() => proxy.close());
     return proxy;
   }
 
   /** Holds an exclusive lock on `table`, so the storage's INSERT waits until `unlock`. */
   async function lockTable(table: string): Promise<{ unlock(): Promise<void> }> {
-    const client = await admin.connect();
+    const client = await spec.admin.connect();
     await client.query('BEGIN');
     await client.query(`LOCK TABLE "${table}" IN ACCESS EXCLUSIVE MODE`);
     let released = false;
@@ -86,12 +68,12 @@ describePostgres('PostgresStorage when PostgreSQL goes away', () => {
       await client.query('ROLLBACK');
       client.release();
     };
-    cleanup.push(unlock);
+    spec.cleanup(unlock);
     return { unlock };
   }
 
   const waitingOnLock = (app: string) => async (): Promise<boolean> => {
-    const result = await admin.query(
+    const result = await spec.admin.query(
       "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
       [app],
     );
@@ -106,7 +88,7 @@ describePostgres('PostgresStorage when PostgreSQL goes away', () => {
       (error: unknown) => error,
     );
     await waitFor('the INSERT to wait on the lock', waitingOnLock(app));
-    expect(await terminateBackends(admin, app)).toBeGreaterThan(0);
+    expect(await terminateBackends(spec.admin, app)).toBeGreaterThan(0);
     const error = await append;
     expect(error).toBeInstanceOf(StorageUnavailableError);
     expect((error as StorageUnavailableError).code).toBe('BUFIO_STORAGE_UNAVAILABLE');
@@ -115,7 +97,7 @@ describePostgres('PostgresStorage when PostgreSQL goes away', () => {
     await lock.unlock();
     // Nothing of the rejected call was stored; the next append reconnects.
     await expect(storage.append([{ id: 2 }])).resolves.toHaveLength(1);
-    const rows = await admin.query<{ payload: string }>(`SELECT payload FROM "${table}"`);
+    const rows = await spec.admin.query<{ payload: string }>(`SELECT payload FROM "${table}"`);
     expect(rows.rows).toEqual([{ payload: '{"id":2}' }]);
   });
 
@@ -130,13 +112,13 @@ describePostgres('PostgresStorage when PostgreSQL goes away', () => {
       settled = true;
     });
     await waitFor('the INSERT to wait on the lock', waitingOnLock(app));
-    expect(await terminateBackends(admin, app)).toBeGreaterThan(0);
+    expect(await terminateBackends(spec.admin, app)).toBeGreaterThan(0);
     // It reconnects and waits on the lock again rather than failing.
     await waitFor('the retried INSERT to wait on the lock', waitingOnLock(app));
     expect(settled).toBe(false);
     await lock.unlock();
     await expect(append).resolves.toHaveLength(2);
-    expect(await countRows(admin, table)).toBe(2);
+    expect(await countRows(spec.admin, table)).toBe(2);
   });
 
   it('rejects every operation with StorageUnavailableError while the server refuses connections', async () => {
@@ -244,7 +226,7 @@ describePostgres('PostgresStorage when PostgreSQL goes away', () => {
     // answer was lost) are processed too. Either way nothing may stay behind.
     await waitFor(
       'the tables to empty',
-      async () => (await countRecords(admin, table)) === 0,
+      async () => (await countRecords(spec.admin, table)) === 0,
       20_000,
     );
     await bufio.stop({ timeout: 5000 });
@@ -273,7 +255,7 @@ describePostgres('PostgresStorage when PostgreSQL goes away', () => {
     const result = await run(storage, table, async () => {
       for (let wave = 0; wave < 6; wave++) {
         await sleep(150);
-        killed += await terminateBackends(admin, app);
+        killed += await terminateBackends(spec.admin, app);
       }
       await sleep(150);
     });

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, expect, it, jest } from '@jest/globals';
+import { expect, it, jest } from '@jest/globals';
 import pg from 'pg';
 import { StorageUnavailableError, type StoredRecord } from '../../../lib/index.js';
 import {
@@ -7,12 +7,11 @@ import {
 } from '../../../lib/storages/postgres/index.js';
 import { describeWith } from '../../support/services.js';
 import {
-  adminPool,
   countConnections,
   countRecords,
   countRows,
-  dropTables,
   POSTGRES_URL,
+  postgresSpec,
   RUN_ID,
   terminateBackends,
   uniqueTable,
@@ -38,34 +37,18 @@ function statement(call: unknown[]): { text: string; values: unknown[] } {
 }
 
 describePostgres('PostgresStorage', () => {
-  let admin: pg.Pool;
-  const tables = new Set<string>();
-  let cleanup: (() => Promise<void>)[] = [];
-
-  beforeAll(() => {
-    admin = adminPool();
-  });
-
-  afterEach(async () => {
-    for (const step of cleanup.reverse()) await step();
-    cleanup = [];
-  });
-
-  afterAll(async () => {
-    await dropTables(admin, tables);
-    await admin.end();
-  });
+  const spec = postgresSpec('pgs');
 
   /** A table of its own, migrated, and a storage over it on a pool the test controls. */
   async function setup(
     options: Partial<PostgresStorageOptions<Rec>> = {},
     table = uniqueTable('pgs'),
   ): Promise<{ storage: PostgresStorage<Rec>; pool: pg.Pool; table: string }> {
-    tables.add(table);
+    spec.adopt(table);
     const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 3 });
     const storage = new PostgresStorage<Rec>({ pool, table, onError: () => undefined, ...options });
     await storage.migrate();
-    cleanup.push(async () => {
+    spec.cleanup(async () => {
       await storage.close();
       if (!pool.ended) await pool.end();
     });
@@ -149,7 +132,7 @@ describePostgres('PostgresStorage', () => {
 
   it('ends the pool it created from a connection string on close', async () => {
     const table = uniqueTable('own');
-    tables.add(table);
+    spec.adopt(table);
     const app = `bufio-own-${RUN_ID}`;
     const storage = new PostgresStorage<Rec>({
       connectionString: POSTGRES_URL,
@@ -158,13 +141,13 @@ describePostgres('PostgresStorage', () => {
       poolConfig: { application_name: app },
     });
     await storage.append(recs(0, 3));
-    expect(await countConnections(admin, app)).toBeGreaterThan(0);
+    expect(await countConnections(spec.admin, app)).toBeGreaterThan(0);
     await storage.close();
     await waitFor(
       'the owned pool to disconnect',
-      async () => (await countConnections(admin, app)) === 0,
+      async () => (await countConnections(spec.admin, app)) === 0,
     );
-    expect(await countRows(admin, table)).toBe(3);
+    expect(await countRows(spec.admin, table)).toBe(3);
   });
 
   it('leases only what maxBytes lets it return: the rest stays visible to others', async () => {
@@ -233,7 +216,7 @@ describePostgres('PostgresStorage', () => {
     expect(await other.storage.reserve(10, { now: Date.now() })).toEqual([]);
     expect(await other.storage.size()).toBe(0);
     await holder.storage.ack(batch);
-    expect(await countRecords(admin, holder.table)).toBe(0);
+    expect(await countRecords(spec.admin, holder.table)).toBe(0);
   });
 
   it('does not disturb a record another holder took after its lease lapsed', async () => {
@@ -242,19 +225,19 @@ describePostgres('PostgresStorage', () => {
     await slow.storage.append(recs(0, 2));
     const stale = await slow.storage.reserve(10, { now: Date.now() });
     // As if slow's lease had lapsed (a stalled process): fast recovers and takes the records.
-    await admin.query(`UPDATE "${slow.table}_leases" SET until = 0`);
+    await spec.admin.query(`UPDATE "${slow.table}_leases" SET until = 0`);
     expect(await fast.storage.recover()).toBe(2);
     const taken = await fast.storage.reserve(10, { now: Date.now() });
     expect(numbers(taken)).toEqual([0, 1]);
     await slow.storage.release(stale, Date.now());
     expect(await fast.storage.size()).toBe(0);
-    const leases = await admin.query<{ holder: string; records: number }>(
+    const leases = await spec.admin.query<{ holder: string; records: number }>(
       `SELECT holder, records FROM "${slow.table}_leases"`,
     );
     expect(leases.rows).toEqual([{ holder: fast.storage.holder, records: 2 }]);
-    expect(await countRows(admin, `${slow.table}_retry`)).toBe(0);
+    expect(await countRows(spec.admin, `${slow.table}_retry`)).toBe(0);
     await fast.storage.ack(taken);
-    expect(await countRecords(admin, slow.table)).toBe(0);
+    expect(await countRecords(spec.admin, slow.table)).toBe(0);
   });
 
   it('frees its leases on close, so others need not wait for them to lapse', async () => {
@@ -278,28 +261,28 @@ describePostgres('PostgresStorage', () => {
     const appended = storage.append(recs(0, 10));
     await storage.close();
     await expect(appended).resolves.toHaveLength(10);
-    expect(await countRows(admin, table)).toBe(10);
+    expect(await countRows(spec.admin, table)).toBe(10);
   });
 
   it('never creates the table on its own; migrate() does, safely from several instances at once', async () => {
     const table = uniqueTable('mig');
-    tables.add(table);
+    spec.adopt(table);
     const storages = [0, 1, 2].map(
       () => new PostgresStorage<Rec>({ connectionString: POSTGRES_URL, table }),
     );
-    cleanup.push(async () => {
+    spec.cleanup(async () => {
       for (const s of storages) await s.close();
     });
     const [first] = storages as [PostgresStorage<Rec>];
     await expect(first.size()).rejects.toThrow(/does not exist.*migrate\(\)/);
     const exists = async (): Promise<boolean> =>
-      ((await admin.query('SELECT 1 FROM pg_tables WHERE tablename = $1', [table])).rowCount ?? 0) >
-      0;
+      ((await spec.admin.query('SELECT 1 FROM pg_tables WHERE tablename = $1', [table])).rowCount ??
+        0) > 0;
     expect(await exists()).toBe(false);
     await Promise.all(storages.map((s) => s.migrate()));
     await first.migrate();
     expect(await exists()).toBe(true);
-    const indexes = await admin.query<{ tablename: string; indexdef: string }>(
+    const indexes = await spec.admin.query<{ tablename: string; indexdef: string }>(
       'SELECT tablename, indexdef FROM pg_indexes WHERE tablename LIKE $1 ORDER BY indexname',
       [`${table}%`],
     );
@@ -319,28 +302,28 @@ describePostgres('PostgresStorage', () => {
     expect(first.migrationSql()).toMatch(/^DO \$bufio\$/);
     // migrationSql() is what migrate() runs: the same tables come of it on a fresh name.
     const other = uniqueTable('mig');
-    tables.add(other);
-    await admin.query(first.migrationSql().replaceAll(`"${table}`, `"${other}`));
-    expect(await countRows(admin, `${other}_meta`)).toBe(16);
+    spec.adopt(other);
+    await spec.admin.query(first.migrationSql().replaceAll(`"${table}`, `"${other}`));
+    expect(await countRows(spec.admin, `${other}_meta`)).toBe(16);
   });
 
   it('with createTable: true, creates the table before its first statement', async () => {
     const table = uniqueTable('auto');
-    tables.add(table);
+    spec.adopt(table);
     const storage = new PostgresStorage<Rec>({
       connectionString: POSTGRES_URL,
       table,
       createTable: true,
     });
-    cleanup.push(() => storage.close());
+    spec.cleanup(() => storage.close());
     await expect(storage.append(recs(0, 2))).resolves.toHaveLength(2);
-    expect(await countRows(admin, table)).toBe(2);
+    expect(await countRows(spec.admin, table)).toBe(2);
   });
 
   it('reports an idle connection killed by pg_terminate_backend instead of crashing, and goes on', async () => {
     const app = `bufio-idle-${RUN_ID}`;
     const table = uniqueTable('idle');
-    tables.add(table);
+    spec.adopt(table);
     const reported: Error[] = [];
     const storage = new PostgresStorage<Rec>({
       connectionString: POSTGRES_URL,
@@ -349,9 +332,9 @@ describePostgres('PostgresStorage', () => {
       poolConfig: { application_name: app, max: 2 },
       onError: (error) => reported.push(error),
     });
-    cleanup.push(() => storage.close());
+    spec.cleanup(() => storage.close());
     await storage.append(recs(0, 1)); // leaves an idle connection in the pool
-    expect(await terminateBackends(admin, app)).toBeGreaterThan(0);
+    expect(await terminateBackends(spec.admin, app)).toBeGreaterThan(0);
     await waitFor('the idle connection error', () => reported.length > 0);
     expect(reported[0]).toBeInstanceOf(StorageUnavailableError);
     expect(reported[0]?.message).toMatch(/PostgreSQL is unavailable: an idle pooled connection/);

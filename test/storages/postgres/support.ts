@@ -4,6 +4,7 @@ import {
   PostgresStorage,
   type PostgresStorageOptions,
 } from '../../../lib/storages/postgres/index.js';
+import { killFixtures } from '../../support/child-process.js';
 import { POSTGRES_URL } from '../../support/services.js';
 
 export { POSTGRES_URL };
@@ -86,6 +87,8 @@ export interface PostgresSpec {
   readonly admin: pg.Pool;
   /** A new table name, dropped with its siblings after the file. */
   table(): string;
+  /** Drops `table` (a name made elsewhere) with its siblings after the file. */
+  adopt(table: string): void;
   /** Runs `step` after the current test, the latest registered first. */
   cleanup(step: () => Promise<unknown>): void;
   /**
@@ -125,6 +128,9 @@ export function postgresSpec(tag: string): PostgresSpec {
       tables.add(table);
       return table;
     },
+    adopt(table) {
+      tables.add(table);
+    },
     cleanup(step) {
       steps.push(step);
     },
@@ -143,4 +149,32 @@ export function postgresSpec(tag: string): PostgresSpec {
     },
   };
   return spec;
+}
+
+/**
+ * For a spec whose buffers run in child processes: a migrated table of its own (from `beforeAll`
+ * on), the children killed and the tables dropped after the file.
+ */
+export function childProcessSpec(tag: string): { readonly table: string; readonly admin: pg.Pool } {
+  let admin: pg.Pool | undefined;
+  const table = uniqueTable(tag);
+  beforeAll(async () => {
+    admin = adminPool();
+    const storage = new PostgresStorage({ connectionString: POSTGRES_URL, table });
+    await storage.migrate();
+    await storage.close();
+  });
+  afterAll(async () => {
+    killFixtures();
+    if (!admin) return;
+    await dropTables(admin, [table]);
+    await admin.end();
+  });
+  return {
+    table,
+    get admin(): pg.Pool {
+      if (!admin) throw new Error('childProcessSpec: the admin pool exists from beforeAll on');
+      return admin;
+    },
+  };
 }

@@ -1,17 +1,12 @@
-import { afterAll, it } from '@jest/globals';
-import { killFixtures } from '../../support/child-process.js';
+import { it } from '@jest/globals';
 import { expectPoisonIsolated, poisonPlan } from '../../support/poison-rounds.js';
 import { describeWith, REDIS_URL } from '../../support/services.js';
-import { deleteKeys, uniquePrefix } from './redis-keys.js';
+import { childProcessPrefix } from './support.js';
 
 const describeRedis = await describeWith('redis');
 
 describeRedis('RedisStorage with a record that kills its process', () => {
-  const prefix = uniquePrefix('crash-loop');
-  afterAll(async () => {
-    killFixtures();
-    await deleteKeys(prefix);
-  });
+  const prefix = childProcessPrefix('crash-loop');
 
   it('dead-letters that record alone, with CrashLoopError, and processes every other', async () => {
     await expectPoisonIsolated(

@@ -1,17 +1,12 @@
-import { afterAll, it } from '@jest/globals';
+import { it } from '@jest/globals';
 import { describeWith, REDIS_URL } from '../../support/services.js';
-import { killFixtures } from '../../support/child-process.js';
-import { deleteKeys, uniquePrefix } from './redis-keys.js';
+import { childProcessPrefix } from './support.js';
 import { checkTakeoverOfKilledInstance, standalone } from './shared-checks.js';
 
 const describeRedis = await describeWith('redis');
 
 describeRedis('RedisStorage shared by three processes', () => {
-  const prefix = uniquePrefix('shared');
-  afterAll(async () => {
-    killFixtures();
-    await deleteKeys(prefix);
-  });
+  const prefix = childProcessPrefix('shared');
 
   it('survivors take over the lease of a process killed mid-batch', async () => {
     await checkTakeoverOfKilledInstance(standalone(REDIS_URL), prefix, 400, 400);

@@ -1,7 +1,7 @@
 import { afterAll, expect, it } from '@jest/globals';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { BufIO } from '../../../lib/core/bufio.js';
 import { RedisStorage } from '../../../lib/storages/redis/index.js';
+import { LoopStalls } from '../../support/loop-stalls.js';
 import { describeWith, REDIS_URL } from '../../support/services.js';
 import { waitFor } from '../../support/wait.js';
 import { deleteKeys, uniquePrefix } from './redis-keys.js';
@@ -9,7 +9,11 @@ import { deleteKeys, uniquePrefix } from './redis-keys.js';
 const describeRedis = await describeWith('redis');
 const RECORDS = 100_000;
 const PRODUCERS = 100;
-/** A stall is seconds; a busy, shared machine adds tens of milliseconds now and then. */
+/**
+ * A stall of the engine (work over the whole backlog in one turn) is seconds. Measured as time the
+ * process held its loop (see `LoopStalls`), not as the loop's lateness, which on a loaded,
+ * shared machine includes time the process was not scheduled at all (797 ms seen).
+ */
 const STALL_MS = 500;
 
 describeRedis('RedisStorage under a worker that fails every call, with pushes flowing', () => {
@@ -35,8 +39,8 @@ describeRedis('RedisStorage under a worker that fails every call, with pushes fl
     bufio.on('error', () => undefined);
     bufio.start();
 
-    const delay = monitorEventLoopDelay({ resolution: 10 });
-    delay.enable();
+    const stalls = new LoopStalls();
+    stalls.start();
     let next = 0;
     await Promise.all(
       Array.from({ length: PRODUCERS }, async () => {
@@ -45,8 +49,7 @@ describeRedis('RedisStorage under a worker that fails every call, with pushes fl
     );
     // Every call failed: all of it waits in Redis, most of it for a retry.
     await waitFor('batches to fail', () => bufio.stats().failed > RECORDS / 2, 30_000);
-    delay.disable();
-    const maxDelayMs = delay.max / 1e6;
+    const loop = stalls.stop();
     expect(processed.size).toBe(0);
     expect(await storage.size()).toBeGreaterThan(RECORDS / 2);
 
@@ -56,8 +59,9 @@ describeRedis('RedisStorage under a worker that fails every call, with pushes fl
     expect(summary.remaining).toBe(0);
     process.stdout.write(
       `redis failing-worker test: ${RECORDS} records pushed while every call failed; ` +
-        `event loop delay max ${maxDelayMs.toFixed(0)} ms, p99 ${(delay.percentile(99) / 1e6).toFixed(0)} ms\n`,
+        `event loop held at most ${loop.maxBusyMs.toFixed(0)} ms (late at most ` +
+        `${loop.maxLateMs.toFixed(0)} ms, ${loop.ticks} ticks)\n`,
     );
-    expect(maxDelayMs).toBeLessThan(STALL_MS);
+    expect(loop.maxBusyMs).toBeLessThan(STALL_MS);
   }, 120_000);
 });
