@@ -66,8 +66,8 @@ export function quantile(sorted: ArrayLike<number>, q: number): number {
   const pos = (n - 1) * q;
   const lo = Math.floor(pos);
   const hi = Math.min(n - 1, lo + 1);
-  const a = sorted[lo] as number;
-  const b = sorted[hi] as number;
+  const a = sorted[lo]!;
+  const b = sorted[hi]!;
   return a + (b - a) * (pos - lo);
 }
 
@@ -82,8 +82,8 @@ export function summarize(values: ArrayLike<number>): Summary {
     median: quantile(s, 0.5),
     p25: quantile(s, 0.25),
     p75: quantile(s, 0.75),
-    min: s.length > 0 ? (s[0] as number) : NaN,
-    max: s.length > 0 ? (s[s.length - 1] as number) : NaN,
+    min: s.length > 0 ? s[0]! : NaN,
+    max: s.length > 0 ? s[s.length - 1]! : NaN,
     n: s.length,
   };
 }
@@ -91,8 +91,7 @@ export function summarize(values: ArrayLike<number>): Summary {
 /** Element-wise `a[i] / b[i]`: ratios taken within a round, where both saw the same noise. */
 export function ratios(a: readonly number[], b: readonly number[]): number[] {
   const out: number[] = [];
-  for (let i = 0; i < Math.min(a.length, b.length); i++)
-    out.push((a[i] as number) / (b[i] as number));
+  for (let i = 0; i < Math.min(a.length, b.length); i++) out.push(a[i]! / b[i]!);
   return out;
 }
 
@@ -103,7 +102,7 @@ export function ratios(a: readonly number[], b: readonly number[]): number[] {
  */
 export function roundOrder<C>(contenders: readonly C[], round: number): C[] {
   const n = contenders.length;
-  const rotated = contenders.map((_, k) => contenders[(k + Math.floor(round / 2)) % n] as C);
+  const rotated = contenders.map((_, k) => contenders[(k + Math.floor(round / 2)) % n]!);
   return round % 2 === 0 ? rotated : rotated.reverse();
 }
 
@@ -156,16 +155,16 @@ export function slope(xs: readonly number[], ys: readonly number[]): number {
   let sx = 0;
   let sy = 0;
   for (let i = 0; i < n; i++) {
-    sx += xs[i] as number;
-    sy += ys[i] as number;
+    sx += xs[i]!;
+    sy += ys[i]!;
   }
   const mx = sx / n;
   const my = sy / n;
   let num = 0;
   let den = 0;
   for (let i = 0; i < n; i++) {
-    const dx = (xs[i] as number) - mx;
-    num += dx * ((ys[i] as number) - my);
+    const dx = xs[i]! - mx;
+    num += dx * (ys[i]! - my);
     den += dx * dx;
   }
   return den === 0 ? 0 : num / den;

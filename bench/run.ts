@@ -44,7 +44,7 @@ function parseArgs(argv: readonly string[]): Args {
   let quick = false;
   const suites: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
+    const arg = argv[i]!;
     if (arg === '--quick') quick = true;
     else if (arg === '--suite' || arg.startsWith('--suite=')) {
       const name = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : argv[++i];

@@ -19,7 +19,7 @@ export async function perRecordProducers(
   let written = 0;
   const loop = async (): Promise<void> => {
     while (next < records.length && now() < deadline) {
-      await write(records[next++] as BenchRecord);
+      await write(records[next++]!);
       written++;
     }
   };

@@ -112,7 +112,7 @@ export class StreamCycle<T> implements Batcher<T> {
       const entries = reply?.[0]?.[1] ?? [];
       if (entries.length === 0) continue;
       const ids = entries.map(([id]) => id);
-      await this.worker(entries.map(([, fields]) => JSON.parse(fields[1] as string) as T));
+      await this.worker(entries.map(([, fields]) => JSON.parse(fields[1]!) as T));
       await this.reader
         .pipeline()
         .xack(this.key, GROUP, ...ids)

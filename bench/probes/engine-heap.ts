@@ -57,7 +57,7 @@ const WORKERS: Record<string, Worker> = {
 
 async function measure(name: string, kind: keyof typeof WORKERS, perTurn: number): Promise<void> {
   const storage = new CountingStorage();
-  const worker = WORKERS[kind] as Worker;
+  const worker = WORKERS[kind]!;
   const bufio = new BufIO<Rec>({
     storage,
     worker,

@@ -56,7 +56,7 @@ const ENGINE = { batchSize: 1000, flushInterval: 100, concurrency: 2 } as const;
 const RETRY = { maxAttempts: 1_000_000_000, initialDelay: 500, maxDelay: 5000 } as const;
 const NOTE = 'payment for order, see the invoice attached to it';
 
-const config = JSON.parse(process.argv[2] as string) as OutageRunConfig;
+const config = JSON.parse(process.argv[2]!) as OutageRunConfig;
 const target = OUTAGE_STORAGES.find((s) => s.name === config.storage);
 if (!target) throw new Error(`no outage storage named ${config.storage}`);
 
@@ -113,8 +113,8 @@ class Seen {
   add(id: number): void {
     const word = id >>> 5;
     const mask = 1 << (id & 31);
-    if (((this.bits[word] as number) & mask) !== 0) return;
-    this.bits[word] = (this.bits[word] as number) | mask;
+    if ((this.bits[word]! & mask) !== 0) return;
+    this.bits[word] = this.bits[word]! | mask;
     if (++this.count % this.tenth === 0) this.tenths.push((now() - this.since) / 1000);
   }
 }

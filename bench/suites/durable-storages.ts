@@ -99,7 +99,7 @@ export async function throughBufIO(
   let next = 0;
   const producer = async (): Promise<void> => {
     while (next < records.length && now() < deadline) {
-      await bufio.push(records[next++] as BenchRecord);
+      await bufio.push(records[next++]!);
     }
   };
   await Promise.all(Array.from({ length: PRODUCERS }, producer));

@@ -3,6 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { BufIO, MemoryStorage, type Storage } from '../../lib/index.js';
 import { FileStorage } from '../../lib/storages/file/index.js';
+import { PostgresStorage } from '../../lib/storages/postgres/index.js';
+import { RedisStorage } from '../../lib/storages/redis/index.js';
 import {
   deferred,
   fmt,
@@ -18,6 +20,8 @@ import {
   type Target,
 } from '../harness.js';
 import { makeRecord, type BenchRecord } from '../records.js';
+import { connectPostgres, connectRedis, POSTGRES_URL, REDIS_URL, runTag } from '../services.js';
+import { dropTables, storageTables } from './postgres-storage.js';
 
 const BATCH = 1000;
 const PRODUCERS = 100;
@@ -54,6 +58,51 @@ const KINDS: readonly StorageKind[] = [
         dispose: async () => {
           await storage.close();
           await fs.rm(directory, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+  {
+    name: 'RedisStorage',
+    records: { quick: 50_000, full: 200_000 },
+    open: async () => {
+      const admin = await connectRedis();
+      if (typeof admin === 'string') throw new Error(admin);
+      const storage = new RedisStorage<BenchRecord>({
+        url: REDIS_URL,
+        prefix: `bufio-bench:${runTag()}:overhead`,
+      });
+      await storage.size(); // connected before the clock starts
+      return {
+        storage,
+        dispose: async () => {
+          await storage.close();
+          await admin.del(...Object.values(storage.keys));
+          admin.disconnect();
+        },
+      };
+    },
+  },
+  {
+    name: 'PostgresStorage',
+    records: { quick: 50_000, full: 200_000 },
+    open: async () => {
+      const admin = await connectPostgres();
+      if (typeof admin === 'string') throw new Error(admin);
+      const table = `bufio_bench_overhead_${runTag()}`;
+      const storage = new PostgresStorage<BenchRecord>({
+        connectionString: POSTGRES_URL,
+        table,
+        poolConfig: { max: 4 },
+      });
+      await storage.migrate();
+      await storage.reserve(1, { now: Date.now() }); // the session open before the clock starts
+      return {
+        storage,
+        dispose: async () => {
+          await storage.close();
+          await dropTables(admin, storageTables(table));
+          await admin.end();
         },
       };
     },

@@ -148,7 +148,7 @@ function percentiles(values: Float64Array): {
     p50: quantile(s, 0.5),
     p99: quantile(s, 0.99),
     p999: quantile(s, 0.999),
-    max: s.length > 0 ? (s[s.length - 1] as number) : NaN,
+    max: s.length > 0 ? s[s.length - 1]! : NaN,
   };
 }
 

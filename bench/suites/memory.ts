@@ -129,7 +129,7 @@ export async function memorySuite(config: RunConfig): Promise<SuiteResult> {
   const plain = perRound.get(FRESH) ?? [];
   const measurements: Measurement[] = names.map((name) => {
     const values = perRound.get(name) ?? [];
-    const overhead = values.map((v, i) => v - (plain[i] as number));
+    const overhead = values.map((v, i) => v - plain[i]!);
     return {
       contender: name,
       metric: 'heap bytes per record',
@@ -139,7 +139,7 @@ export async function memorySuite(config: RunConfig): Promise<SuiteResult> {
     };
   });
   const overheadOf = (name: string): ReturnType<typeof summarize> =>
-    summarize((perRound.get(name) ?? []).map((v, i) => v - (plain[i] as number)));
+    summarize((perRound.get(name) ?? []).map((v, i) => v - plain[i]!));
 
   const rows = names.map((name) => {
     const m = measurements.find((x) => x.contender === name) as Measurement;

@@ -139,9 +139,9 @@ function tenthRates(phase: OutagePhase | undefined): {
   if (phase === undefined || t.length < 10) return { first: NaN, last: NaN, nineTenths: NaN };
   const tenth = phase.records / 10;
   return {
-    first: tenth / (t[0] as number),
-    last: tenth / ((t[9] as number) - (t[8] as number)),
-    nineTenths: (9 * tenth) / (t[8] as number),
+    first: tenth / t[0]!,
+    last: tenth / (t[9]! - t[8]!),
+    nineTenths: (9 * tenth) / t[8]!,
   };
 }
 

@@ -44,7 +44,7 @@ function batchInserter(client: pg.Client, table: string): (batch: BenchRecord[])
     const names = new Array<string>(batch.length);
     const amounts = new Array<number>(batch.length);
     for (let i = 0; i < batch.length; i++) {
-      const r = batch[i] as BenchRecord;
+      const r = batch[i]!;
       ids[i] = r.id;
       names[i] = r.name;
       amounts[i] = r.amount;
@@ -62,7 +62,7 @@ async function produce(
   let pushed = 0;
   while (pushed < records.length) {
     if (pushed % 1000 === 0 && now() >= deadline) break;
-    await batcher.push(records[pushed++] as BenchRecord);
+    await batcher.push(records[pushed++]!);
   }
   await batcher.close();
   return pushed;

@@ -87,7 +87,7 @@ export async function throughBatcher(
   let next = 0;
   const producer = async (): Promise<void> => {
     while (next < records.length && now() < deadline) {
-      await batcher.push(records[next++] as BenchRecord);
+      await batcher.push(records[next++]!);
     }
   };
   await Promise.all(Array.from({ length: producers }, producer));

@@ -338,13 +338,13 @@ async function countExactly(
   let strangers = 0;
   for (const report of reports) {
     strangers += report.strangers;
-    for (let id = 0; id < total; id++) times[id] += report.counts[id] as number;
+    for (let id = 0; id < total; id++) times[id]! += report.counts[id]!;
   }
   let once = 0;
   let missing = 0;
   const repeated: number[] = [];
   for (let id = 0; id < total; id++) {
-    const n = times[id] as number;
+    const n = times[id]!;
     if (n === 0) missing++;
     else if (n === 1) once++;
     else repeated.push(id);

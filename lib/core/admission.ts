@@ -305,7 +305,7 @@ export class Admission<T, U> {
     waiter: Waiter<U> | undefined,
   ): void {
     if (this.storageFull) this.noteStorageRoom();
-    if (waiter) this.deps.waiters.add(ids[0] as RecordId, waiter);
+    if (waiter) this.deps.waiters.add(ids[0]!, waiter);
     this.deps.coalescer?.remember(records, ids);
     this.deps.stored(ids, records);
   }

@@ -59,7 +59,7 @@ export class Coalescer<T, U> {
           rest.push(record);
           continue;
         }
-        rest[earlier] = this.merge(rest[earlier] as T, record);
+        rest[earlier] = this.merge(rest[earlier]!, record);
       }
       this.counters.coalesced++;
       this.counters.pushed++;
@@ -70,7 +70,7 @@ export class Coalescer<T, U> {
   /** Records were appended with these ids: later records with their keys merge into them. */
   remember(records: readonly T[], ids: readonly RecordId[]): void {
     for (let i = 0; i < records.length; i++) {
-      this.waiting.set(this.keyOf(records[i] as T), ids[i] as RecordId);
+      this.waiting.set(this.keyOf(records[i]!), ids[i]!);
     }
   }
 

@@ -23,8 +23,8 @@ export class Heap<V> {
     items.push(item);
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (!this.before(item, items[parent] as V)) break;
-      items[i] = items[parent] as V;
+      if (!this.before(item, items[parent]!)) break;
+      items[i] = items[parent]!;
       i = parent;
     }
     items[i] = item;
@@ -58,15 +58,15 @@ export class Heap<V> {
   private siftDown(): void {
     const items = this.items;
     const n = items.length;
-    const item = items[0] as V;
+    const item = items[0]!;
     let i = 0;
     for (;;) {
       const left = 2 * i + 1;
       if (left >= n) break;
       const right = left + 1;
-      const child = right < n && this.before(items[right] as V, items[left] as V) ? right : left;
-      if (!this.before(items[child] as V, item)) break;
-      items[i] = items[child] as V;
+      const child = right < n && this.before(items[right]!, items[left]!) ? right : left;
+      if (!this.before(items[child]!, item)) break;
+      items[i] = items[child]!;
       i = child;
     }
     items[i] = item;

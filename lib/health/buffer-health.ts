@@ -51,7 +51,7 @@ export class BufferHealthChecker {
     );
     const report: Record<string, BufferHealth> = {};
     buffers.forEach((buffer, i) => {
-      report[buffer.name] = results[i] as BufferHealth;
+      report[buffer.name] = results[i]!;
     });
     return report;
   }

@@ -69,10 +69,7 @@ function buckets(option: string, value: unknown): readonly number[] | undefined 
     value.length > 0 &&
     value.every(
       (b, i) =>
-        typeof b === 'number' &&
-        Number.isFinite(b) &&
-        b > 0 &&
-        (i === 0 || b > (value[i - 1] as number)),
+        typeof b === 'number' && Number.isFinite(b) && b > 0 && (i === 0 || b > value[i - 1]!),
     );
   if (!ok) {
     throw new InvalidOptionsError(

@@ -113,7 +113,7 @@ export class AppendBatcher {
     let records = 0;
     let chars = 0;
     for (; taken < this.queue.length; taken++) {
-      const next = this.queue[taken] as PendingAppend;
+      const next = this.queue[taken]!;
       let size = 0;
       for (const text of next.texts) size += text.length;
       const full = records + next.texts.length > maxRecords || chars + size > maxChars;

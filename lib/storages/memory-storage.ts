@@ -84,9 +84,9 @@ export class MemoryStorage<T> implements Storage<T> {
     const ids = new Array<RecordId>(records.length);
     const first = idOf(laneIndex, lane.headSeq + lane.queue.length);
     for (let i = 0; i < records.length; i++) {
-      lane.queue.push(records[i] as T);
+      lane.queue.push(records[i]!);
       ids[i] = first + i;
-      if (sizes) this.held?.hold(first + i, sizes[i] as number);
+      if (sizes) this.held?.hold(first + i, sizes[i]!);
     }
     this.freshCount += records.length;
     return ids;

@@ -27,7 +27,7 @@ export class RetryBacklog<R extends { readonly id: number }> {
   private readonly delayed = new Heap<RetryGroup<R>>((a, b) => a.visibleAt < b.visibleAt);
   /** Due groups, merged by id: the run whose next record has the lowest id on top. */
   private readonly due = new Heap<DueRun<R>>(
-    (a, b) => (a.records[a.next] as R).id < (b.records[b.next] as R).id,
+    (a, b) => a.records[a.next]!.id < b.records[b.next]!.id,
   );
   private delayedCount = 0;
   private dueCount = 0;
@@ -83,7 +83,7 @@ export class RetryBacklog<R extends { readonly id: number }> {
   /** Calls `visit` on every record held, due or not, in no particular order. */
   forEach(visit: (record: R) => void): void {
     for (const run of this.due.values()) {
-      for (let i = run.next; i < run.records.length; i++) visit(run.records[i] as R);
+      for (let i = run.next; i < run.records.length; i++) visit(run.records[i]!);
     }
     for (const group of this.delayed.values()) {
       for (const record of group.records) visit(record as R);

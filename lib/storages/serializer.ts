@@ -162,7 +162,7 @@ export function encodeRecords<T>(records: readonly T[], options: EncodeOptions<T
   for (let i = 0; i < records.length; i++) {
     let text: unknown;
     try {
-      text = serializer.serialize(records[i] as T);
+      text = serializer.serialize(records[i]!);
     } catch (error) {
       throw new SerializationError(
         `${cannot(options, 'serialize', i, records.length)}: ${messageOf(error)}`,

@@ -36,7 +36,7 @@ export class PushLinks {
         this.ring.push(id);
       } else {
         // Full: the oldest slot is reused; its record is forgotten unless already taken.
-        this.byId.delete(this.ring[this.head] as RecordId);
+        this.byId.delete(this.ring[this.head]!);
         this.ring[this.head] = id;
         this.head = (this.head + 1) % this.capacity;
       }

@@ -63,7 +63,7 @@ async function run(scenario: Scenario) {
     onFull: scenario.onFull,
     retry: { maxAttempts: scenario.maxAttempts, initialDelay: 20, maxDelay: 200 },
     worker: async (records) => {
-      const b = scenario.behaviours[calls++ % scenario.behaviours.length] as Behaviour;
+      const b = scenario.behaviours[calls++ % scenario.behaviours.length]!;
       batches.push([...records]);
       running++;
       maxRunning = Math.max(maxRunning, running);
@@ -249,7 +249,7 @@ describe('properties with coalescing, priority lanes and bisecting (fast-check)'
                 }
               : undefined,
             worker: async (records) => {
-              const b = s.behaviours[calls++ % s.behaviours.length] as Behaviour;
+              const b = s.behaviours[calls++ % s.behaviours.length]!;
               await new Promise((resolve) => setTimeout(resolve, 3));
               if (records.some((r) => r.ids.some((id) => poison.has(id))))
                 throw new Error('poison');
@@ -276,7 +276,7 @@ describe('properties with coalescing, priority lanes and bisecting (fast-check)'
             pushes.push(
               bufio
                 .push(records, { priority: lane })
-                .then(() => void accepted.push(...records.map((r) => r.ids[0] as number))),
+                .then(() => void accepted.push(...records.map((r) => r.ids[0]!))),
             );
             await jest.advanceTimersByTimeAsync(p.wait);
           }

@@ -99,7 +99,7 @@ export function startFixture(name: string, options: FixtureOptions = {}): Fixtur
         };
         const check = (): void => {
           for (; seen < lines.length; seen++) {
-            const line = lines[seen] as string;
+            const line = lines[seen]!;
             if (test(line)) {
               finish();
               resolve(line);

@@ -32,9 +32,9 @@ function buildTables(): Int32Array {
   }
   // Table k advances a byte through k further zero bytes, so eight bytes fold in one step.
   for (let n = 0; n < 256; n++) {
-    let c = tables[n] as number;
+    let c = tables[n]!;
     for (let k = 1; k < 8; k++) {
-      c = (tables[c & 0xff] as number) ^ (c >>> 8);
+      c = tables[c & 0xff]! ^ (c >>> 8);
       tables[k * 256 + n] = c;
     }
   }
@@ -56,22 +56,18 @@ export function crc32(
   let crc = ~previous;
   let i = start;
   while (end - i >= 8) {
-    crc ^=
-      (data[i] as number) |
-      ((data[i + 1] as number) << 8) |
-      ((data[i + 2] as number) << 16) |
-      ((data[i + 3] as number) << 24);
+    crc ^= data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24);
     crc =
-      (T7[crc & 0xff] as number) ^
-      (T6[(crc >>> 8) & 0xff] as number) ^
-      (T5[(crc >>> 16) & 0xff] as number) ^
-      (T4[crc >>> 24] as number) ^
-      (T3[data[i + 4] as number] as number) ^
-      (T2[data[i + 5] as number] as number) ^
-      (T1[data[i + 6] as number] as number) ^
-      (T0[data[i + 7] as number] as number);
+      T7[crc & 0xff]! ^
+      T6[(crc >>> 8) & 0xff]! ^
+      T5[(crc >>> 16) & 0xff]! ^
+      T4[crc >>> 24]! ^
+      (T3[data[i + 4]!] as number) ^
+      (T2[data[i + 5]!] as number) ^
+      (T1[data[i + 6]!] as number) ^
+      (T0[data[i + 7]!] as number);
     i += 8;
   }
-  while (i < end) crc = (T0[(crc ^ (data[i++] as number)) & 0xff] as number) ^ (crc >>> 8);
+  while (i < end) crc = (T0[(crc ^ data[i++]!) & 0xff] as number) ^ (crc >>> 8);
   return ~crc >>> 0;
 }

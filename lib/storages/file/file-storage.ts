@@ -287,7 +287,7 @@ export class FileStorage<T> implements Storage<T> {
     let total = 0;
     const sizes = new Array<number>(n);
     for (let i = 0; i < n; i++) {
-      const bytes = Buffer.byteLength(texts[i] as string, 'utf8');
+      const bytes = Buffer.byteLength(texts[i]!, 'utf8');
       sizes[i] = bytes;
       total += bytes;
     }
@@ -305,8 +305,8 @@ export class FileStorage<T> implements Storage<T> {
       live[i] = {
         id,
         value: keepValue ? records[i] : undefined,
-        text: texts[i] as string,
-        bytes: sizes[i] as number,
+        text: texts[i]!,
+        bytes: sizes[i]!,
         attempts: 0,
         deliveries: 0,
         visibleAt: 0,

@@ -83,7 +83,7 @@ export class FreshRecords {
   appended(records: readonly LiveRecord[]): void {
     const { budget } = this.options;
     for (let i = 0; i < records.length; i++) {
-      const record = records[i] as LiveRecord;
+      const record = records[i]!;
       if (this.spilled === undefined && budget.fits(record.bytes)) {
         this.window.push(record);
         budget.used += record.bytes;

@@ -53,11 +53,11 @@ export function addToRuns(runs: number[], id: number, attempts: number, deliveri
   const n = runs.length;
   if (
     n > 0 &&
-    (runs[n - 4] as number) + (runs[n - 3] as number) === id &&
+    runs[n - 4]! + runs[n - 3]! === id &&
     runs[n - 2] === attempts &&
     runs[n - 1] === deliveries
   ) {
-    runs[n - 3] = (runs[n - 3] as number) + 1;
+    runs[n - 3] = runs[n - 3]! + 1;
     return;
   }
   runs.push(id, 1, attempts, deliveries);
@@ -69,9 +69,9 @@ function runOf(runs: readonly number[], id: number): number {
   let hi = runs.length / 4 - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
-    const first = runs[mid * 4] as number;
+    const first = runs[mid * 4]!;
     if (id < first) hi = mid - 1;
-    else if (id >= first + (runs[mid * 4 + 1] as number)) lo = mid + 1;
+    else if (id >= first + runs[mid * 4 + 1]!) lo = mid + 1;
     else return mid * 4;
   }
   return -1;
@@ -80,8 +80,7 @@ function runOf(runs: readonly number[], id: number): number {
 /** Records a place holds. */
 export function countOf(place: GroupPlace): number {
   let count = 0;
-  for (const part of place)
-    for (let i = 1; i < part.runs.length; i += 4) count += part.runs[i] as number;
+  for (const part of place) for (let i = 1; i < part.runs.length; i += 4) count += part.runs[i]!;
   return count;
 }
 
@@ -121,8 +120,8 @@ export async function loadGroup(group: RetryGroup, source: GroupSource): Promise
         value: undefined,
         text: data.toString('utf8', offset, offset + bytes),
         bytes,
-        attempts: part.runs[run + 2] as number,
-        deliveries: Math.max(part.runs[run + 3] as number, delivered ?? 0),
+        attempts: part.runs[run + 2]!,
+        deliveries: Math.max(part.runs[run + 3]!, delivered ?? 0),
         visibleAt: group.visibleAt,
         segment: part.segment,
         offset: part.start + offset,
@@ -156,7 +155,7 @@ export async function loadGroup(group: RetryGroup, source: GroupSource): Promise
   records.sort((a, b) => a.id - b.id);
   // A part's bytes may hold a stale copy of a record besides its own (never two of ours).
   for (let i = records.length - 1; i > 0; i--) {
-    if ((records[i] as LiveRecord).id === (records[i - 1] as LiveRecord).id) records.splice(i, 1);
+    if (records[i]!.id === records[i - 1]!.id) records.splice(i, 1);
   }
   if (records.length < group.remaining) {
     const lost = group.remaining - records.length;

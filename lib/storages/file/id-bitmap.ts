@@ -25,7 +25,7 @@ export class IdBitmap {
     const chunk = this.chunkOf(Math.floor(id / CHUNK_IDS));
     if (chunk === undefined) return false;
     const bit = id % CHUNK_IDS;
-    return ((chunk[bit >>> 5] as number) & (1 << (bit & 31))) !== 0;
+    return (chunk[bit >>> 5]! & (1 << (bit & 31))) !== 0;
   }
 
   /** Adds `id`; false when it was there already. */
@@ -35,10 +35,10 @@ export class IdBitmap {
     const bit = id % CHUNK_IDS;
     const word = bit >>> 5;
     const mask = 1 << (bit & 31);
-    const before = chunk[word] as number;
+    const before = chunk[word]!;
     if ((before & mask) !== 0) return false;
     chunk[word] = before | mask;
-    chunk[POPULATION]++;
+    chunk[POPULATION]!++;
     this.count++;
     return true;
   }
@@ -51,11 +51,11 @@ export class IdBitmap {
     const bit = id % CHUNK_IDS;
     const word = bit >>> 5;
     const mask = 1 << (bit & 31);
-    const before = chunk[word] as number;
+    const before = chunk[word]!;
     if ((before & mask) === 0) return false;
     chunk[word] = before & ~mask;
     this.count--;
-    if (--chunk[POPULATION] === 0) {
+    if (--chunk[POPULATION]! === 0) {
       this.chunks.delete(key);
       this.lastKey = -1;
       this.lastChunk = undefined;
@@ -90,8 +90,8 @@ export class IdBitmap {
         const key = Math.floor(id / CHUNK_IDS);
         const chunk = this.chunkOf(key) ?? this.newChunk(key);
         const word = bit >>> 5;
-        const added = 32 - popCount(chunk[word] as number);
-        chunk[POPULATION] += added;
+        const added = 32 - popCount(chunk[word]!);
+        chunk[POPULATION]! += added;
         this.count += added;
         chunk[word] = 0xffffffff;
         id += 32;

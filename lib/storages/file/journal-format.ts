@@ -133,7 +133,7 @@ export function decodeHeader(data: Buffer): HeaderRead {
   if (data.length < LEGACY_HEADER_BYTES || !data.subarray(0, MAGIC.length).equals(MAGIC)) {
     return { kind: 'damaged' };
   }
-  const version = data[MAGIC.length] as number;
+  const version = data[MAGIC.length]!;
   if (version !== FORMAT_VERSION) {
     // A format-3 header whose version byte was damaged still passes its checksum with a 3 there.
     if (data.length >= HEADER_BYTES) {

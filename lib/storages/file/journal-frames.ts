@@ -148,9 +148,9 @@ function writeEntries(
   buf.writeUInt32LE(values.length / width, p);
   p += 4;
   for (let i = 0; i < values.length; i += width) {
-    buf.writeDoubleLE(values[i] as number, p);
-    buf.writeUInt32LE(values[i + 1] as number, p + 8);
-    if (width === 3) buf.writeUInt32LE(values[i + 2] as number, p + 12);
+    buf.writeDoubleLE(values[i]!, p);
+    buf.writeUInt32LE(values[i + 1]!, p + 8);
+    if (width === 3) buf.writeUInt32LE(values[i + 2]!, p + 12);
     p += width === 3 ? LEASE_ENTRY_BYTES : ENTRY_BYTES;
   }
   return seal(buf, at, p, tag);
@@ -170,8 +170,8 @@ export function writeReleaseFrame(
   buf.writeUInt32LE(pairs.length / 2, p + 8);
   p += 12;
   for (let i = 0; i < pairs.length; i += 2) {
-    buf.writeDoubleLE(pairs[i] as number, p);
-    buf.writeUInt32LE(pairs[i + 1] as number, p + 8);
+    buf.writeDoubleLE(pairs[i]!, p);
+    buf.writeUInt32LE(pairs[i + 1]!, p + 8);
     p += ENTRY_BYTES;
   }
   return seal(buf, at, p, tag);

@@ -84,7 +84,7 @@ export function releaseOp(group: RetryGroup): ReleaseOp {
   const records = group.records as LiveRecord[];
   const pairs = new Array<number>(records.length * 2);
   for (let i = 0; i < records.length; i++) {
-    const record = records[i] as LiveRecord;
+    const record = records[i]!;
     pairs[2 * i] = record.id;
     pairs[2 * i + 1] = record.attempts;
   }
@@ -132,8 +132,8 @@ export class OpQueue {
     }
     let n = 0;
     let bytes = 0;
-    while (n < ops.length && (n === 0 || bytes + (ops[n] as Op).bytes <= maxBytes)) {
-      bytes += (ops[n] as Op).bytes;
+    while (n < ops.length && (n === 0 || bytes + ops[n]!.bytes <= maxBytes)) {
+      bytes += ops[n]!.bytes;
       n++;
     }
     this.ops = ops.slice(n);
@@ -186,7 +186,7 @@ export function encodeOp(
   switch (op.kind) {
     case 'append':
       for (let i = 0; i < op.records.length; i++) {
-        const record = op.records[i] as LiveRecord;
+        const record = op.records[i]!;
         const start = writeAppendFrame(buf, at, tag, record.id, record.text, record.bytes);
         placed.push(position + start);
         at = start + record.bytes;
@@ -194,7 +194,7 @@ export function encodeOp(
       return at;
     case 'carry':
       for (let i = 0; i < op.records.length; i++) {
-        const record = op.records[i] as LiveRecord;
+        const record = op.records[i]!;
         if (isStale(op, record, i)) {
           placed.push(-1);
           continue;
@@ -250,7 +250,7 @@ export function applyWritten(
       for (const [segment, count] of op.segments) segments.ackWritten(segment, count, burst);
     } else if (op.kind === 'append' || op.kind === 'carry') {
       for (const record of op.records) {
-        const offset = placed[p++] as number;
+        const offset = placed[p++]!;
         if (offset < 0) continue;
         if (op.kind === 'carry') segments.recordCarried(record.segment, burst);
         record.segment = head.sequence;

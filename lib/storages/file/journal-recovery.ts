@@ -125,8 +125,8 @@ export async function recoverJournal(
   const newest = sequences[sequences.length - 1];
   if (newest !== undefined) {
     const group = members.get(newest) as Member[];
-    if (group.length === 1 && isTornCreation(group[0] as Member)) {
-      damage.push(...(await dropTornSegment(directory, group[0] as Member, quarantine)));
+    if (group.length === 1 && isTornCreation(group[0]!)) {
+      damage.push(...(await dropTornSegment(directory, group[0]!, quarantine)));
       sequences.pop();
     }
   }
@@ -157,14 +157,14 @@ export async function recoverJournal(
       kind: member.kind,
       headerDamaged: member.file.header.kind === 'damaged',
     }));
-    if (buffer.length < (group[0] as Member).file.size) {
-      buffer = Buffer.allocUnsafe((group[0] as Member).file.size);
+    if (buffer.length < group[0]!.file.size) {
+      buffer = Buffer.allocUnsafe(group[0]!.file.size);
     }
     const read = await readSegment(directory, sequence, files, quarantine, identity, buffer);
     framesRecovered += read.frames.length / 2;
     framesSkipped += read.skipped;
     damage.push(...read.damage);
-    const primary = group[0] as Member;
+    const primary = group[0]!;
     const replayed = await replay.segment(sequence, primary.kind, read.data, read.frames);
     found.push({
       sequence,

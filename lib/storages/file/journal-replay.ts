@@ -155,8 +155,8 @@ export class JournalReplay {
         await yieldToEventLoop();
         stepStarted = performance.now();
       }
-      this.at = frames[i] as number;
-      this.end = frames[i + 1] as number;
+      this.at = frames[i]!;
+      this.end = frames[i + 1]!;
       replayFrame(data, this.at, this.end, kind, this.visitor);
       this.endRelease();
     }
@@ -241,7 +241,7 @@ export class JournalReplay {
     const n = runs.length;
     if (n > 0 && runs[n - 4] === id + 1 && runs[n - 2] === attempts && runs[n - 1] === deliveries) {
       runs[n - 4] = id;
-      runs[n - 3] = (runs[n - 3] as number) + 1;
+      runs[n - 3] = runs[n - 3]! + 1;
     } else {
       runs.push(id, 1, attempts, deliveries);
     }
@@ -293,12 +293,7 @@ export class JournalReplay {
 function reversedRuns(runs: readonly number[]): number[] {
   const reversed: number[] = [];
   for (let i = runs.length - 4; i >= 0; i -= 4) {
-    reversed.push(
-      runs[i] as number,
-      runs[i + 1] as number,
-      runs[i + 2] as number,
-      runs[i + 3] as number,
-    );
+    reversed.push(runs[i]!, runs[i + 1]!, runs[i + 2]!, runs[i + 3]!);
   }
   return reversed;
 }

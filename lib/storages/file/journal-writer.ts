@@ -123,7 +123,7 @@ export class JournalWriter {
     const ids = new Array<number>(records.length);
     const segments = new Map<Segment, number>();
     for (let i = 0; i < records.length; i++) {
-      const record = records[i] as LiveRecord;
+      const record = records[i]!;
       // Until the frame is written, the segment must stay (see `collect`).
       const segment = this.segments.ackQueued(record.segment);
       if (segment) segments.set(segment, (segments.get(segment) ?? 0) + 1);

@@ -110,7 +110,7 @@ export class RecordReader<T> {
       const group = retries.top();
       if (group !== undefined) {
         if (group.records === undefined) return this.load(group);
-        if (!this.fits(picking, group.records[group.next] as LiveRecord)) break;
+        if (!this.fits(picking, group.records[group.next]!)) break;
         this.lease(picking, retries.take(group));
         continue;
       }
@@ -234,7 +234,7 @@ export class RecordReader<T> {
     const reported: UnreadableRecord[] = found.map(({ record, cause }, i) => ({
       id: record.id,
       payload: record.text,
-      location: locations[i] as string,
+      location: locations[i]!,
       cause,
     }));
     try {

@@ -72,7 +72,7 @@ export class RetryGroups {
       remaining: records.length,
       records,
       next: 0,
-      nextId: (records[0] as LiveRecord).id,
+      nextId: records[0]!.id,
       bytes,
       place: undefined,
     };
@@ -126,7 +126,7 @@ export class RetryGroups {
   /** Takes the next record of the top group, which must be in memory. */
   take(group: RetryGroup): LiveRecord {
     const records = group.records as LiveRecord[];
-    const record = records[group.next] as LiveRecord;
+    const record = records[group.next]!;
     // Let go of what was handed out: the array lives until its last record is taken.
     (records as (LiveRecord | undefined)[])[group.next++] = undefined;
     group.remaining--;
@@ -135,7 +135,7 @@ export class RetryGroups {
     this.count--;
     this.unindex(group);
     if (group.remaining > 0) {
-      group.nextId = (records[group.next] as LiveRecord).id;
+      group.nextId = records[group.next]!.id;
       this.due.topChanged();
     } else {
       group.records = undefined;

@@ -64,7 +64,7 @@ export async function repairSegment(segment: DamagedSegment): Promise<JournalDam
     bytes: range.bytes,
     reason: range.reason,
     repair: repairs[i] as JournalDamage['repair'],
-    quarantined: locations[i] as string,
+    quarantined: locations[i]!,
   }));
 }
 
@@ -176,7 +176,7 @@ export async function readSegment(
     );
   }
   const own = sources[0] as { data: Buffer; scan: SegmentScan };
-  const primary = group[0] as SegmentFileOf;
+  const primary = group[0]!;
   if (sources.length > 1) {
     const merged = await mergeCopies(directory, primary, sources);
     if (merged) return { ...merged, skipped, damage };
@@ -198,10 +198,10 @@ async function mergeCopies(
   let fromCopy = false;
   for (const [i, { data, scan }] of sources.entries()) {
     for (let f = 0; f < scan.frames.length; f += 2) {
-      const at = scan.frames[f] as number;
+      const at = scan.frames[f]!;
       const known = byOffset.get(at);
       if (known === undefined || (isPad(known[0], at) && !isPad(data, at))) {
-        byOffset.set(at, [data, scan.frames[f + 1] as number]);
+        byOffset.set(at, [data, scan.frames[f + 1]!]);
         if (i > 0 && !isPad(data, at)) fromCopy = true;
       }
     }

@@ -66,7 +66,7 @@ export class ReserveFloors {
 
   /** The scans took `rows` (ordered: retries, then fresh records): start past them next time. */
   advance(rows: readonly ReservedRow[], clock: number): void {
-    const last = rows[rows.length - 1] as ReservedRow;
+    const last = rows[rows.length - 1]!;
     if (last.attempts === null) this.fresh.took({ visibleAt: 0n, id: BigInt(last.id) }, clock);
     // Retries come in id order, not due order: the floor keeps the highest key it is given.
     for (const row of rows) {

@@ -44,8 +44,8 @@ export function parseTableName(value: unknown, context?: string): TableName {
   if (typeof value !== 'string') throw new InvalidOptionsError(option, value, expected, context);
   const parts = value.split('.');
   if (parts.length > 2) throw new InvalidOptionsError(option, value, expected, context);
-  const table = parts[parts.length - 1] as string;
-  const schema = parts.length === 2 ? (parts[0] as string) : undefined;
+  const table = parts[parts.length - 1]!;
+  const schema = parts.length === 2 ? parts[0]! : undefined;
   const valid =
     IDENTIFIER.test(table) &&
     table.length <= MAX_TABLE_LENGTH &&

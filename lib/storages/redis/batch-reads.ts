@@ -108,7 +108,7 @@ export class BatchReads {
       const [[scopeError, scope], [readError, reply]] = (results ?? [
         [new Error('the transaction returned no results')],
         [undefined],
-      ]) as [Error | null, unknown][];
+      ]) as [[Error | null, unknown], [Error | null, unknown]];
       const missing =
         scope === null || (readError instanceof Error && readError.message.startsWith('NOGROUP'));
       if (missing && attempt === 0) {

@@ -43,7 +43,7 @@ describe('FileStorage: damage that 0.2.0 turned into loss', () => {
     const file = path.join(directory, name as string);
     const data = await fs.readFile(file);
     const at = Math.floor(data.length / 10);
-    data[at] = (data[at] as number) ^ 0x08;
+    data[at] = data[at]! ^ 0x08;
     await fs.writeFile(file, data);
     const numbers = await recoveredNumbers();
     expect(numbers.length).toBeGreaterThanOrEqual(999);
@@ -54,9 +54,9 @@ describe('FileStorage: damage that 0.2.0 turned into loss', () => {
     await write(300, 8 * 1024);
     const names = await segmentFiles(directory);
     expect(names.length).toBeGreaterThan(2);
-    const file = path.join(directory, names[1] as string);
+    const file = path.join(directory, names[1]!);
     const data = await fs.readFile(file);
-    data[3] = (data[3] as number) ^ 0xff;
+    data[3] = data[3]! ^ 0xff;
     await fs.writeFile(file, data);
     expect(await recoveredNumbers()).toEqual(Array.from({ length: 300 }, (_, i) => i));
   });

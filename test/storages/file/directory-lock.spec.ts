@@ -27,7 +27,7 @@ async function probeFromChild(): Promise<ChildResult> {
   const run = await runFixture('file/lock-child', { args: [sandbox.directory] });
   expect(run.stderr).toEqual([]);
   expect(run.lines).toHaveLength(1);
-  return JSON.parse(run.lines[0] as string) as ChildResult;
+  return JSON.parse(run.lines[0]!) as ChildResult;
 }
 
 /** The pid of a process that has exited. */

@@ -38,7 +38,7 @@ describe('FileStorage files', () => {
     await storage.close();
     const after = await lockFiles(nested);
     expect(after).toHaveLength(1);
-    expect(mode(path.join(nested, after[0] as string))).toBe(0o600);
+    expect(mode(path.join(nested, after[0]!))).toBe(0o600);
   });
 
   it('close flushes queued acknowledgements and releases; calls after close fail clearly', async () => {

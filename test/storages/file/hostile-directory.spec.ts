@@ -174,7 +174,7 @@ describe('FileStorage in a hostile directory', () => {
       // A segment with a damaged frame, so that the open quarantines bytes.
       fs.writeFileSync(path.join(directory, segmentName(900)), forgedSegment(900, identity.id, 3));
       const damaged = fs.readFileSync(path.join(directory, segmentName(900)));
-      damaged[HEADER_BYTES + 20] ^= 0xff;
+      damaged[HEADER_BYTES + 20]! ^= 0xff;
       fs.writeFileSync(path.join(directory, segmentName(900)), damaged);
 
       const { storage, report } = await open(directory);

@@ -80,7 +80,7 @@ function read(
   const ids: number[] = [];
   const { frames, ...rest } = scanSegment(data, kind);
   for (let i = 0; i < frames.length; i += 2) {
-    replayFrame(data, frames[i] as number, frames[i + 1] as number, kind, {
+    replayFrame(data, frames[i]!, frames[i + 1]!, kind, {
       ...ignoreFrames,
       append: (id) => void ids.push(id),
     });
@@ -120,7 +120,7 @@ describe('journal format 3', () => {
       'a flipped byte at %i makes it damaged, not another version',
       (at) => {
         const bytes = header(3);
-        bytes[at] = (bytes[at] as number) ^ 0x10;
+        bytes[at] = bytes[at]! ^ 0x10;
         expect(decodeHeader(bytes)).toEqual({ kind: 'damaged' });
       },
     );
@@ -158,7 +158,7 @@ describe('journal format 3', () => {
     expect(tags.size).toBe(1000);
     expect(tags.has(0)).toBe(false);
     const other = Buffer.from(DIRECTORY);
-    other[0] = (other[0] as number) ^ 1;
+    other[0] = other[0]! ^ 1;
     expect(frameTag(SEQUENCE, other)).not.toBe(frameTag(SEQUENCE, DIRECTORY));
   });
 
@@ -191,7 +191,7 @@ describe('journal format 3', () => {
       header(SEQUENCE).copy(data, 0);
       expect(read(data)).toEqual({ end: HEADER_BYTES, damage: [], ids: [] });
       const other = Buffer.from(DIRECTORY);
-      other[1] = (other[1] as number) ^ 1;
+      other[1] = other[1]! ^ 1;
       expect(read(segment(texts(4)).data, currentKind(SEQUENCE, other)).ids).toEqual([]);
     });
   });
@@ -209,13 +209,11 @@ describe('journal format 3', () => {
 
     it('zeros where a frame was, with frames after: skipped, and every later frame kept', () => {
       const { data, starts } = segment(texts(5));
-      const at = starts[2] as number;
+      const at = starts[2]!;
       data.fill(0, at, starts[3]);
       expect(read(data)).toEqual({
         end: starts[5],
-        damage: [
-          { offset: at, bytes: (starts[3] as number) - at, reason: 'checksum', tail: false },
-        ],
+        damage: [{ offset: at, bytes: starts[3]! - at, reason: 'checksum', tail: false }],
         ids: [100, 101, 103, 104],
       });
     });
@@ -228,19 +226,19 @@ describe('journal format 3', () => {
       ['its payload', FRAME_HEAD_BYTES + 12],
     ])('a flipped byte in %s costs that frame only', (_label, delta) => {
       const { data, starts } = segment(texts(6, 10));
-      const at = starts[2] as number;
-      data[at + delta] = (data[at + delta] as number) ^ 0x40;
+      const at = starts[2]!;
+      data[at + delta] = data[at + delta]! ^ 0x40;
       const result = read(data);
       expect(result.ids).toEqual([100, 101, 103, 104, 105]);
       expect(result.damage).toEqual([
-        { offset: at, bytes: (starts[3] as number) - at, reason: 'checksum', tail: false },
+        { offset: at, bytes: starts[3]! - at, reason: 'checksum', tail: false },
       ]);
     });
 
     it('a damaged tag on the last frame is damage, not a clean end', () => {
       const { data, starts } = segment(texts(3));
-      const last = starts[2] as number;
-      data[last + 5] = (data[last + 5] as number) ^ 0x40;
+      const last = starts[2]!;
+      data[last + 5] = data[last + 5]! ^ 0x40;
       expect(read(data)).toEqual({
         end: last,
         damage: [{ offset: last, bytes: data.length - last, reason: 'checksum', tail: true }],
@@ -250,12 +248,12 @@ describe('journal format 3', () => {
 
     it('a last frame that fails within one page is checksum damage; across a 4 KiB boundary, incomplete', () => {
       const small = segment(texts(3));
-      small.data[(small.starts[2] as number) + FRAME_HEAD_BYTES + 12] = 0x21;
+      small.data[small.starts[2]! + FRAME_HEAD_BYTES + 12] = 0x21;
       expect(read(small.data).damage).toEqual([
         expect.objectContaining({ offset: small.starts[2], reason: 'checksum', tail: true }),
       ]);
       const { data, starts } = segment(texts(20, 280), 8192);
-      const k = starts.findIndex((start, i) => start < 4096 && (starts[i + 1] as number) > 4096);
+      const k = starts.findIndex((start, i) => start < 4096 && starts[i + 1]! > 4096);
       expect(k).toBeGreaterThan(0);
       data.fill(0, 4096);
       expect(read(data)).toEqual({
@@ -263,7 +261,7 @@ describe('journal format 3', () => {
         damage: [
           {
             offset: starts[k],
-            bytes: 4096 - (starts[k] as number),
+            bytes: 4096 - starts[k]!,
             reason: 'incomplete',
             tail: true,
           },
@@ -279,21 +277,16 @@ describe('journal format 3', () => {
       fake.writeUInt32LE(KIND.tag, 4);
       fake.writeUInt32LE(0xdeadbeef, 8);
       const { data, starts } = segment(['{"a":0}', 'x'.repeat(40), '{"a":2}']);
-      const payload = (starts[1] as number) + FRAME_HEAD_BYTES + 9;
+      const payload = starts[1]! + FRAME_HEAD_BYTES + 9;
       fake.copy(data, payload + 4);
-      const end = starts[2] as number;
+      const end = starts[2]!;
       data.writeUInt32LE(
-        crc32(
-          data,
-          (starts[1] as number) + FRAME_HEAD_BYTES,
-          end,
-          crc32(data, starts[1], (starts[1] as number) + 8),
-        ),
-        (starts[1] as number) + 8,
+        crc32(data, starts[1]! + FRAME_HEAD_BYTES, end, crc32(data, starts[1], starts[1]! + 8)),
+        starts[1]! + 8,
       );
       expect(read(data).ids).toEqual([100, 101, 102]);
       // Damage the frame holding it: reading resynchronizes past the fake head, on the next frame.
-      data[(starts[1] as number) + 1] ^= 0x7f;
+      data[starts[1]! + 1]! ^= 0x7f;
       expect(read(data).ids).toEqual([100, 102]);
     });
   });

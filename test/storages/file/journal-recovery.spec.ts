@@ -35,12 +35,12 @@ async function reopen(): Promise<{ numbers: number[]; report: RecoveryReport }> 
   await storage.release(batch, T0);
   expect(reports).toHaveLength(1);
   expect(storage.recovery).toBe(reports[0]);
-  return { numbers: batch.map((b) => b.record.n), report: reports[0] as RecoveryReport };
+  return { numbers: batch.map((b) => b.record.n), report: reports[0]! };
 }
 
 async function lastSegment(): Promise<string> {
   const files = await segmentFiles(sandbox.directory);
-  return path.join(sandbox.directory, files[files.length - 1] as string);
+  return path.join(sandbox.directory, files[files.length - 1]!);
 }
 
 /** The damage a report lists, without where its copy went. */
@@ -80,7 +80,7 @@ describe('FileStorage recovery', () => {
     await writeRecords(10);
     const file = await lastSegment();
     const { frames } = await frameOffsets(file);
-    const lastFrame = frames[frames.length - 1] as number;
+    const lastFrame = frames[frames.length - 1]!;
     const size = (await fs.stat(file)).size;
     await fs.truncate(file, size - 5);
 
@@ -103,7 +103,7 @@ describe('FileStorage recovery', () => {
     await writeRecords(5);
     const file = await lastSegment();
     const { frames } = await frameOffsets(file);
-    const lastFrame = frames[frames.length - 1] as number;
+    const lastFrame = frames[frames.length - 1]!;
     await fs.truncate(file, lastFrame + 3);
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 4));
@@ -117,9 +117,9 @@ describe('FileStorage recovery', () => {
     await writeRecords(10);
     const file = await lastSegment();
     const { frames, payloads } = await frameOffsets(file);
-    const lastFrame = frames[frames.length - 1] as number;
+    const lastFrame = frames[frames.length - 1]!;
     const size = (await fs.stat(file)).size;
-    const at = (payloads[payloads.length - 1] as number) + 3;
+    const at = payloads[payloads.length - 1]! + 3;
     await flipByte(file, at, 0x20);
 
     const { numbers, report } = await reopen();
@@ -139,7 +139,7 @@ describe('FileStorage recovery', () => {
     await writeRecords(10);
     const file = await lastSegment();
     const { frames } = await frameOffsets(file);
-    const lastFrame = frames[frames.length - 1] as number;
+    const lastFrame = frames[frames.length - 1]!;
     const size = (await fs.stat(file)).size;
     await flipByte(file, lastFrame + 5, 0xff);
     const { numbers, report } = await reopen();
@@ -159,11 +159,11 @@ describe('FileStorage recovery', () => {
     await writeRecords(10);
     const file = await lastSegment();
     const { frames, payloads } = await frameOffsets(file);
-    await flipByte(file, payloads[5] as number, 0x01);
+    await flipByte(file, payloads[5]!, 0x01);
     const data = await fs.readFile(file);
     const { numbers, report } = await reopen();
     expect(numbers).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9]);
-    const bytes = (frames[6] as number) - (frames[5] as number);
+    const bytes = frames[6]! - frames[5]!;
     expect(cutsOf(report)).toEqual([
       { segment: path.basename(file), offset: frames[5], bytes, reason: 'checksum' },
     ]);
@@ -186,7 +186,7 @@ describe('FileStorage recovery', () => {
     expect(files.length).toBeGreaterThan(3);
     const file = await lastSegment();
     const { frames } = await frameOffsets(file);
-    const lastFrame = frames[frames.length - 1] as number;
+    const lastFrame = frames[frames.length - 1]!;
     await fs.truncate(file, lastFrame + 12);
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 119));
@@ -228,7 +228,7 @@ describe('FileStorage recovery', () => {
     sandbox.directory = await tempDir('recovery');
     await writeRecords(60, 1024);
     const names = await segmentFiles(sandbox.directory);
-    const middle = path.join(sandbox.directory, names[1] as string);
+    const middle = path.join(sandbox.directory, names[1]!);
     await flipByte(middle, 10, 0x55);
     const { numbers, report } = await reopen();
     expect(numbers).toEqual(range(0, 60));

@@ -47,7 +47,7 @@ describe('Quarantine', () => {
     expect(offsets.length).toBeGreaterThan(8);
     expect(offsets).toEqual(offsets.map((_, i) => 40 - offsets.length + i));
     // The last location reported is the last entry of the current file.
-    const last = locations[locations.length - 1] as string;
+    const last = locations[locations.length - 1]!;
     const at = Number(/at offset (\d+)$/.exec(last)?.[1]);
     const current = fs.readFileSync(path.join(sandbox.directory, 'quarantine.log'), 'latin1');
     expect(current.slice(at)).toMatch(

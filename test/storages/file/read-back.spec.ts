@@ -21,7 +21,7 @@ async function openOnDisk(errors: Error[]) {
 /** The newest segment file's path, and where the payload of each of its APPEND frames is. */
 async function payloadsOfNewest(): Promise<{ file: string; payloads: number[] }> {
   const names = await segmentFiles(sandbox.directory);
-  const file = path.join(sandbox.directory, names[names.length - 1] as string);
+  const file = path.join(sandbox.directory, names[names.length - 1]!);
   return { file, payloads: (await frameOffsets(file)).payloads };
 }
 
@@ -36,7 +36,7 @@ describe('FileStorage reading records back from disk', () => {
     await storage.append([0, 1, 2, 3, 4].map(rec));
     const { file, payloads } = await payloadsOfNewest();
     // 'record 2' becomes 'secord 2': still JSON of the right shape, so only the checksum tells.
-    const at = (payloads[2] as number) + JSON.stringify(rec(2)).indexOf('record');
+    const at = payloads[2]! + JSON.stringify(rec(2)).indexOf('record');
     await flipByte(file, at, 0x01);
 
     const batch = await storage.reserve(10, { now: T0 });
@@ -60,7 +60,7 @@ describe('FileStorage reading records back from disk', () => {
     const first = await storage.reserve(10, { now: T0 });
     await storage.release(first, T0 + 1000);
     const { file, payloads } = await payloadsOfNewest();
-    const at = (payloads[1] as number) + JSON.stringify(rec(1)).indexOf('record');
+    const at = payloads[1]! + JSON.stringify(rec(1)).indexOf('record');
     await flipByte(file, at, 0x01);
 
     expect(await storage.reserve(10, { now: T0 })).toEqual([]);

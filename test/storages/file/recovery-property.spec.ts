@@ -143,8 +143,8 @@ async function framesIn(directory: string): Promise<Frame[]> {
     const scan = scanSegment(data, kind);
     expect(scan.damage).toEqual([]);
     for (let i = 0; i < scan.frames.length; i += 2) {
-      const at = scan.frames[i] as number;
-      const end = scan.frames[i + 1] as number;
+      const at = scan.frames[i]!;
+      const end = scan.frames[i + 1]!;
       const holds = new Map<number, string>();
       const acks: number[] = [];
       const text = (offset: number, bytes: number): string =>
@@ -168,14 +168,14 @@ async function damage(directory: string, damages: readonly Damage[]): Promise<vo
   for (const step of damages) {
     const names = await segmentFiles(directory);
     if (names.length === 0) return;
-    const name = names[step.file % names.length] as string;
+    const name = names[step.file % names.length]!;
     const file = path.join(directory, name);
     const data = await fs.readFile(file);
     switch (step.kind) {
       case 'flip': {
         if (data.length === 0) break;
         const at = step.where % data.length;
-        data[at] = (data[at] as number) ^ step.xor;
+        data[at] = data[at]! ^ step.xor;
         await fs.writeFile(file, data);
         break;
       }
@@ -186,7 +186,7 @@ async function damage(directory: string, damages: readonly Damage[]): Promise<vo
         await fs.unlink(file);
         break;
       case 'duplicate': {
-        const last = parseSegmentName(names[names.length - 1] as string) as number;
+        const last = parseSegmentName(names[names.length - 1]!) as number;
         await fs.writeFile(path.join(directory, segmentName(last + step.ahead)), data, {
           mode: 0o600,
         });
@@ -283,7 +283,7 @@ describe('FileStorage recovery, as a property', () => {
     const names = await segmentFiles(directory);
     expect(names.length).toBeGreaterThanOrEqual(4);
     const written = await framesIn(directory);
-    const gone = names[2] as string;
+    const gone = names[2]!;
     await fs.unlink(path.join(directory, gone));
     const expected = await expectedRecords(directory, written);
     const { records, report } = await recovered(directory);

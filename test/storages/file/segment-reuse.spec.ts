@@ -170,7 +170,7 @@ describe('FileStorage: writing into space that exists already', () => {
       expect(spares).toHaveLength(2);
       const inodes = spares.map((name) => inode(inDir(name)));
       // Old bytes at the very end of the first spare (its own zeros ahead were overwritten).
-      const handle = await fsp.open(inDir(spares[0] as string), 'r+');
+      const handle = await fsp.open(inDir(spares[0]!), 'r+');
       const { size } = await handle.stat();
       await handle.write(Buffer.alloc(FRAME_HEAD_BYTES, 0xab), 0, FRAME_HEAD_BYTES, size - 12);
       await handle.close();
@@ -215,8 +215,8 @@ describe('FileStorage: writing into space that exists already', () => {
 
     it("a recycled segment's stale frames are never replayed: exactly the new records come back", async () => {
       const spares = await journalWithSpares(1024, 60);
-      const oldBytes = await fsp.readFile(inDir(spares[0] as string));
-      const oldInode = inode(inDir(spares[0] as string));
+      const oldBytes = await fsp.readFile(inDir(spares[0]!));
+      const oldInode = inode(inDir(spares[0]!));
 
       const { storage } = await open({ segmentBytes: 1024 });
       await appendAll(storage, [500, 501, 502], 1);
@@ -254,8 +254,8 @@ describe('FileStorage: writing into space that exists already', () => {
      */
     async function recycledSegment(): Promise<{ file: string; before: Buffer; frames: number[] }> {
       const spares = await journalWithSpares(8192, 400);
-      const before = await fsp.readFile(inDir(spares[0] as string));
-      const spareInode = inode(inDir(spares[0] as string));
+      const before = await fsp.readFile(inDir(spares[0]!));
+      const spareInode = inode(inDir(spares[0]!));
       const { storage } = await open({ segmentBytes: 8192 });
       await appendAll(storage, range(1000, 1100));
       await crash(storage);
@@ -282,7 +282,7 @@ describe('FileStorage: writing into space that exists already', () => {
         {
           segment: path.basename(file),
           offset: frames[k],
-          bytes: withoutTrailingZeros(data) - (frames[k] as number),
+          bytes: withoutTrailingZeros(data) - frames[k]!,
           reason: 'incomplete',
           repair: 'cut',
           quarantined: `${inDir('quarantine.log')} at offset 0`,
@@ -295,8 +295,8 @@ describe('FileStorage: writing into space that exists already', () => {
     it('a damaged last frame of a recycled segment is cut and reported', async () => {
       const { file, frames } = await recycledSegment();
       const data = await fsp.readFile(file);
-      const last = frames[99] as number;
-      data[last + FRAME_HEAD_BYTES + 20] = (data[last + FRAME_HEAD_BYTES + 20] as number) ^ 0x04;
+      const last = frames[99]!;
+      data[last + FRAME_HEAD_BYTES + 20] = data[last + FRAME_HEAD_BYTES + 20]! ^ 0x04;
       await fsp.writeFile(file, data);
 
       const { storage, reports } = await open({ segmentBytes: 8192 });
@@ -325,10 +325,10 @@ describe('FileStorage: writing into space that exists already', () => {
         sandbox.untrack();
         const files = await segmentFiles(sandbox.directory);
         expect(files.length).toBeGreaterThanOrEqual(3);
-        const file = inDir(files[1] as string);
+        const file = inDir(files[1]!);
         const inFile = (await appendedIn(file)) as Rec[];
         const { frames } = await frameOffsets(file);
-        const at = frames[2] as number;
+        const at = frames[2]!;
         const data = await fsp.readFile(file);
         const end = at + FRAME_HEAD_BYTES + data.readUInt32LE(at);
         if (kind === 'zeros') data.fill(0, at, end);
@@ -352,7 +352,7 @@ describe('FileStorage: writing into space that exists already', () => {
             quarantined: `${inDir('quarantine.log')} at offset 0`,
           },
         ]);
-        const lost = (inFile[2] as Rec).n;
+        const lost = inFile[2]!.n;
         expect(await numbersIn(next)).toEqual(range(0, 60).filter((n) => n !== lost));
       },
     );

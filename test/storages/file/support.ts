@@ -93,7 +93,7 @@ export function useChildDirectory(label: string): () => Promise<string> {
 /** Flips the bits of `mask` in the byte at `at` of `file`, as damage on disk would. */
 export async function flipByte(file: string, at: number, mask = 0xff): Promise<void> {
   const data = await fs.readFile(file);
-  data[at] = (data[at] as number) ^ mask;
+  data[at] = data[at]! ^ mask;
   await fs.writeFile(file, data);
 }
 
@@ -138,9 +138,9 @@ export async function frameOffsets(
   const frames: number[] = [];
   const payloads: number[] = [];
   for (let i = 0; i < scan.frames.length; i += 2) {
-    const at = scan.frames[i] as number;
+    const at = scan.frames[i]!;
     frames.push(at);
-    replayFrame(data, at, scan.frames[i + 1] as number, kind, {
+    replayFrame(data, at, scan.frames[i + 1]!, kind, {
       ...ignoreFrames,
       append: (_id, offset) => void payloads.push(offset),
     });
@@ -171,7 +171,7 @@ export async function appendedIn(file: string): Promise<unknown[]> {
   const scan = scanSegment(data, kind);
   const records: unknown[] = [];
   for (let i = 0; i < scan.frames.length; i += 2) {
-    replayFrame(data, scan.frames[i] as number, scan.frames[i + 1] as number, kind, {
+    replayFrame(data, scan.frames[i]!, scan.frames[i + 1]!, kind, {
       ...ignoreFrames,
       append: (_id, offset, bytes) => {
         records.push(JSON.parse(data.toString('utf8', offset, offset + bytes)));

@@ -95,7 +95,15 @@ describePostgres('A NestJS app on PostgresStorage killed mid-batch and restarted
   }
 
   /** The drain line the Nest module logs, as numbers. */
-  async function drained(app: Fixture): Promise<Record<string, number>> {
+  /** The counts of the Nest drain log line. */
+  interface DrainLine {
+    readonly processed: number;
+    readonly remaining: number;
+    readonly leasedElsewhere: number;
+    readonly inFlight: number;
+  }
+
+  async function drained(app: Fixture): Promise<DrainLine> {
     const line = await app.waitForLine(/drained in/, 30_000);
     const count = (label: string): number => Number(new RegExp(`(\\d+) ${label}`).exec(line)?.[1]);
     return {

@@ -115,7 +115,7 @@ describePostgres('PostgresStorage statements at depth', () => {
     ]);
     const read: string[] = [];
     for (const scan of plan.filter((n) => n['Relation Name']?.startsWith(table))) {
-      const relation = scan['Relation Name'] as string;
+      const relation = scan['Relation Name']!;
       const where = `${scan['Node Type']} on ${relation}`;
       if (!small.has(relation) && scan['Actual Loops'] > 0) expect(where).not.toMatch(/^Seq Scan/);
       if (rowsRead(scan) > bound + (small.get(relation) ?? 0)) {

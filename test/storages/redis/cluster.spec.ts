@@ -43,7 +43,7 @@ describeRedis('RedisStorage on a Redis Cluster of three masters', () => {
         Object.values(storage.keys).map((key) => client.cluster('KEYSLOT', key)),
       );
       expect(new Set(keySlots).size).toBe(1);
-      slots.add(keySlots[0] as number);
+      slots.add(keySlots[0]!);
       await storage.close();
     }
     expect(slots.size).toBeGreaterThan(1);

@@ -413,7 +413,7 @@ describeRedis('RedisStorage', () => {
     const own = client();
     const names = async (): Promise<string[]> =>
       ((await own.xinfo('CONSUMERS', gone.keys.stream, 'bufio')) as string[][]).map(
-        (info) => info[info.indexOf('name') + 1] as string,
+        (info) => info[info.indexOf('name') + 1]!,
       );
     expect(await names()).toEqual([gone.consumer]);
     await sleep(150);

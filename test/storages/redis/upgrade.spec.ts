@@ -43,13 +43,13 @@ describeRedis('RedisStorage over what BufIO 0.2.0 left under its key names', () 
       // one due now, a lease that lapsed, one still held. 7..9 were never read.
       for (const id of ids.slice(3, 7)) await admin.xdel(old.key('stream'), id);
       const now = await old.serverNow();
-      await old.held(ids[3] as string, 3, 2, { retryAt: 1000 });
-      await old.held(ids[4] as string, 4, 1, {});
-      await old.held(ids[5] as string, 5, 1, { leasedUntil: now - 1 });
-      await old.held(ids[6] as string, 6, 0, { leasedUntil: now + 60_000 });
+      await old.held(ids[3]!, 3, 2, { retryAt: 1000 });
+      await old.held(ids[4]!, 4, 1, {});
+      await old.held(ids[5]!, 5, 1, { leasedUntil: now - 1 });
+      await old.held(ids[6]!, 6, 0, { leasedUntil: now + 60_000 });
       await new Promise((resolve) => setTimeout(resolve, LEASE_TIMEOUT + 50));
       // The live process renews its lease, as 0.2.0 does (XCLAIM resets the idle time).
-      await admin.xclaim(old.key('stream'), 'bufio', 'live-0.2.0', 0, ids[2] as string, 'JUSTID');
+      await admin.xclaim(old.key('stream'), 'bufio', 'live-0.2.0', 0, ids[2]!, 'JUSTID');
 
       const storage = new RedisStorage<{ n: number }>({
         url: REDIS_URL,
@@ -76,9 +76,9 @@ describeRedis('RedisStorage over what BufIO 0.2.0 left under its key names', () 
       expect(byNumber(await drain(storage, 1000))).toEqual([[3, 2, 3]]);
 
       // The live 0.2.0 process finishes one record; the other's lease lapses: it comes over too.
-      await admin.xack(old.key('stream'), 'bufio', ids[2] as string);
-      await admin.xdel(old.key('stream'), ids[2] as string);
-      await admin.zadd(old.key('lease'), now - 1, ids[6] as string);
+      await admin.xack(old.key('stream'), 'bufio', ids[2]!);
+      await admin.xdel(old.key('stream'), ids[2]!);
+      await admin.zadd(old.key('lease'), now - 1, ids[6]!);
       expect(await storage.recover()).toBe(1);
       expect(byNumber(await drain(storage, 1000))).toEqual([[6, 0, 2]]);
       expect(await storage.leasedElsewhere()).toBe(0);
