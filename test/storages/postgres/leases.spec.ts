@@ -7,18 +7,19 @@ import {
 } from '../../../lib/storages/postgres/index.js';
 import { describeWith } from '../../support/services.js';
 import { sleep, waitFor } from '../../support/wait.js';
-import { countRecords, countRows, dropTables, POSTGRES_URL, postgresSpec } from './support.js';
+import {
+  countRecords,
+  countRows,
+  dropTables,
+  POSTGRES_URL,
+  postgresSpec,
+  type Rec,
+  recs,
+  numbers,
+} from './support.js';
 import { TcpProxy, targetOf, throughProxy } from './tcp-proxy.js';
 
 const describePostgres = await describeWith('postgres');
-
-interface Rec {
-  readonly n: number;
-}
-
-const recs = (from: number, to: number): Rec[] =>
-  Array.from({ length: to - from }, (_, i) => ({ n: from + i }));
-const numbers = (batch: readonly StoredRecord<Rec>[]): number[] => batch.map((e) => e.record.n);
 
 describePostgres('PostgresStorage leases, counters and ids', () => {
   const spec = postgresSpec('lease');

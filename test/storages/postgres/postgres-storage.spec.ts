@@ -1,6 +1,6 @@
 import { expect, it, jest } from '@jest/globals';
 import pg from 'pg';
-import { StorageUnavailableError, type StoredRecord } from '../../../lib/index.js';
+import { StorageUnavailableError } from '../../../lib/index.js';
 import {
   PostgresStorage,
   type PostgresStorageOptions,
@@ -15,18 +15,13 @@ import {
   RUN_ID,
   terminateBackends,
   uniqueTable,
+  numbers,
+  type Rec,
+  recs,
 } from './support.js';
 import { sleep, waitFor } from '../../support/wait.js';
 
 const describePostgres = await describeWith('postgres');
-
-interface Rec {
-  readonly n: number;
-}
-
-const recs = (from: number, to: number): Rec[] =>
-  Array.from({ length: to - from }, (_, i) => ({ n: from + i }));
-const numbers = (batch: readonly StoredRecord<Rec>[]): number[] => batch.map((e) => e.record.n);
 
 /** The text and values of a `pool.query` call, given as (text, values) or as a config object. */
 function statement(call: unknown[]): { text: string; values: unknown[] } {

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll } from '@jest/globals';
 import pg from 'pg';
+import type { StoredRecord } from '../../../lib/index.js';
 import {
   PostgresStorage,
   type PostgresStorageOptions,
@@ -11,6 +12,19 @@ export { POSTGRES_URL };
 
 /** Distinguishes this run's tables from other runs' and other jest workers'. */
 export const RUN_ID = `${process.pid.toString(36)}${Date.now().toString(36).slice(-5)}`;
+
+/** The record of the storage specs: a number, to read batches back as lists. */
+export interface Rec {
+  readonly n: number;
+}
+
+/** Records `from` to `to` (excluded). */
+export const recs = (from: number, to: number): Rec[] =>
+  Array.from({ length: to - from }, (_, i) => ({ n: from + i }));
+
+/** A batch's records as their numbers. */
+export const numbers = (batch: readonly StoredRecord<Rec>[]): number[] =>
+  batch.map((e) => e.record.n);
 
 let tableCount = 0;
 
