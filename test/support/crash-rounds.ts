@@ -17,6 +17,8 @@ export interface CrashPlan {
   readonly killAfterMs: readonly [min: number, max: number];
   readonly producers?: number;
   readonly perProducer?: number;
+  /** The worker writes rows keyed by `context.ids` (see `CrashConfig.rows`). */
+  readonly rows?: CrashConfig['rows'];
 }
 
 /** What the drain printed: the `stop()` summary and how the storage was found. */
@@ -86,6 +88,7 @@ export async function crashAndDrain(plan: CrashPlan): Promise<CrashOutcome> {
           firstId: round * 10_000_000,
           producers: plan.producers,
           perProducer: plan.perProducer,
+          rows: plan.rows,
         },
         round,
       );
@@ -105,7 +108,10 @@ export async function crashAndDrain(plan: CrashPlan): Promise<CrashOutcome> {
       );
     }
 
-    const drain = run({ storage: plan.storage(plan.rounds), mode: 'drain' }, plan.rounds);
+    const drain = run(
+      { storage: plan.storage(plan.rounds), mode: 'drain', rows: plan.rows },
+      plan.rounds,
+    );
     drained = await drain.child.waitForLine(/^DRAINED /, 60_000);
     const exit = await drain.child.exited;
     exits.push(exit.code === 0 ? 'exit 0' : `unexpected ${JSON.stringify(exit)}`);
