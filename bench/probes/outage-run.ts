@@ -10,6 +10,8 @@
  * - `block`: the same pushes while the worker's calls never return; then prints `PUSHED` and
  *   waits to be killed (SIGKILL) with the backlog.
  * - `reopen`: opens the storage the killed process left, and drains it with a counting worker.
+ * - `baseline`: no outage: the same pushes with the worker up (counting), into a buffer that stays
+ *   about empty; the push rate the outage runs are compared with.
  *
  * Prints one line per phase, `PHASE <OutagePhase as JSON>`, and at the end `DONE <peak RSS of
  * the process, from getrusage>`.
@@ -23,7 +25,7 @@ import { OUTAGE_STORAGES, type OutageRecord } from '../suites/outage-storages.js
 export interface OutageRunConfig {
   readonly storage: string;
   readonly tag: string;
-  readonly mode: 'fail' | 'block' | 'reopen';
+  readonly mode: 'fail' | 'block' | 'reopen' | 'baseline';
   readonly records: number;
   readonly producers: number;
 }
@@ -138,7 +140,7 @@ function watchProgress(seen: Seen): () => void {
 // Reopening a journal is the first thing the `reopen` run measures.
 const opening = config.mode === 'reopen' ? measure('open') : undefined;
 const storage = await target.open(config.tag);
-let down = config.mode !== 'reopen';
+let down = config.mode === 'fail' || config.mode === 'block';
 let failedCalls = 0;
 const seen = new Seen(config.records);
 let allSeen: () => void = () => undefined;
@@ -192,6 +194,13 @@ if (opening) {
   if (config.mode === 'block') {
     process.stdout.write('PUSHED\n');
     await new Promise(() => undefined);
+  }
+  if (config.mode === 'baseline') {
+    // The records went as they came: no backlog to time.
+    await drained;
+    await bufio.stop();
+    process.stdout.write(`DONE ${process.resourceUsage().maxRSS * 1024}\n`);
+    process.exit(0);
   }
   const drain = measure('drain');
   seen.since = now();
