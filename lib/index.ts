@@ -23,5 +23,29 @@ export type {
   StoredRecord,
   UnreadableRecord,
 } from './core/storage.js';
-export * from './core/errors.js';
+export {
+  BufferFullError,
+  BufIOClosedError,
+  BufIOError,
+  type BufIOErrorCode,
+  CrashLoopError,
+  DeadLetterError,
+  DrainTimeoutError,
+  InvalidOptionsError,
+  InvalidRecordError,
+  NoWorkerError,
+  RecordDroppedError,
+  RecordTooLargeError,
+  SerializationError,
+  StorageAccessError,
+  StorageError,
+  StorageFullError,
+  StorageLockedError,
+  StorageUnavailableError,
+  UnreadableRecordError,
+  UnsafeDirectoryError,
+  UnsupportedError,
+  WorkerError,
+  WorkTimeoutError,
+} from './core/errors.js';
 export { MemoryStorage, type MemoryStorageOptions } from './storages/memory-storage.js';

@@ -69,7 +69,17 @@ export class BatchRunner<T, U> {
    * Runs a reserved batch: `looped` records (those that kept crashing their process) go to the
    * dead-letter path, the rest to the worker. `whole` keeps a bisected batch in one call.
    */
-  async run(
+  run(batch: StoredRecord<T>[], looped: readonly StoredRecord<T>[], whole: boolean): Promise<void> {
+    // The common case, one worker call: no async frame of its own (a promise and ticks a batch).
+    if (looped.length === 0 && batch.length > 0 && (!this.bisector || whole)) {
+      return this.runCall(batch).catch(this.reportFailure);
+    }
+    return this.runParts(batch, looped, whole);
+  }
+
+  private readonly reportFailure = (error: unknown): void => this.deps.events.report(error);
+
+  private async runParts(
     batch: StoredRecord<T>[],
     looped: readonly StoredRecord<T>[],
     whole: boolean,
@@ -176,8 +186,7 @@ export class BatchRunner<T, U> {
     const { name, storage, options } = this.deps;
     const worker = this.worker as Worker<T, U>;
     const timeout = options.workTimeout;
-    const ids = batch.map((entry) => entry.id);
-    const context = new CallContext(name, attempt, ids, storage.idScope ?? this.localScope);
+    const context = new CallContext(name, attempt, batch, storage.idScope ?? this.localScope);
     let timer: NodeJS.Timeout | undefined;
     try {
       let result: unknown = worker.work(records, context);

@@ -96,12 +96,13 @@ export class Dispatcher<T, U> {
   /** Reserves and dispatches batches while a trigger wants one and a worker slot is free. */
   pump(): void {
     const { storage, options, backlog } = this.deps;
+    // The slot check first: a burst of pushes calls this once per push while a batch runs.
     while (
+      this.active < this.slots() &&
       !this.reserving &&
       !this.held &&
       this.deps.runner.hasWorker &&
       this.deps.state() !== 'stopped' &&
-      this.active < this.slots() &&
       this.wantsBatch()
     ) {
       if (this.turns.isSpent(backlog.appended)) return;

@@ -78,13 +78,13 @@ export class CallContext implements WorkContext {
   constructor(
     readonly buffer: string,
     readonly attempt: number,
-    private readonly recordIds: readonly RecordId[],
+    private readonly batch: readonly { readonly id: RecordId }[],
     private readonly idScope: string,
   ) {}
 
   /** Built on first read: most workers never ask. */
   get ids(): readonly string[] {
-    this.keys ??= this.recordIds.map((id) => `${this.idScope}:${id}`);
+    this.keys ??= this.batch.map((entry) => `${this.idScope}:${entry.id}`);
     return this.keys;
   }
 
