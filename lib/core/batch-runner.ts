@@ -72,12 +72,10 @@ export class BatchRunner<T, U> {
   run(batch: StoredRecord<T>[], looped: readonly StoredRecord<T>[], whole: boolean): Promise<void> {
     // The common case, one worker call: no async frame of its own (a promise and ticks a batch).
     if (looped.length === 0 && batch.length > 0 && (!this.bisector || whole)) {
-      return this.runCall(batch).catch(this.reportFailure);
+      return this.runCall(batch);
     }
     return this.runParts(batch, looped, whole);
   }
-
-  private readonly reportFailure = (error: unknown): void => this.deps.events.report(error);
 
   private async runParts(
     batch: StoredRecord<T>[],
@@ -131,50 +129,62 @@ export class BatchRunner<T, U> {
     }
   }
 
-  /** One worker call, then what follows from its result: acks, retries, dead letters. */
+  /**
+   * One worker call, then what follows from its result: acks, retries, dead letters. Never
+   * rejects: what fails outside the worker is reported.
+   */
   private async runCall(batch: StoredRecord<T>[]): Promise<void> {
-    const records = batch.map((entry) => entry.record);
-    let attempt = 1;
-    for (const entry of batch) if (entry.attempts >= attempt) attempt = entry.attempts + 1;
-    const started = Date.now();
-    const outcome =
-      this.workHooks.length === 0
-        ? await this.callWorker(batch, records, attempt)
-        : await this.callInstrumented(batch, records, attempt);
-    const durationMs = Date.now() - started;
-    this.deps.counters.countCall(batch.length, durationMs);
+    try {
+      const records = batch.map((entry) => entry.record);
+      let attempt = 1;
+      for (const entry of batch) if (entry.attempts >= attempt) attempt = entry.attempts + 1;
+      const started = Date.now();
+      const outcome =
+        this.workHooks.length === 0
+          ? await this.callWorker(batch, records, attempt)
+          : await this.callInstrumented(batch, records, attempt);
+      const durationMs = Date.now() - started;
+      this.deps.counters.countCall(batch.length, durationMs);
 
-    if (!outcome.ok) {
-      // A whole batch failed: with bisectOnError, its halves are retried apart.
-      const split = this.bisector?.split(batch) ?? false;
-      await this.retryOrDeadLetter(batch, () => outcome.error, attempt, split);
-      return;
-    }
-    const perRecord = perRecordOutcomes<U>(outcome.value, batch.length);
-    if (!perRecord) {
-      await this.acknowledge(batch, records, undefined, durationMs);
-      return;
-    }
-    const done: StoredRecord<T>[] = [];
-    const results: (U | undefined)[] = [];
-    const rejected: StoredRecord<T>[] = [];
-    const errors = new Map<StoredRecord<T>, Error>();
-    perRecord.forEach((result, i) => {
-      const entry = batch[i] as StoredRecord<T>;
-      if (result.ok) {
-        done.push(entry);
-        results.push(result.value);
-      } else {
-        rejected.push(entry);
-        errors.set(entry, result.error);
+      if (!outcome.ok) {
+        // A whole batch failed: with bisectOnError, its halves are retried apart.
+        const split = this.bisector?.split(batch) ?? false;
+        await this.retryOrDeadLetter(batch, () => outcome.error, attempt, split);
+        return;
       }
-    });
-    if (done.length > 0) {
-      const doneRecords = done.length === batch.length ? records : done.map((e) => e.record);
-      await this.acknowledge(done, doneRecords, results, durationMs);
-    }
-    if (rejected.length > 0) {
-      await this.retryOrDeadLetter(rejected, (entry) => errors.get(entry) as Error, attempt, false);
+      const perRecord = perRecordOutcomes<U>(outcome.value, batch.length);
+      if (!perRecord) {
+        await this.acknowledge(batch, records, undefined, durationMs);
+        return;
+      }
+      const done: StoredRecord<T>[] = [];
+      const results: (U | undefined)[] = [];
+      const rejected: StoredRecord<T>[] = [];
+      const errors = new Map<StoredRecord<T>, Error>();
+      perRecord.forEach((result, i) => {
+        const entry = batch[i] as StoredRecord<T>;
+        if (result.ok) {
+          done.push(entry);
+          results.push(result.value);
+        } else {
+          rejected.push(entry);
+          errors.set(entry, result.error);
+        }
+      });
+      if (done.length > 0) {
+        const doneRecords = done.length === batch.length ? records : done.map((e) => e.record);
+        await this.acknowledge(done, doneRecords, results, durationMs);
+      }
+      if (rejected.length > 0) {
+        await this.retryOrDeadLetter(
+          rejected,
+          (entry) => errors.get(entry) as Error,
+          attempt,
+          false,
+        );
+      }
+    } catch (error) {
+      this.deps.events.report(error);
     }
   }
 
