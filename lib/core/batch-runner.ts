@@ -162,7 +162,7 @@ export class BatchRunner<T, U> {
       const rejected: StoredRecord<T>[] = [];
       const errors = new Map<StoredRecord<T>, Error>();
       perRecord.forEach((result, i) => {
-        const entry = batch[i] as StoredRecord<T>;
+        const entry = batch[i]!;
         if (result.ok) {
           done.push(entry);
           results.push(result.value);

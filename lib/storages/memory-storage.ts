@@ -94,7 +94,7 @@ export class MemoryStorage<T> implements Storage<T> {
 
   appendOne(record: T, options?: AppendOptions): RecordId {
     const laneIndex = options?.lane ?? 0;
-    const lane = laneIndex === 0 ? (this.lanes[0] as Lane<T>) : this.lane(laneIndex);
+    const lane = laneIndex === 0 ? this.lanes[0]! : this.lane(laneIndex);
     const id = idOf(laneIndex, lane.headSeq + lane.queue.length);
     if (this.held) this.held.hold(id, this.held.measureOne(record));
     lane.queue.push(record);
@@ -128,7 +128,7 @@ export class MemoryStorage<T> implements Storage<T> {
     // lanes always get part of a batch; the lowest non-empty lane takes whatever room is left.
     const share = options.laneShare ?? 0;
     for (let l = 0; l < this.lanes.length && batch.length < limit; l++) {
-      const lane = this.lanes[l] as Lane<T>;
+      const lane = this.lanes[l]!;
       if (lane.queue.length === 0) continue;
       const room = limit - batch.length;
       const quota = this.lowerLanesWait(l) ? Math.max(1, Math.ceil(room * (1 - share))) : room;
@@ -180,12 +180,12 @@ export class MemoryStorage<T> implements Storage<T> {
       throw new RangeError(`lane must be an integer from 0 to ${MAX_LANES - 1}, got ${index}`);
     }
     while (this.lanes.length <= index) this.lanes.push({ queue: new Queue<T>(), headSeq: 0 });
-    return this.lanes[index] as Lane<T>;
+    return this.lanes[index]!;
   }
 
   private lowerLanesWait(index: number): boolean {
     for (let l = index + 1; l < this.lanes.length; l++) {
-      if ((this.lanes[l] as Lane<T>).queue.length > 0) return true;
+      if (this.lanes[l]!.queue.length > 0) return true;
     }
     return false;
   }

@@ -57,7 +57,7 @@ export function useSandbox(label: string): Sandbox {
     },
     track<T>(...storages: FileStorage<T>[]) {
       opened.push(...(storages as FileStorage<unknown>[]));
-      return storages[0] as FileStorage<T>;
+      return storages[0]!;
     },
     async closeAll() {
       for (const storage of opened.splice(0)) await storage.close();
